@@ -1,0 +1,3 @@
+from wiseale.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""From a :class:`RunConfig` to data and a model: the one place that wires the three axes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from wiseale.config import RunConfig
+from wiseale.data import Dataset, load
+from wiseale.errors import WisealeError
+from wiseale.likelihoods import build_likelihood
+from wiseale.methods import build_model, get_method, resolve_options
+from wiseale.model import Autoencoder
+from wiseale.nets import build_nets, default_net
+
+
+def load_split(config: RunConfig, split: str) -> Dataset:
+    """The ``split`` of the config's data, limited to ``n_train``/``n_test`` samples."""
+    limit = config.n_train if split == "train" else config.n_test
+    if config.data == "sine":
+        return load("sine", split, **{f"n_{split}": limit})
+    data = load(config.data, split)
+    return data if limit is None else Dataset(data.name, data.x[:limit],
+                                              None if data.y is None else data.y[:limit])
+
+
+def default_likelihood(x: torch.Tensor) -> str:
+    """Bernoulli for data that is all 0 or 1, a Gaussian otherwise."""
+    return "bernoulli" if bool(((x == 0) | (x == 1)).all()) else "gaussian"
+
+
+def resolve(config: RunConfig, train: Dataset) -> RunConfig:
+    """The config with the method's options and the data-dependent defaults filled in."""
+    config.validate()
+    method = get_method(config.method)
+    if config.batch_size > len(train):
+        raise WisealeError(f"batch-size {config.batch_size} is larger than the {len(train)} "
+                           "training samples; lower --batch-size")
+    return dataclasses.replace(
+        config, method=method.name, options=resolve_options(method, config.options),
+        likelihood=config.likelihood or default_likelihood(train.x),
+        net=config.net or default_net(train.sample_shape),
+        sample_shape=list(train.sample_shape))
+
+
+def model_from_config(config: RunConfig) -> Autoencoder:
+    """A freshly initialised model for a resolved config (seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    try:
+        encoder, feature_dim, decoder = build_nets(config.net, tuple(config.sample_shape),
+                                                   config.latent_dim)
+        likelihood = build_likelihood(config.likelihood, config.sigma2)
+        method = get_method(config.method)
+        return build_model(method, config.options, encoder, feature_dim, decoder, likelihood,
+                           config.latent_dim)
+    except ValueError as exc:
+        raise WisealeError(str(exc)) from None

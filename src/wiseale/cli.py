@@ -1,0 +1,181 @@
+"""The ``wiseale`` command: train | evaluate | reproduce | methods | datasets | experiments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wiseale.config import LR_SCHEDULES, RunConfig
+from wiseale.errors import WisealeError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name the command to get help from."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
+    return value
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"options are KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one method on one data set")
+    p.add_argument("--method", required=True, help="a method of `wiseale methods`")
+    p.add_argument("--data", required=True, help="a data set of `wiseale datasets` or a "
+                   ".npy/.npz path")
+    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=5e-4)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
+    p.add_argument("--latent-dim", type=_positive_int, default=4)
+    p.add_argument("--n-train", type=_positive_int, help="use the first N training samples")
+    p.add_argument("--n-test", type=_positive_int, help="use the first N test samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--data-dir", type=Path, help="directory that relative data paths are in")
+    p.add_argument("--likelihood", choices=("gaussian", "bernoulli"),
+                   help="default: bernoulli for 0/1 data, gaussian otherwise")
+    p.add_argument("--sigma2", type=_positive_float, default=0.5,
+                   help="variance of the Gaussian likelihood (default 0.5)")
+    p.add_argument("--net", choices=("sine-conv", "mlp"), help="default: chosen from the "
+                   "data's shape")
+    p.add_argument("-o", "--option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from wiseale.experiments import EXPERIMENTS
+
+    parser = _Parser(prog="wiseale", description="Autoencoders that regularise the aggregate "
+                     "posterior: train, evaluate, reproduce the papers.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    sub.add_parser("methods", help="list the methods and their options")
+    sub.add_parser("datasets", help="list the named data sets")
+    sub.add_parser("experiments", help="list the reproducible experiments")
+    p = sub.add_parser("reproduce", help="reproduce a table or figure of the papers")
+    p.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="data set to use where the experiment allows a choice")
+    p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from wiseale.training import train
+
+    data = args.data
+    if args.data_dir is not None and not Path(data).is_absolute() and Path(data).suffix:
+        data = str(args.data_dir / data)
+    config = RunConfig(
+        method=args.method, data=data, options=dict(args.option), likelihood=args.likelihood,
+        sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+        device=args.device, n_train=args.n_train, n_test=args.n_test,
+        data_dir=None if args.data_dir is None else str(args.data_dir))
+    train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {args.method}: {args.out}/model.safetensors")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from wiseale.build import load_split
+    from wiseale.metrics import evaluate
+    from wiseale.training import load_run
+
+    model, config = load_run(args.run_dir)
+    data = load_split(config, args.split)
+    print(json.dumps(evaluate(model, data.x), indent=2))
+
+
+def _methods() -> None:
+    from wiseale.methods import ALIASES, METHODS
+
+    for method in METHODS.values():
+        aliases = [a for a, target in ALIASES.items() if target == method.name]
+        alias = f" (alias {', '.join(aliases)})" if aliases else ""
+        options = ", ".join(f"{k}={v}" for k, v in method.defaults.items())
+        print(f"{method.name}{alias}: {method.summary} [{method.source}]; options: {options}")
+
+
+def _datasets() -> None:
+    from wiseale.data import DATASETS
+
+    for name, (_, summary) in DATASETS.items():
+        print(f"{name}: {summary}")
+    print("PATH.npy / PATH.npz: your own N x D, N x C x L or N x C x H x W array")
+
+
+def _experiments() -> None:
+    from wiseale.experiments import EXPERIMENTS
+
+    for name, experiment in EXPERIMENTS.items():
+        print(f"{name}: {experiment.summary}")
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from wiseale.experiments import EXPERIMENTS
+
+    report = EXPERIMENTS[args.experiment].run(args.out, quick=args.quick, seed=args.seed,
+                                              data=args.data, progress=not args.no_progress)
+    print(f"report: {report}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce,
+                "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
+                "experiments": lambda _: _experiments()}
+    try:
+        handlers[args.command](args)
+    except WisealeError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"wiseale: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("wiseale: interrupted; the last checkpoint is kept (use --resume)\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

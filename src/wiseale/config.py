@@ -1,0 +1,85 @@
+"""The configuration of one training run, with its checks (one-line errors)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from wiseale.errors import WisealeError
+
+LR_SCHEDULES = ("constant", "cosine", "step")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; saved as ``config.json`` in the run directory.
+
+    ``likelihood``, ``net`` and ``sample_shape`` of None are resolved from the data when the
+    run starts.
+    ``n_train``/``n_test`` of None use the whole split. ``eval_size`` test samples are
+    evaluated after every epoch (all of them at the end of the run).
+    """
+
+    method: str
+    data: str
+    options: dict[str, Any] = field(default_factory=dict)
+    likelihood: str | None = None
+    sigma2: float = 0.5
+    net: str | None = None
+    latent_dim: int = 4
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-4
+    lr_schedule: str = "constant"
+    seed: int = 0
+    device: str = "cpu"
+    n_train: int | None = None
+    n_test: int | None = None
+    eval_size: int = 4096
+    data_dir: str | None = None
+    sample_shape: list[int] | None = None
+
+    def validate(self) -> RunConfig:
+        for name in ("latent_dim", "epochs", "batch_size", "eval_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
+                                   f"got {value}")
+        for name in ("n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
+                                   f"got {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise WisealeError(f"lr must be a finite positive number, got {self.lr}")
+        if not (math.isfinite(self.sigma2) and self.sigma2 > 0):
+            raise WisealeError(f"sigma2 must be a finite positive number, got {self.sigma2}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise WisealeError(f"unknown lr schedule {self.lr_schedule!r}; use one of "
+                               f"{', '.join(LR_SCHEDULES)}")
+        if self.device not in DEVICES:
+            raise WisealeError(f"unknown device {self.device!r}; use cpu or cuda")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise WisealeError(f"config has unknown fields {sorted(unknown)}; it was written by "
+                               "another version of wiseale")
+        return cls(**data)
+
+
+def learning_rate(config: RunConfig, epoch: int) -> float:
+    """The learning rate of ``epoch`` (0-based): a pure function, so resuming is exact."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+    if config.lr_schedule == "step":  # x0.1 at 50% and 75% of the epochs
+        return config.lr * 0.1 ** sum(epoch >= f * config.epochs for f in (0.5, 0.75))
+    return config.lr

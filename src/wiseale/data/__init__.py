@@ -1,0 +1,28 @@
+"""Data sets: ``load(name_or_path, split)`` returns a :class:`Dataset` of float32 tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wiseale.data.arrays import load_array_file
+from wiseale.data.dataset import SPLITS, Dataset
+from wiseale.data.sine import load_sine
+from wiseale.errors import WisealeError
+
+DATASETS = {"sine": (load_sine, "sine waves of 001 Sec. 5 (generated, 200,000 by default)")}
+
+__all__ = ["DATASETS", "Dataset", "load"]
+
+
+def load(name_or_path: str, split: str = "train", **options: Any) -> Dataset:
+    """A named data set (``wiseale datasets`` lists them) or a .npy / .npz file of yours."""
+    if split not in SPLITS:
+        raise WisealeError(f"unknown split {split!r}; use 'train' or 'test'")
+    if name_or_path in DATASETS:
+        return DATASETS[name_or_path][0](split=split, **options)
+    path = Path(name_or_path)
+    if path.suffix in (".npy", ".npz") or path.exists():
+        return load_array_file(path, split=split, **options)
+    raise WisealeError(f"unknown data set {name_or_path!r}; use one of {', '.join(DATASETS)} "
+                       "or a path to a .npy/.npz file")

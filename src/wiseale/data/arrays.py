@@ -1,0 +1,68 @@
+"""A user's own data: a .npy array, or a .npz archive with ``x`` (and ``y``, ``x_test``,
+``y_test``). Without a test array, a fixed 10% of the samples (seed 0) is the test split."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wiseale.data.dataset import Dataset
+from wiseale.errors import WisealeError
+
+TEST_FRACTION = 0.1
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise WisealeError(f"data file {path} does not exist; check the path")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        else:
+            arrays = {"x": np.load(path, allow_pickle=False)}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise WisealeError(f"cannot read {path} as a NumPy array ({exc}); save it with "
+                           "numpy.save or numpy.savez, without object arrays") from None
+    if "x" not in arrays:
+        if len(arrays) != 1:
+            raise WisealeError(f"{path} holds {sorted(arrays)}; name the data array 'x'")
+        arrays = {"x": next(iter(arrays.values()))}
+    return arrays
+
+
+def _as_float(path: Path, key: str, array: np.ndarray) -> torch.Tensor:
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise WisealeError(f"{path}:{key} has dtype {array.dtype}; store real numbers")
+    if array.ndim not in (2, 3, 4):
+        raise WisealeError(f"{path}:{key} has shape {array.shape}; use N x D vectors, N x C x L "
+                           "signals or N x C x H x W images")
+    if array.shape[0] == 0:
+        raise WisealeError(f"{path}:{key} is empty; give it at least one sample")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def load_array_file(path: str | Path, split: str = "train") -> Dataset:
+    """The ``split`` of the array file at ``path`` (see the module docstring)."""
+    path = Path(path)
+    arrays = _read(path)
+    name = f"{path.stem}-{split}"
+    if "x_test" in arrays:
+        key = "x" if split == "train" else "x_test"
+        labels = arrays.get("y" if split == "train" else "y_test")
+        x = _as_float(path, key, arrays[key])
+        y = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        return Dataset(name, x, y)
+    x = _as_float(path, "x", arrays["x"])
+    labels = arrays.get("y")
+    y = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    n_test = int(round(TEST_FRACTION * len(x)))
+    if n_test == 0 or n_test == len(x):
+        raise WisealeError(f"{path} has {len(x)} samples: too few to hold out a test split; "
+                           "add samples or store x_test in a .npz")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    index = order[n_test:] if split == "train" else order[:n_test]
+    return Dataset(name, x[index], None if y is None else y[index])

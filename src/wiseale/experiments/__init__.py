@@ -1,0 +1,8 @@
+"""Reproducible experiments: ``wiseale reproduce NAME``."""
+
+from __future__ import annotations
+
+from wiseale.experiments import sine
+from wiseale.experiments.common import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (sine.EXPERIMENT,)}

@@ -1,0 +1,65 @@
+"""What every experiment shares: train a set of methods into one directory, collect
+``results.json``, and write a report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wiseale.config import RunConfig
+from wiseale.data import Dataset
+from wiseale.errors import WisealeError
+from wiseale.storage import read_json, write_json
+from wiseale.training import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, train
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    run: Callable[..., Path]
+
+
+def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
+                  test_data: Dataset, progress: bool = True) -> dict[str, Any]:
+    """Train each config into ``out/runs/NAME``; finished runs with the same config are
+    reused and interrupted ones resumed, so an experiment can be run again after a kill.
+    Returns the ``methods`` block of results.json, with each run's per-epoch history."""
+    methods: dict[str, Any] = {}
+    for name, config in configs.items():
+        run_dir = out / "runs" / name
+        finished = (run_dir / WEIGHTS).exists() and (run_dir / EVALUATION).exists()
+        if finished:
+            saved = read_json(run_dir / "config.json")
+            if any(saved.get(k) != v for k, v in dataclasses.asdict(config).items()
+                   if v is not None and k not in ("options",)):
+                raise WisealeError(f"{run_dir} holds a run with other settings; use another "
+                                   "--out")
+        else:
+            train(config, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress,
+                  train_data=train_data, test_data=test_data)
+        evaluation = read_json(run_dir / EVALUATION)
+        history = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines()]
+        methods[name] = {"config": read_json(run_dir / "config.json"),
+                         "train": evaluation["train"], "test": evaluation["test"],
+                         "history": history}
+    return methods
+
+
+def write_results(out: Path, experiment: str, quick: bool, methods: dict[str, Any]) -> None:
+    write_json(out / "results.json", {"experiment": experiment, "quick": quick,
+                                      "methods": methods})
+
+
+def metrics_table(methods: dict[str, Any], keys: list[str], split: str = "test") -> str:
+    """A markdown table: one row per method, one column per metric."""
+    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, entry in methods.items():
+        cells = [("n/a" if entry[split].get(k) is None else f"{entry[split][k]:.4g}")
+                 for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""Methods are named presets: one encoder noise, a set of weighted regularisers, options.
+
+Adding a method is adding an entry to ``METHODS``. The likelihood is chosen by the data (or
+``--likelihood``), not by the method, so every method runs on the same likelihood.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from wiseale.encoders import NOISES
+from wiseale.errors import WisealeError
+from wiseale.model import RECONSTRUCTIONS, Autoencoder
+from wiseale.regularizers import AGGREGATE_SCALINGS, REGULARIZERS
+
+
+@dataclass(frozen=True)
+class Term:
+    """A regulariser of kind ``kind`` whose constructor arguments come from method options:
+    ``params`` maps each argument name to the option that sets it."""
+
+    kind: str
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    source: str
+    noise: str
+    terms: tuple[Term, ...]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("aevb", "VAE: per-sample KL to N(0, I)", "001 Eq. 26 (Kingma & Welling)",
+           "gaussian", (Term("kl", {"weight": "beta"}),), {"beta": 1.0}),
+    Method("beta-vae", "per-sample KL weighted by beta", "Higgins et al. 2017 (001 Sec. 5)",
+           "gaussian", (Term("kl", {"weight": "beta"}),), {"beta": 4.0}),
+    Method("wise-ale", "aggregate-posterior KL upper bound on the mini-batch",
+           "001 Eq. 21, 25, 27", "gaussian",
+           (Term("aggregate_kl", {"weight": "weight", "scaling": "scaling"}),),
+           {"weight": 1.0, "scaling": "batch", "reconstruction": "sample"},
+           {"scaling": AGGREGATE_SCALINGS, "reconstruction": RECONSTRUCTIONS}),
+    Method("wae", "deterministic encoder, MMD to N(0, I)", "Tolstikhin et al. (003 Eq. 3)",
+           "none", (Term("mmd", {"weight": "lambda", "kernel": "kernel"}),),
+           {"lambda": 10.0, "kernel": "imq"}, {"kernel": ("imq", "rbf")}),
+)}
+ALIASES = {"vae": "aevb"}
+
+
+def get_method(name: str) -> Method:
+    """The preset called ``name`` (or one of its aliases)."""
+    method = METHODS.get(ALIASES.get(name, name))
+    if method is None:
+        names = ", ".join(sorted([*METHODS, *ALIASES]))
+        raise WisealeError(f"unknown method {name!r}; use one of {names}")
+    return method
+
+
+def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
+    """The method's defaults overridden by ``options``, type-checked against the defaults."""
+    resolved = dict(method.defaults)
+    for key, value in options.items():
+        if key not in method.defaults:
+            known = ", ".join(method.defaults) or "none"
+            raise WisealeError(f"method {method.name} has no option {key!r}; its options: {known}")
+        default = method.defaults[key]
+        if isinstance(default, float):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise WisealeError(f"option {key} of {method.name} must be a number, got "
+                                   f"{value!r}") from None
+            if not value >= 0 or value == float("inf"):
+                raise WisealeError(f"option {key} of {method.name} must be finite and >= 0, "
+                                   f"got {value}")
+        elif key in method.choices and value not in method.choices[key]:
+            raise WisealeError(f"option {key} of {method.name} must be one of "
+                               f"{', '.join(method.choices[key])}; got {value!r}")
+        resolved[key] = value
+    return resolved
+
+
+def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,
+                decoder: nn.Module, likelihood: nn.Module, latent_dim: int) -> Autoencoder:
+    """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
+    noise_kwargs = {"sigma_eps": options["sigma_eps"]} if method.noise == "fixed" else {}
+    noise = NOISES[method.noise](feature_dim, latent_dim, **noise_kwargs)
+    regularizers = [REGULARIZERS[t.kind](**{arg: options[opt] for arg, opt in t.params.items()})
+                    for t in method.terms]
+    return Autoencoder(encoder, noise, decoder, likelihood, regularizers,
+                       reconstruction=options.get("reconstruction", "sample"))

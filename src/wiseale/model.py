@@ -1,0 +1,86 @@
+"""Autoencoder = backbone encoder + encoder noise + decoder + likelihood + regularisers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from wiseale import functional as F
+from wiseale.encoders import Posterior
+
+RECONSTRUCTIONS = ("sample", "exact", "mixture")
+
+
+@dataclass
+class LossOutput:
+    """The loss to minimise and its named parts (detached, batch means) for logging."""
+
+    loss: Tensor
+    parts: dict[str, Tensor]
+
+
+class Autoencoder(nn.Module):
+    """One model class for every method; the method is the choice of the parts.
+
+    ``reconstruction`` picks the reconstruction term of 001 Sec. 3.3.1:
+    ``sample`` is Eq. 17 (each z_i explains its own x_i, as in AEVB); ``exact`` is Eq. 15
+    on the mini-batch (each z_i is scored against every x_j of the batch, mean over j);
+    ``mixture`` is Eq. 16 (log of the mean likelihood over j). The last two cost one
+    M x M x D matrix product per step.
+    """
+
+    def __init__(self, encoder: nn.Module, noise: nn.Module, decoder: nn.Module,
+                 likelihood: nn.Module, regularizers: list[nn.Module],
+                 reconstruction: str = "sample"):
+        super().__init__()
+        if reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"unknown reconstruction {reconstruction!r}; use one of "
+                             f"{', '.join(RECONSTRUCTIONS)}")
+        self.encoder, self.noise, self.decoder = encoder, noise, decoder
+        self.likelihood = likelihood
+        self.regularizers = nn.ModuleList(regularizers)
+        self.reconstruction = reconstruction
+
+    def encode(self, x: Tensor, sample: bool = True) -> Posterior:
+        return self.noise(self.encoder(x), sample=sample)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The likelihood's parameters (logits or means) for latent codes z."""
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """x_hat decoded from the posterior mean."""
+        return self.likelihood.mean(self.decode(self.encode(x, sample=False).mu))
+
+    def _reconstruction_term(self, x: Tensor, out: Tensor, own_nll: Tensor) -> Tensor:
+        if self.reconstruction == "sample":
+            return own_nll.mean()
+        pairwise = self.likelihood.pairwise_nll(x, out)  # [i, j] = -log p(x_j | z_i)
+        if self.reconstruction == "exact":
+            return pairwise.mean()
+        m = x.shape[0]
+        return -(torch.logsumexp(-pairwise, dim=1) - math.log(m)).mean()
+
+    def forward(self, x: Tensor) -> LossOutput:
+        post = self.encode(x)
+        out = self.decode(post.z)
+        own_nll = self.likelihood.nll(x, out)
+        loss = self._reconstruction_term(x, out, own_nll)
+        parts = {"recon": loss.detach(), "nll": own_nll.detach().mean()}
+        for reg in self.regularizers:
+            value, contribution = reg(post)
+            loss = loss + contribution
+            parts[reg.name] = value.detach()
+        with torch.no_grad():
+            x_hat = self.likelihood.mean(out)
+            parts["recon_error"] = (x - x_hat).square().flatten(1).sum(1).mean()
+            if post.logvar is not None:
+                kl = parts.get("kl", F.gaussian_kl(post.mu, post.logvar).mean())
+                parts["kl_prior"] = kl
+                parts["elbo"] = -(parts["nll"] + kl)
+        parts["loss"] = loss.detach()
+        return LossOutput(loss, parts)

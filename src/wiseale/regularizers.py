@@ -1,0 +1,78 @@
+"""The latent-regulariser axis: weighted terms on the posterior of a batch.
+
+Each regulariser returns its raw value (logged under ``name``) and its contribution to the
+loss, in the units of the loss: per-sample terms averaged over the batch (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from wiseale import functional as F
+from wiseale.encoders import Posterior
+
+AGGREGATE_SCALINGS = ("batch", "per-sample")
+
+
+def _need_variance(post: Posterior, what: str) -> Tensor:
+    if post.logvar is None:
+        raise ValueError(f"{what} needs a stochastic encoder (Gaussian or fixed noise)")
+    return post.logvar
+
+
+class PriorKL(nn.Module):
+    """beta * mean_i KL(q(z|x_i) || N(0, I)): AEVB (001 Eq. 26) and beta-VAE."""
+
+    name = "kl"
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = float(weight)
+
+    def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        value = F.gaussian_kl(post.mu, _need_variance(post, "the per-sample KL")).mean()
+        return value, self.weight * value
+
+
+class AggregateKL(nn.Module):
+    """The WiSE-ALE prior constraint: the Eq. 21 bound of KL(q(z|batch) || p(z)).
+
+    ``scaling="batch"`` follows Eq. 27 exactly: the bound is subtracted once per mini-batch
+    while the reconstruction is summed over its M samples, so in batch-averaged units it
+    contributes ``weight * KL / M``. ``scaling="per-sample"`` charges it to every sample as
+    AEVB charges its KL (``weight * KL``). docs/objective.md compares the two.
+    """
+
+    name = "aggregate_kl"
+
+    def __init__(self, weight: float = 1.0, scaling: str = "batch"):
+        super().__init__()
+        if scaling not in AGGREGATE_SCALINGS:
+            raise ValueError(f"unknown aggregate KL scaling {scaling!r}; use one of "
+                             f"{', '.join(AGGREGATE_SCALINGS)}")
+        self.weight, self.scaling = float(weight), scaling
+
+    def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        value = F.aggregate_kl_upper_bound(post.mu, _need_variance(post, "the aggregate KL"))
+        scale = 1.0 / post.mu.shape[0] if self.scaling == "batch" else 1.0
+        return value, self.weight * scale * value
+
+
+class PriorMMD(nn.Module):
+    """lambda * MMD^2(q(z), N(0, I)) on the batch's samples z (WAE-MMD, 003 Eq. 3)."""
+
+    name = "mmd"
+
+    def __init__(self, weight: float = 10.0, kernel: str = "imq"):
+        super().__init__()
+        if kernel not in ("imq", "rbf"):
+            raise ValueError(f"unknown MMD kernel {kernel!r}; use 'imq' or 'rbf'")
+        self.weight, self.kernel = float(weight), kernel
+
+    def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        value = F.mmd(post.z, torch.randn_like(post.z), kernel=self.kernel)
+        return value, self.weight * value
+
+
+REGULARIZERS = {cls.name: cls for cls in (PriorKL, AggregateKL, PriorMMD)}

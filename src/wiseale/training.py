@@ -1,0 +1,165 @@
+"""The one training loop (001 App. C, Algorithm 1): Adam on mini-batches sliced from
+in-memory tensors, one row of metrics per epoch, an atomic checkpoint after every epoch."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from wiseale.build import load_split, model_from_config, resolve
+from wiseale.config import RunConfig, learning_rate
+from wiseale.data import Dataset
+from wiseale.errors import WisealeError
+from wiseale.metrics import evaluate
+from wiseale.model import Autoencoder
+from wiseale.storage import (
+    atomic_write_text,
+    load_tensors,
+    optimizer_tensors,
+    read_json,
+    restore_optimizer,
+    save_tensors,
+    write_json,
+)
+
+CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
+    "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors",
+    "evaluation.json")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's data order and noise: resuming at an epoch repeats it exactly."""
+    return seed * 1_000_003 + epoch
+
+
+def _prepare_dir(out: Path, resume: bool) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WisealeError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+    if resume and not (out / CHECKPOINT).exists():
+        raise WisealeError(f"{out} has no {CHECKPOINT} to resume from; drop --resume")
+    if not resume and (out / CONFIG).exists():
+        raise WisealeError(f"{out} already holds a run; add --resume or choose another --out")
+    write_json(out / ".write-test", {})  # fails early, with a clear error, if unwritable
+    (out / ".write-test").unlink()
+
+
+def _restore(out: Path, config: RunConfig, model: Autoencoder,
+             optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    tensors, meta = load_tensors(out / CHECKPOINT)
+    saved = RunConfig.from_dict(meta["config"]).to_dict()
+    mine = config.to_dict()
+    differ = sorted(k for k in mine if k != "epochs" and saved[k] != mine[k])
+    if differ:
+        raise WisealeError(f"{out} was trained with other settings ({', '.join(differ)}); "
+                           "resume with the same options or choose another --out")
+    load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")},
+                 out / CHECKPOINT)
+    restore_optimizer(optimizer, tensors, meta["param_groups"])
+    epoch = int(meta["epoch"])
+    rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line] \
+        if (out / METRICS).exists() else []
+    return epoch, [row for row in rows if row["epoch"] <= epoch]
+
+
+def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load ``state`` into ``model``, refusing missing, extra or wrongly shaped tensors."""
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise WisealeError(f"{source} does not match this model (missing {missing[:3]}, "
+                           f"unexpected {extra[:3]}); it belongs to another method or network")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise WisealeError(f"{source}: {key} has shape {tuple(value.shape)}, the model "
+                               f"needs {tuple(expected[key].shape)}; check --latent-dim")
+    model.load_state_dict(state)
+
+
+def _write_metrics(out: Path, rows: list[dict]) -> None:
+    atomic_write_text(out / METRICS, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          train_data: Dataset | None = None, test_data: Dataset | None = None) -> Autoencoder:
+    """Train ``config`` into the run directory ``out`` and return the model.
+
+    Writes ``config.json``, ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors``
+    (after every epoch), and at the end ``model.safetensors`` and ``evaluation.json``.
+    ``resume=True`` continues from the last checkpoint to the same weights as an
+    uninterrupted run.
+    """
+    out = Path(out)
+    config.validate()
+    train_data = train_data or load_split(config, "train")
+    test_data = test_data or load_split(config, "test")
+    config = resolve(config, train_data)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
+    _prepare_dir(out, resume)
+    device = torch.device(config.device)
+    model = model_from_config(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    start, history = _restore(out, config, model, optimizer) if resume else (0, [])
+    write_json(out / CONFIG, config.to_dict())
+
+    x = train_data.x.to(device)
+    x_eval = test_data.x[:config.eval_size].to(device)
+    batch, n_batches = config.batch_size, len(x) // config.batch_size  # last partial dropped
+    for epoch in range(start, config.epochs):
+        lr = learning_rate(config, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(epoch_seed(config.seed, epoch))
+        x_epoch = x[torch.randperm(len(x), device=device)]
+        totals: dict[str, torch.Tensor] = {}
+        started = time.perf_counter()
+        bar = tqdm(range(n_batches), desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
+                   disable=not progress, leave=False, mininterval=0.5)
+        for step in bar:
+            output = model(x_epoch[step * batch:(step + 1) * batch])
+            if not torch.isfinite(output.loss):
+                raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; the "
+                                   f"last good checkpoint is kept in {out}; lower --lr or check "
+                                   "the data")
+            optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            optimizer.step()
+            for key, value in output.parts.items():
+                totals[key] = totals[key] + value if key in totals else value
+        elapsed = time.perf_counter() - started
+        row = {"epoch": epoch + 1, "lr": lr, "samples_per_s": n_batches * batch / elapsed,
+               **{k: (v / n_batches).item() for k, v in totals.items()},
+               **{f"test_{k}": v for k, v in evaluate(model, x_eval).items()}}
+        history.append(row)
+        _write_metrics(out, history)
+        model_state = {f"model/{k}": v for k, v in model.state_dict().items()}
+        optim_state, groups = optimizer_tensors(optimizer)
+        save_tensors(out / CHECKPOINT, {**model_state, **optim_state},
+                     {"epoch": epoch + 1, "config": config.to_dict(), "param_groups": groups})
+    save_tensors(out / WEIGHTS, model.state_dict(), {"config": config.to_dict()})
+    write_json(out / EVALUATION, {"train": evaluate(model, x[:len(test_data)]),
+                                  "test": evaluate(model, test_data.x.to(device))})
+    return model
+
+
+def load_run(run_dir: str | Path) -> tuple[Autoencoder, RunConfig]:
+    """The trained model of a run directory and its config, from safetensors and JSON only."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise WisealeError(f"{run_dir} is not a directory; give a run directory made by "
+                           "`wiseale train`")
+    tensors, meta = load_tensors(run_dir / WEIGHTS)
+    config = RunConfig.from_dict(meta["config"])
+    on_disk = read_json(run_dir / CONFIG)
+    if on_disk != config.to_dict():
+        raise WisealeError(f"{run_dir / CONFIG} does not match {WEIGHTS}; the run directory "
+                           "was modified")
+    model = model_from_config(config)
+    load_weights(model, tensors, run_dir / WEIGHTS)
+    return model.eval(), config

@@ -1,0 +1,16 @@
+import pytest
+import torch
+
+from wiseale.config import RunConfig
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # repeatable timings-free tests; CI has 2 cores
+
+
+@pytest.fixture
+def tiny_sine() -> RunConfig:
+    """A sine run that trains in about a second."""
+    return RunConfig(method="wise-ale", data="sine", n_train=256, n_test=64, epochs=2,
+                     batch_size=32, eval_size=64, lr=1e-3)

@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from wiseale.cli import main
+
+
+def _run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+TRAIN = ["train", "--data", "sine", "--n-train", "128", "--n-test", "32", "--epochs", "1",
+         "--batch-size", "32", "--no-progress"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--method", "nope", "--data", "sine", "--out", "X"], "unknown method 'nope'"),
+    (["train", "--method", "aevb", "--data", "mnist-ish", "--out", "X"], "unknown data set"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "-o", "gamma=2"],
+     "has no option 'gamma'"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "--epochs", "0"],
+     "must be a positive integer"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "--batch-size", "-3"],
+     "must be a positive integer"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "--latent-dim", "0"],
+     "must be a positive integer"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "--lr", "nan"],
+     "finite positive"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "--lr", "inf"],
+     "finite positive"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "--frobnicate"],
+     "unrecognized arguments"),
+    (["reproduce", "table9", "--out", "X"], "invalid choice"),
+    (["train", "--method", "aevb", "--data", "sine", "--out", "X", "-o", "beta"], "KEY=VALUE"),
+])
+def test_bad_input_gets_one_line_and_nonzero_exit(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, *argv)
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "X").exists()  # nothing written
+
+
+def test_unwritable_out_and_missing_file(capsys, tmp_path):
+    (tmp_path / "f").write_text("")
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "f/run"))
+    assert code == 1 and "cannot create" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "train", "--method", "aevb", "--data",
+                        str(tmp_path / "missing.npy"), "--out", str(tmp_path / "r"))
+    assert code == 1 and "does not exist" in err
+    code, _, err = _run(capsys, "evaluate", str(tmp_path / "nothing"))
+    assert code == 1 and "not a directory" in err
+
+
+def test_train_then_evaluate(capsys, tmp_path):
+    code, out, _ = _run(capsys, *TRAIN, "--method", "wise-ale", "--out", str(tmp_path / "r"),
+                        "-o", "scaling=per-sample")
+    assert code == 0 and "model.safetensors" in out
+    config = json.loads((tmp_path / "r/config.json").read_text())
+    assert config["options"]["scaling"] == "per-sample"
+    code, out, _ = _run(capsys, "evaluate", str(tmp_path / "r"))
+    metrics = json.loads(out)
+    assert code == 0 and set(metrics) == {"recon_error", "mse", "kl_prior", "elbo",
+                                          "aggregate_kl_ub"}
+
+
+def test_user_data_with_data_dir(capsys, tmp_path):
+    x = (np.random.default_rng(0).random((200, 12)) > 0.5).astype(np.float32)
+    np.save(tmp_path / "bits.npy", x)
+    code, _, err = _run(capsys, "train", "--method", "wae", "--data", "bits.npy", "--data-dir",
+                        str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "1",
+                        "--batch-size", "30", "--no-progress")
+    assert code == 0, err
+    config = json.loads((tmp_path / "r/config.json").read_text())
+    assert config["likelihood"] == "bernoulli" and config["net"] == "mlp"
+
+
+def test_listings(capsys):
+    for command, expected in (("methods", "wise-ale"), ("datasets", "sine"),
+                              ("experiments", "sine")):
+        code, out, _ = _run(capsys, command)
+        assert code == 0 and expected in out
+    code, out, _ = _run(capsys, "methods")
+    assert "alias vae" in out and "scaling=batch" in out
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "wiseale", "methods"], capture_output=True,
+                            text=True, check=True)
+    assert "aevb" in result.stdout

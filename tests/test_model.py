@@ -1,0 +1,132 @@
+import math
+
+import pytest
+import torch
+
+from wiseale import functional as F
+from wiseale.encoders import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise
+from wiseale.errors import WisealeError
+from wiseale.likelihoods import Bernoulli, FixedGaussian
+from wiseale.methods import METHODS, build_model, get_method, resolve_options
+from wiseale.model import Autoencoder
+from wiseale.nets import build_nets
+from wiseale.regularizers import AggregateKL, PriorKL
+
+
+def _model(method: str, **options) -> Autoencoder:
+    m = get_method(method)
+    enc, feat, dec = build_nets("mlp", (10,), 3)
+    return build_model(m, resolve_options(m, options), enc, feat, dec, FixedGaussian(0.5), 3)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_a_step(method):
+    torch.manual_seed(0)
+    model = _model(method)
+    x = torch.randn(16, 10)
+    out = model(x)
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in model.noise.mu_head.parameters())
+    assert {"loss", "recon", "recon_error"} <= set(out.parts)
+
+
+def test_loss_is_reconstruction_plus_weighted_terms():
+    torch.manual_seed(1)
+    model = _model("beta-vae", beta=3.0)
+    x = torch.randn(8, 10)
+    torch.manual_seed(2)
+    out = model(x)
+    torch.manual_seed(2)
+    post = model.encode(x)
+    nll = model.likelihood.nll(x, model.decode(post.z)).mean()
+    expected = nll + 3.0 * F.gaussian_kl(post.mu, post.logvar).mean()
+    assert torch.allclose(out.loss, expected, rtol=1e-6)
+
+
+def test_aggregate_scaling_follows_eq27():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(32, 4), torch.randn(32, 4) * 0.1
+    from wiseale.encoders import Posterior
+
+    post = Posterior(mu, logvar, mu)
+    value, batch = AggregateKL(2.0, "batch")(post)
+    _, per_sample = AggregateKL(2.0, "per-sample")(post)
+    assert torch.allclose(batch, 2.0 * value / 32)  # once per batch, loss averaged over M
+    assert torch.allclose(per_sample, 2.0 * value)
+    with pytest.raises(ValueError, match="scaling"):
+        AggregateKL(1.0, "per-epoch")
+
+
+def test_exact_reconstruction_is_the_mean_over_the_batch():
+    torch.manual_seed(0)
+    model = _model("wise-ale", reconstruction="exact")
+    x = torch.randn(6, 10)
+    torch.manual_seed(3)
+    loss_exact = model(x).parts["recon"]
+    torch.manual_seed(3)
+    post = model.encode(x)
+    out = model.decode(post.z)
+    brute = torch.stack([model.likelihood.nll(x, out[i].expand_as(out)) for i in range(6)])
+    assert torch.allclose(loss_exact, brute.mean(), rtol=1e-5)
+    model.reconstruction = "mixture"
+    torch.manual_seed(3)
+    loss_mix = model(x).parts["recon"]
+    expected = -(torch.logsumexp(-brute, dim=1) - math.log(6)).mean()
+    assert torch.allclose(loss_mix, expected, rtol=1e-5)
+
+
+def test_encoder_noises():
+    h = torch.randn(5, 7)
+    gauss = GaussianNoise(7, 3)
+    torch.nn.init.constant_(gauss.sigma_head.bias, -1e4)  # a ReLU head would give sigma = 0
+    post = gauss(h)
+    assert torch.isfinite(post.logvar).all()
+    assert torch.allclose(post.logvar.exp().sqrt(), torch.full((5, 3), SIGMA_MIN), rtol=1e-3)
+    fixed = FixedNoise(7, 3, sigma_eps=0.1)
+    post = fixed(h)
+    assert torch.allclose(post.logvar, torch.full((5, 3), 2 * math.log(0.1)))
+    assert 0 < (post.z - post.mu).std() < 0.3
+    assert torch.equal(fixed(h, sample=False).z, post.mu)
+    post = NoNoise(7, 3)(h)
+    assert post.logvar is None and torch.equal(post.z, post.mu)
+    with pytest.raises(ValueError):
+        FixedNoise(7, 3, sigma_eps=0.0)
+
+
+def test_per_sample_kl_needs_a_variance():
+    from wiseale.encoders import Posterior
+
+    with pytest.raises(ValueError, match="stochastic encoder"):
+        PriorKL()(Posterior(torch.zeros(2, 2), None, torch.zeros(2, 2)))
+
+
+def test_likelihood_means_and_nll():
+    x = torch.rand(4, 3)
+    logits = torch.randn(4, 3)
+    assert torch.allclose(Bernoulli().mean(logits), torch.sigmoid(logits))
+    g = FixedGaussian(0.5)
+    # sigma^2 = 0.5: the NLL is the sum of squared errors plus 0.5 log(pi) per dimension
+    nll = g.nll(x, logits)
+    sse = (x - logits).square().sum(1)
+    assert torch.allclose(nll, sse + 3 * 0.5 * math.log(math.pi), rtol=1e-6)
+    with pytest.raises(ValueError):
+        FixedGaussian(0.0)
+
+
+def test_method_presets_and_options():
+    assert get_method("vae").name == "aevb"
+    assert resolve_options(get_method("beta-vae"), {})["beta"] == 4.0
+    assert resolve_options(get_method("wae"), {"lambda": "3"})["lambda"] == 3.0
+    with pytest.raises(WisealeError, match="unknown method 'nope'"):
+        get_method("nope")
+    with pytest.raises(WisealeError, match="has no option 'gamma'"):
+        resolve_options(get_method("aevb"), {"gamma": 1})
+    with pytest.raises(WisealeError, match="must be a number"):
+        resolve_options(get_method("aevb"), {"beta": "big"})
+    with pytest.raises(WisealeError, match="must be one of"):
+        resolve_options(get_method("wise-ale"), {"reconstruction": "approx"})
+    with pytest.raises(WisealeError, match="finite"):
+        resolve_options(get_method("wae"), {"lambda": "nan"})

@@ -1,0 +1,164 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from wiseale import training as train_module
+from wiseale.errors import WisealeError
+from wiseale.storage import load_tensors
+from wiseale.training import load_run, train
+
+
+def _weights(path):
+    return load_tensors(path)[0]
+
+
+def test_run_directory_contents(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "run", progress=False)
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["checkpoint.safetensors", "config.json", "evaluation.json", "metrics.jsonl",
+                     "model.safetensors"]
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("loss", "recon", "aggregate_kl", "recon_error", "kl_prior", "elbo",
+                "samples_per_s", "test_recon_error", "test_mse", "test_kl_prior", "test_elbo",
+                "test_aggregate_kl_ub"):
+        assert all(r[key] is not None for r in rows), key
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["net"] == "sine-conv" and config["likelihood"] == "gaussian"
+    assert config["options"] == {"weight": 1.0, "scaling": "batch", "reconstruction": "sample"}
+    model, _ = load_run(tmp_path / "run")
+    x = torch.randn(3, 1, 256)
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_same_seed_same_weights(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "a", progress=False)
+    train(tiny_sine, tmp_path / "b", progress=False)
+    a, b = _weights(tmp_path / "a/model.safetensors"), _weights(tmp_path / "b/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(dataclasses.replace(tiny_sine, seed=1), tmp_path / "c", progress=False)
+    c = _weights(tmp_path / "c/model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_crash_then_resume_gives_identical_weights(tmp_path, tiny_sine, monkeypatch):
+    config = dataclasses.replace(tiny_sine, epochs=3)
+    train(config, tmp_path / "straight", progress=False)
+
+    calls = {"n": 0}
+    real_evaluate = train_module.evaluate
+
+    def crash_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # epoch 2 trained, its checkpoint not yet written
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    assert not (tmp_path / "crashed/model.safetensors").exists()
+    train(config, tmp_path / "crashed", resume=True, progress=False)
+
+    a = _weights(tmp_path / "straight/model.safetensors")
+    b = _weights(tmp_path / "crashed/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "crashed/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]  # every epoch logged once
+
+
+def test_sigkill_then_resume(tmp_path):
+    """A real process killed with SIGKILL once its first checkpoint exists, then resumed."""
+    args = [sys.executable, "-m", "wiseale", "train", "--method", "aevb", "--data", "sine",
+            "--n-train", "512", "--n-test", "64", "--epochs", "4", "--batch-size", "32",
+            "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*args, "--out", str(tmp_path / "straight")], check=True, env=env)
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed")], env=env)
+    deadline = time.time() + 60
+    while not (tmp_path / "killed/checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*args, "--out", str(tmp_path / "killed"), "--resume"], check=True, env=env)
+    a = _weights(tmp_path / "straight/model.safetensors")
+    b = _weights(tmp_path / "killed/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "killed/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == list(range(1, 5))
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path, tiny_sine, monkeypatch):
+    config = dataclasses.replace(tiny_sine, epochs=3)
+    from wiseale.model import Autoencoder
+
+    real_forward = Autoencoder.forward
+    steps = {"n": 0}
+
+    def poisoned(self, x):
+        steps["n"] += 1
+        out = real_forward(self, x)
+        if steps["n"] == 12:  # epoch 2 (8 batches per epoch), batch 3
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Autoencoder, "forward", poisoned)
+    with pytest.raises(WisealeError, match="non-finite loss at epoch 2, batch 3"):
+        train(config, tmp_path / "run", progress=False)
+    _, meta = load_tensors(tmp_path / "run/checkpoint.safetensors")
+    assert meta["epoch"] == 1
+
+
+def test_refuses_to_overwrite_or_resume_wrongly(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "run", progress=False)
+    with pytest.raises(WisealeError, match="already holds a run"):
+        train(tiny_sine, tmp_path / "run", progress=False)
+    with pytest.raises(WisealeError, match="other settings.*latent_dim"):
+        train(dataclasses.replace(tiny_sine, latent_dim=3), tmp_path / "run", resume=True,
+              progress=False)
+    with pytest.raises(WisealeError, match="no checkpoint.safetensors"):
+        train(tiny_sine, tmp_path / "fresh", resume=True, progress=False)
+
+
+def test_corrupt_and_mismatched_weights_are_refused(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "run", progress=False)
+    weights = tmp_path / "run/model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(WisealeError, match="corrupt or truncated"):
+        load_run(tmp_path / "run")
+    weights.write_bytes(good)
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    config["latent_dim"] = 7
+    (tmp_path / "run/config.json").write_text(json.dumps(config))
+    with pytest.raises(WisealeError, match="does not match"):
+        load_run(tmp_path / "run")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_directory(tmp_path, tiny_sine):
+    (tmp_path / "ro").mkdir(mode=0o500)
+    with pytest.raises(WisealeError, match="cannot"):
+        train(tiny_sine, tmp_path / "ro" / "run", progress=False)
+
+
+def test_unwritable_directory_as_root(tmp_path, tiny_sine):
+    """A file where the directory should be: the same clear error, whoever runs the tests."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(WisealeError, match="cannot create"):
+        train(tiny_sine, tmp_path / "file" / "run", progress=False)
+    assert (tmp_path / "file").read_text() == ""
+
+
+def test_batch_larger_than_data(tmp_path, tiny_sine):
+    with pytest.raises(WisealeError, match="larger than the 256 training samples"):
+        train(dataclasses.replace(tiny_sine, batch_size=1000), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()  # nothing written for a refused run
