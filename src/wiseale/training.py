@@ -81,6 +81,13 @@ def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Pat
     model.load_state_dict(state)
 
 
+def _summary(config: RunConfig, row: dict) -> str:
+    shown = ["loss", *(k for k in row if k.startswith("test_") and row[k] is not None)]
+    values = " ".join(f"{k}={row[k]:.4g}" for k in shown)
+    return f"{config.method} epoch {row['epoch']}/{config.epochs}: {values} " \
+        f"({row['samples_per_s']:.0f} samples/s)"
+
+
 def _write_metrics(out: Path, rows: list[dict]) -> None:
     atomic_write_text(out / METRICS, "".join(json.dumps(row) + "\n" for row in rows))
 
@@ -137,6 +144,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
                **{k: (v / n_batches).item() for k, v in totals.items()},
                **{f"test_{k}": v for k, v in evaluate(model, x_eval).items()}}
         history.append(row)
+        if progress:
+            tqdm.write(_summary(config, row))
         _write_metrics(out, history)
         model_state = {f"model/{k}": v for k, v in model.state_dict().items()}
         optim_state, groups = optimizer_tensors(optimizer)
