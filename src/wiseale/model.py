@@ -79,7 +79,7 @@ class Autoencoder(nn.Module):
             x_hat = self.likelihood.mean(out)
             parts["recon_error"] = (x - x_hat).square().flatten(1).sum(1).mean()
             if post.logvar is not None:
-                kl = parts.get("kl", F.gaussian_kl(post.mu, post.logvar).mean())
+                kl = parts["kl"] if "kl" in parts else F.gaussian_kl(post.mu, post.logvar).mean()
                 parts["kl_prior"] = kl
                 parts["elbo"] = -(parts["nll"] + kl)
         parts["loss"] = loss.detach()

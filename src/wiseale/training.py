@@ -127,7 +127,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
         totals: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
         bar = tqdm(range(n_batches), desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False, mininterval=0.5)
+                   disable=None if progress else True, leave=False, mininterval=0.5)
         for step in bar:
             output = model(x_epoch[step * batch:(step + 1) * batch])
             if not torch.isfinite(output.loss):
