@@ -9,7 +9,7 @@ DEMO   ?= runs/sine-quick
 $(BIN)/wiseale: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The CPU build of torch first: a bare `torch` requirement could pull CUDA packages.
+	@# The CPU build of torch first: a bare `torch` requirement could pull CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
