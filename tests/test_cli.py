@@ -97,3 +97,17 @@ def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "wiseale", "methods"], capture_output=True,
                             text=True, check=True)
     assert "aevb" in result.stdout
+
+
+def test_unexpected_errors_are_one_line_unless_debug(capsys, monkeypatch):
+    import wiseale.cli as cli
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "_methods", broken)
+    code, _, err = _run(capsys, "methods")
+    assert code == 1 and "unexpected RuntimeError: boom" in err and "--debug" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(RuntimeError):
+        main(["--debug", "methods"])

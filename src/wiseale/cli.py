@@ -174,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("wiseale: interrupted; the last checkpoint is kept (use --resume)\n")
         return 130
+    except Exception as exc:  # a bug or an unforeseen input: one line, details with --debug
+        if args.debug:
+            raise
+        sys.stderr.write(f"wiseale: error: unexpected {type(exc).__name__}: {exc} (rerun with "
+                         "--debug for the traceback)\n")
+        return 1
     return 0
 
 
