@@ -18,9 +18,13 @@ from wiseale.nets import build_nets, default_net
 def load_split(config: RunConfig, split: str) -> Dataset:
     """The ``split`` of the config's data, limited to ``n_train``/``n_test`` samples."""
     limit = config.n_train if split == "train" else config.n_test
-    if config.data == "sine":
-        return load("sine", split, **{f"n_{split}": limit})
-    data = load(config.data, split)
+    if config.data == "sine":  # generated: make only the waves that are used
+        return load("sine", split, **{f"n_{split}": limit}, **config.data_options)
+    try:
+        data = load(config.data, split, data_dir=config.data_dir, **config.data_options)
+    except TypeError as exc:  # an option the loader does not take
+        raise WisealeError(f"data set {config.data} does not take these options "
+                           f"({exc}); check --data-option") from None
     return data if limit is None else Dataset(data.name, data.x[:limit],
                                               None if data.y is None else data.y[:limit])
 

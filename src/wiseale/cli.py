@@ -8,6 +8,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from wiseale.config import LR_SCHEDULES, RunConfig
 from wiseale.errors import WisealeError
@@ -41,11 +42,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _option(text: str) -> tuple[str, str]:
+def _option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as JSON where it parses (true, 3, 0.5), else as a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"options are KEY=VALUE, got {text!r}")
-    return key, value
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +77,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "data's shape")
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
+    p.add_argument("--data-option", type=_option, action="append", default=[],
+                   metavar="KEY=VALUE", help="a data-set option, e.g. binarize=true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -103,11 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from wiseale.training import train
 
-    data = args.data
-    if args.data_dir is not None and not Path(data).is_absolute() and Path(data).suffix:
-        data = str(args.data_dir / data)
     config = RunConfig(
-        method=args.method, data=data, options=dict(args.option), likelihood=args.likelihood,
+        method=args.method, data=args.data, options=dict(args.option),
+        data_options=dict(args.data_option), likelihood=args.likelihood,
         sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
         device=args.device, n_train=args.n_train, n_test=args.n_test,

@@ -39,6 +39,7 @@ class RunConfig:
     n_test: int | None = None
     eval_size: int = 4096
     data_dir: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
     sample_shape: list[int] | None = None
 
     def validate(self) -> RunConfig:

@@ -15,12 +15,19 @@ DATASETS = {"sine": (load_sine, "sine waves of 001 Sec. 5 (generated, 200,000 by
 __all__ = ["DATASETS", "Dataset", "load"]
 
 
-def load(name_or_path: str, split: str = "train", **options: Any) -> Dataset:
-    """A named data set (``wiseale datasets`` lists them) or a .npy / .npz file of yours."""
+def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = None,
+         **options: Any) -> Dataset:
+    """A named data set (``wiseale datasets`` lists them) or a .npy / .npz file of yours.
+
+    Every named loader is called as ``loader(split=..., data_dir=..., **options)``; loaders of
+    generated data ignore ``data_dir``. Relative file paths are looked up in ``data_dir``.
+    """
     if split not in SPLITS:
         raise WisealeError(f"unknown split {split!r}; use 'train' or 'test'")
     if name_or_path in DATASETS:
-        return DATASETS[name_or_path][0](split=split, **options)
+        return DATASETS[name_or_path][0](split=split, data_dir=data_dir, **options)
+    if data_dir is not None and not Path(name_or_path).is_absolute():
+        name_or_path = str(Path(data_dir) / name_or_path)
     path = Path(name_or_path)
     if path.suffix in (".npy", ".npz") or path.exists():
         return load_array_file(path, split=split, **options)

@@ -32,10 +32,11 @@ def sine_waves(n: int, seed: int, noise_std: float = NOISE_STD,
     return x, factors
 
 
-def load_sine(split: str = "train", n_train: int | None = None, n_test: int | None = None,
-              seed: int = 0, noise_std: float = NOISE_STD) -> Dataset:
+def load_sine(split: str = "train", data_dir: object = None, n_train: int | None = None,
+              n_test: int | None = None, seed: int = 0, noise_std: float = NOISE_STD) -> Dataset:
     """The first ``n_train`` of the 180,000 training waves or ``n_test`` of the 20,000 test
-    waves. ``seed`` is the data seed (fixed by default, independent of the training seed)."""
+    waves. ``seed`` is the data seed (fixed by default, independent of the training seed);
+    ``data_dir`` is ignored (the waves are generated)."""
     n_max = N_TOTAL - N_TEST if split == "train" else N_TEST
     n = n_train if split == "train" else n_test
     n = n_max if n is None else n

@@ -1,0 +1,5 @@
+"""Evaluation metrics, shared by `wiseale evaluate` and every experiment."""
+
+from wiseale.metrics.evaluation import evaluate
+
+__all__ = ["evaluate"]
