@@ -4,7 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= runs/sine-quick
 
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: install demo test lint clean
+
+# Fashion-MNIST, offline, from Debian (`dpkg -L dataset-fashion-mnist`).
+$(FASHION):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
 $(BIN)/wiseale: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +22,7 @@ $(BIN)/wiseale: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(BIN)/wiseale
+install: $(BIN)/wiseale $(FASHION)
 
 demo: install
 	$(BIN)/wiseale reproduce sine --quick --out $(DEMO)
