@@ -34,7 +34,7 @@ def test_sine_encoder_follows_app_d1():
 def test_default_net_and_errors():
     assert default_net((1, 256)) == "sine-conv"
     assert default_net((784,)) == "mlp"
-    assert default_net((1, 28, 28)) == "mlp"
+    assert default_net((1, 8, 8)) == "mlp"
     with pytest.raises(ValueError, match="sine-conv"):
         build_nets("sine-conv", (1, 100), 4)
     with pytest.raises(ValueError, match="unknown network"):
@@ -93,3 +93,34 @@ def test_missing_and_corrupt_files(tmp_path):
         load(str(tmp_path / "junk.npz"))
     with pytest.raises(WisealeError, match="unknown data set"):
         load("imagenet")
+
+
+def test_mnist_network_follows_app_d2():
+    enc, feat, dec = build_nets("mnist-conv", (1, 28, 28), 2)
+    x = torch.rand(3, 1, 28, 28)
+    assert enc(x).shape == (3, feat) == (3, 32)
+    convs = [m for m in enc if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (16, (4, 4), (2, 2)), (32, (4, 4), (2, 2)), (64, (4, 4), (2, 2))]
+    sizes, h = [], x
+    for layer in enc:
+        h = layer(h)
+        if isinstance(layer, torch.nn.Conv2d):
+            sizes.append(h.shape[-1])
+    assert sizes == [14, 7, 4]  # TensorFlow 'SAME' with stride 2
+    fcs = [m.out_features for m in dec if isinstance(m, torch.nn.Linear)]
+    assert fcs == [16, 128, 784] and dec(torch.randn(3, 2)).shape == (3, 1, 28, 28)
+    assert default_net((1, 28, 28)) == "mnist-conv"
+
+
+def test_celeba_network_follows_app_d3():
+    enc, feat, dec = build_nets("celeba-conv", (3, 64, 64), 64)
+    x = torch.rand(2, 3, 64, 64)
+    assert enc(x).shape == (2, feat) == (2, 4 * 4 * 1024)
+    convs = [m.out_channels for m in enc if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [128, 256, 512, 1024]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in dec) == 3
+    assert dec(torch.randn(2, 64)).shape == (2, 3, 64, 64)
+    assert default_net((3, 64, 64)) == "celeba-conv"
+    with pytest.raises(ValueError, match="needs samples of shape"):
+        build_nets("celeba-conv", (3, 32, 32), 64)

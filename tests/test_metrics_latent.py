@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from wiseale import functional as F
+from wiseale.encoders import GaussianNoise
+from wiseale.likelihoods import FixedGaussian
+from wiseale.metrics.latent import (
+    aggregate_kl_mc,
+    iwae,
+    knn_accuracy,
+    latent_total_variance,
+    posterior_overlap,
+)
+from wiseale.model import Autoencoder
+
+D, DZ, SIGMA2 = 5, 2, 0.3
+
+
+def _linear_gaussian_model(exact_posterior: bool) -> tuple[Autoencoder, torch.Tensor,
+                                                            torch.Tensor]:
+    """x = W z + b + noise: log p(x) is N(b, W W' + s2 I); W has orthogonal columns, so the
+    true posterior is diagonal and representable by the encoder's heads."""
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(D, DZ, dtype=torch.float64))
+    w = q * torch.tensor([1.5, 0.7], dtype=torch.float64)
+    b = torch.randn(D, dtype=torch.float64)
+    decoder = nn.Linear(DZ, D).double()
+    decoder.weight.data, decoder.bias.data = w.clone(), b.clone()
+    noise = GaussianNoise(D, DZ).double()
+    post_var = 1.0 / (1.0 + (w * w).sum(0) / SIGMA2)  # diagonal because W'W is diagonal
+    noise.mu_head.weight.data = (post_var[:, None] * w.T / SIGMA2)
+    noise.mu_head.bias.data = -(post_var[:, None] * w.T / SIGMA2) @ b
+    noise.sigma_head.weight.data.zero_()
+    sigma = post_var.sqrt() - 1e-3  # undo the encoder's floor
+    noise.sigma_head.bias.data = torch.log(torch.expm1(sigma))  # inverse softplus
+    if not exact_posterior:
+        noise.mu_head.bias.data += 0.4
+        noise.sigma_head.bias.data += 0.5
+    model = Autoencoder(nn.Identity(), noise, decoder, FixedGaussian(SIGMA2), [])
+    return model, w, b
+
+
+def _log_marginal(x, w, b):
+    cov = w @ w.T + SIGMA2 * torch.eye(D, dtype=torch.float64)
+    return torch.distributions.MultivariateNormal(b, cov).log_prob(x)
+
+
+def test_iwae_is_exact_with_the_true_posterior():
+    model, w, b = _linear_gaussian_model(exact_posterior=True)
+    x = torch.randn(300, D, dtype=torch.float64) * 1.5
+    truth = _log_marginal(x, w, b).mean().item()
+    assert math.isclose(iwae(model, x, k=1), truth, rel_tol=1e-6)  # constant weights
+
+
+def test_iwae_bounds_grow_with_k_and_stay_below_log_likelihood():
+    model, w, b = _linear_gaussian_model(exact_posterior=False)
+    torch.manual_seed(1)
+    x = torch.randn(400, D, dtype=torch.float64) * 1.5
+    truth = _log_marginal(x, w, b).mean().item()
+    elbo, k10, k500 = (iwae(model, x, k=k) for k in (1, 10, 500))
+    assert elbo < k10 < k500 <= truth + 0.01
+    assert truth - k500 < 0.1 * (truth - elbo)  # K = 500 closes most of the gap
+
+
+def test_aggregate_kl_mc_single_component_is_the_gaussian_kl():
+    mu = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    logvar = torch.tensor([[0.2, -1.0, 0.5]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    value, se = aggregate_kl_mc(mu, logvar, n_samples=100_000, generator=gen)
+    assert abs(value - F.gaussian_kl(mu, logvar).item()) < 4 * se
+
+
+def test_aggregate_kl_mc_against_quadrature_and_the_eq21_bound():
+    mu = torch.tensor([[-1.5], [0.3], [2.0]], dtype=torch.float64)
+    logvar = torch.tensor([[-1.0], [-2.0], [0.0]], dtype=torch.float64)
+    grid = np.linspace(-12, 12, 200_001)
+    var = logvar.exp().numpy().ravel()
+    comps = np.exp(-0.5 * (grid[:, None] - mu.numpy().ravel()) ** 2 / var) / np.sqrt(
+        2 * np.pi * var)
+    q = comps.mean(1)
+    p = np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi)
+    exact = np.trapezoid(q * (np.log(q + 1e-300) - np.log(p)), grid)
+    value, se = aggregate_kl_mc(mu, logvar, n_samples=200_000,
+                                generator=torch.Generator().manual_seed(0))
+    assert abs(value - exact) < 4 * se
+    assert exact <= F.aggregate_kl_upper_bound(mu, logvar).item()
+
+
+def test_latent_total_variance():
+    z = torch.randn(1000, 3) * torch.tensor([1.0, 2.0, 0.5])
+    assert math.isclose(latent_total_variance(z), float(np.var(z.numpy(), axis=0,
+                                                               ddof=1).sum()), rel_tol=1e-5)
+
+
+def test_posterior_overlap_matches_numerical_bhattacharyya():
+    mu = torch.tensor([[0.0], [0.8], [10.0], [10.5]], dtype=torch.float64)
+    logvar = torch.tensor([[0.0], [-0.5], [-1.0], [0.3]], dtype=torch.float64)
+    grid = np.linspace(-15, 25, 400_001)
+
+    def density(i):
+        v = math.exp(logvar[i, 0].item())
+        return np.exp(-0.5 * (grid - mu[i, 0].item()) ** 2 / v) / math.sqrt(2 * math.pi * v)
+
+    nearest = [1, 0, 3, 2]
+    bc = [np.trapezoid(np.sqrt(density(i) * density(j)), grid) for i, j in enumerate(nearest)]
+    assert math.isclose(posterior_overlap(mu, logvar), float(np.mean(bc)), rel_tol=1e-6)
+    assert posterior_overlap(mu, None) == 0.0
+    same = torch.zeros(4, 2)
+    assert math.isclose(posterior_overlap(same, same), 1.0, rel_tol=1e-6)
+
+
+def test_knn_accuracy_separated_and_random():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(100)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    z = centres[labels] + torch.randn(400, 2, generator=gen)
+    assert knn_accuracy(z, labels) == 1.0
+    shuffled = labels[torch.randperm(400, generator=gen)]
+    assert knn_accuracy(z, shuffled) < 0.45
+    assert knn_accuracy(z, labels, k=1) == 1.0
