@@ -69,8 +69,10 @@ def test_train_then_evaluate(capsys, tmp_path):
     assert config["options"]["scaling"] == "per-sample"
     code, out, _ = _run(capsys, "evaluate", str(tmp_path / "r"))
     metrics = json.loads(out)
-    assert code == 0 and set(metrics) == {"recon_error", "mse", "kl_prior", "elbo",
-                                          "aggregate_kl_ub"}
+    assert code == 0 and set(metrics) == {
+        "recon_error", "mse", "kl_prior", "elbo", "aggregate_kl_ub", "iwae", "aggregate_kl_mc",
+        "aggregate_kl_mc_se", "latent_total_variance", "posterior_overlap", "knn_accuracy"}
+    assert metrics["iwae"] >= metrics["elbo"] - 1.0 and metrics["knn_accuracy"] is None
 
 
 def test_user_data_with_data_dir(capsys, tmp_path):

@@ -6,7 +6,7 @@ from torch import nn
 
 from wiseale import functional as F
 from wiseale.encoders import GaussianNoise
-from wiseale.likelihoods import FixedGaussian
+from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
     iwae,
@@ -121,3 +121,25 @@ def test_knn_accuracy_separated_and_random():
     shuffled = labels[torch.randperm(400, generator=gen)]
     assert knn_accuracy(z, shuffled) < 0.45
     assert knn_accuracy(z, labels, k=1) == 1.0
+
+
+def test_iwae_is_above_the_elbo_for_every_stochastic_method():
+    from wiseale.methods import METHODS, build_model, resolve_options
+    from wiseale.nets import build_nets
+
+    x = (torch.rand(400, 12) > 0.5).float()
+    for method in METHODS.values():
+        if method.noise == "none":
+            continue
+        torch.manual_seed(0)
+        enc, feat, dec = build_nets("mlp", (12,), 3)
+        model = build_model(method, resolve_options(method, {}), enc, feat, dec, Bernoulli(), 3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(30):  # a little training, so that q is not the initial one
+            optimizer.zero_grad()
+            model(x[:64]).loss.backward()
+            optimizer.step()
+        torch.manual_seed(1)
+        elbo = iwae(model, x, k=1)
+        bound = iwae(model, x, k=50)
+        assert bound >= elbo - 0.05, method.name

@@ -123,12 +123,12 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.build import load_split
-    from wiseale.metrics import evaluate
+    from wiseale.metrics import evaluate_full
     from wiseale.training import load_run
 
     model, config = load_run(args.run_dir)
     data = load_split(config, args.split)
-    print(json.dumps(evaluate(model, data.x), indent=2))
+    print(json.dumps(evaluate_full(model, data.x, data.y), indent=2))
 
 
 def _methods() -> None:

@@ -14,7 +14,7 @@ from wiseale.build import load_split, model_from_config, resolve
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
-from wiseale.metrics import evaluate
+from wiseale.metrics import evaluate, evaluate_full
 from wiseale.model import Autoencoder
 from wiseale.storage import (
     atomic_write_text,
@@ -152,8 +152,12 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
         save_tensors(out / CHECKPOINT, {**model_state, **optim_state},
                      {"epoch": epoch + 1, "config": config.to_dict(), "param_groups": groups})
     save_tensors(out / WEIGHTS, model.state_dict(), {"config": config.to_dict()})
-    write_json(out / EVALUATION, {"train": evaluate(model, x[:len(test_data)]),
-                                  "test": evaluate(model, test_data.x.to(device))})
+    n = len(test_data)
+    labels = (None if train_data.y is None else train_data.y[:n].to(device),
+              None if test_data.y is None else test_data.y.to(device))
+    write_json(out / EVALUATION, {
+        "train": evaluate_full(model, x[:n], labels[0]),
+        "test": evaluate_full(model, test_data.x.to(device), labels[1])})
     return model
 
 

@@ -1,5 +1,5 @@
 """Evaluation metrics, shared by `wiseale evaluate` and every experiment."""
 
-from wiseale.metrics.evaluation import evaluate
+from wiseale.metrics.evaluation import evaluate, evaluate_full
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_full"]

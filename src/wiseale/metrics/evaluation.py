@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from wiseale import functional as F
+from wiseale.metrics.latent import (
+    aggregate_kl_mc,
+    iwae,
+    knn_accuracy,
+    latent_total_variance,
+    posterior_overlap,
+)
 from wiseale.model import Autoencoder
 
 AGGREGATE_SAMPLES = 4096
@@ -49,4 +58,38 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
         mu, logvar = torch.cat(mus)[:AGGREGATE_SAMPLES], torch.cat(logvars)[:AGGREGATE_SAMPLES]
         result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item(),
                       aggregate_kl_ub=F.aggregate_kl_upper_bound(mu, logvar, 256).item())
+    return result
+
+
+IWAE_K, IWAE_N, LATENT_N, MC_SAMPLES = 20, 1000, 2000, 10_000
+
+
+@torch.no_grad()
+def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dict[str, Any]:
+    """:func:`evaluate` plus the measures of docs/metrics.md, for the end of a run:
+
+    ``iwae`` (K = 20 on the first 1,000 samples), and on the first 2,000 samples:
+    ``aggregate_kl_mc`` (10,000 Monte Carlo samples) with its standard error,
+    ``latent_total_variance``, ``posterior_overlap`` and, with labels, ``knn_accuracy``.
+    Seeded, so the same model gives the same numbers.
+    """
+    result: dict[str, Any] = dict(evaluate(model, x))
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(EVAL_SEED)
+        result["iwae"] = iwae(model, x[:IWAE_N], k=IWAE_K)
+        subset = x[:LATENT_N]
+        posts = [model.encode(batch) for batch in subset.split(1024)]
+        mu = torch.cat([p.mu for p in posts])
+        z = torch.cat([p.z for p in posts])
+        logvar = None if posts[0].logvar is None else torch.cat([p.logvar for p in posts])
+        result["latent_total_variance"] = latent_total_variance(z)
+        result["posterior_overlap"] = posterior_overlap(mu, logvar)
+        result["aggregate_kl_mc"] = result["aggregate_kl_mc_se"] = None
+        if logvar is not None:
+            result["aggregate_kl_mc"], result["aggregate_kl_mc_se"] = aggregate_kl_mc(
+                mu, logvar, MC_SAMPLES)
+        result["knn_accuracy"] = None if y is None else knn_accuracy(mu, y[:LATENT_N])
+    model.train(was_training)
     return result
