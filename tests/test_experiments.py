@@ -44,3 +44,46 @@ def test_full_scale_is_the_paper_setting():
         assert (config.epochs, config.batch_size, config.lr, config.latent_dim) == \
             (50, 64, 5e-4, 4)
         assert config.n_train is None  # all 180,000 training waves of the 200,000
+
+
+def test_mnist_embedding_on_digits(tmp_path, monkeypatch):
+    import dataclasses
+
+    from wiseale.experiments import embedding
+
+    real = embedding.configs
+
+    def tiny(data, quick, seed):
+        return {k: dataclasses.replace(c, n_train=256, n_test=128, epochs=1)
+                for k, c in real(data, quick, seed).items()}
+
+    monkeypatch.setattr(embedding, "configs", tiny)
+    report = EXPERIMENTS["mnist-embedding"].run(tmp_path, quick=True, data="digits",
+                                                progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["experiment"] == "mnist-embedding"
+    for name, entry in results["methods"].items():
+        assert entry["config"]["latent_dim"] == 2 and entry["config"]["lr"] == 1e-3
+        assert entry["config"]["likelihood"] == "bernoulli"
+        test = entry["test"]
+        assert 0 <= test["knn_accuracy"] <= 1 and test["latent_total_variance"] > 0
+        if name == "wae":
+            assert test["iwae"] is None and test["posterior_overlap"] == 0
+        else:
+            assert test["iwae"] >= test["elbo"] - 1.0 and test["aggregate_kl_mc"] >= -0.1
+    assert (tmp_path / "fig1_embeddings.png").read_bytes()[:4] == b"\x89PNG"
+    assert "knn_accuracy" in report.read_text()
+    with pytest.raises(WisealeError, match="runs on mnist"):
+        EXPERIMENTS["mnist-embedding"].run(tmp_path, quick=True, data="sine")
+
+
+def test_mnist_embedding_configs_follow_app_d2():
+    from wiseale.experiments import embedding
+
+    full = embedding.configs("mnist", quick=False, seed=0)
+    assert list(full) == ["aevb", "beta-vae", "wise-ale", "wae"]
+    for config in full.values():
+        assert (config.epochs, config.batch_size, config.lr, config.latent_dim) == \
+            (30, 64, 1e-3, 2)
+        assert config.data_options == {"binarize": True} and config.n_train is None
+    assert embedding.configs("fashion-mnist", quick=True, seed=0)["aevb"].data_options == {}

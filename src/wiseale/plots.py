@@ -54,3 +54,60 @@ def plot_curves(histories: dict[str, list[dict]], keys: list[tuple[str, str]],
         ax.set_title(label, fontsize=10)
     axes[0, 0].legend(fontsize=8)
     save_figure(fig, path)
+
+
+def _mixture_density(grid: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Density of 1/N sum_i N(mu_i, diag var_i) at points grid [G, 2]."""
+    diff = grid[:, None, :] - mu[None]
+    log_comp = -0.5 * (np.log(2 * np.pi * var)[None] + diff**2 / var[None]).sum(-1)
+    return np.exp(log_comp).mean(1)
+
+
+def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray | None]],
+                    labels: np.ndarray, path: Path, resolution: int = 200) -> None:
+    """001 Fig. 1: per method, the 2-D posteriors of the same test images as 1- and 2-sigma
+    ellipses coloured by class, over the density of their aggregate posterior (grey); a
+    deterministic encoder (log-variances None) shows points. Same axes for every panel."""
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Ellipse
+
+    extent = max(3.0, *(np.abs(mu).max() + (0 if lv is None else 2 * np.exp(0.5 * lv).max())
+                        for mu, lv in panels.values()))
+    extent = min(extent, 50.0)
+    axis = np.linspace(-extent, extent, resolution)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (name, (mu, logvar)) in zip(axes[0], panels.items(), strict=True):
+        if logvar is not None:
+            density = _mixture_density(grid, mu, np.exp(logvar)).reshape(resolution, resolution)
+            ax.imshow(density, extent=(-extent, extent, -extent, extent), origin="lower",
+                      cmap="Greys", aspect="equal", norm=PowerNorm(0.4))
+            for (x, y), lv, label in zip(mu, logvar, labels, strict=True):
+                sd = np.exp(0.5 * lv)
+                for k in (1, 2):
+                    ax.add_patch(Ellipse((x, y), 2 * k * sd[0], 2 * k * sd[1], fill=False,
+                                         lw=0.6, alpha=0.9 / k, color=colours(int(label) % 10)))
+        ax.scatter(mu[:, 0], mu[:, 1], s=6, c=[colours(int(v) % 10) for v in labels])
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_title(name if logvar is not None else f"{name} (deterministic: points)",
+                     fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_image_grid(rows: dict[str, np.ndarray], path: Path) -> None:
+    """001 Fig. 5b: one row of images [N, C, H, W] in [0, 1] per entry (input first)."""
+    n_rows, n_cols = len(rows), len(next(iter(rows.values())))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols, 1.2 * n_rows),
+                             squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            image = np.clip(images[c].transpose(1, 2, 0), 0, 1)
+            axes[r, c].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image,
+                              cmap="gray", vmin=0, vmax=1)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    save_figure(fig, path)

@@ -6,11 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from wiseale.data.arrays import load_array_file
+from wiseale.data.celeba import load_celeba
 from wiseale.data.dataset import SPLITS, Dataset
+from wiseale.data.digits import load_digits_data
+from wiseale.data.idx import load_fashion_mnist, load_mnist
 from wiseale.data.sine import load_sine
 from wiseale.errors import WisealeError
 
 DATASETS = {"sine": (load_sine, "sine waves of 001 Sec. 5 (generated, 200,000 by default)")}
+DATASETS["mnist"] = (load_mnist, "MNIST 28x28 digits, 60,000/10,000 (001 Sec. 5; downloaded "
+                     "once if absent; binarize=true for binary MNIST)")
+DATASETS["fashion-mnist"] = (load_fashion_mnist, "Fashion-MNIST 28x28, 60,000/10,000 (Debian "
+                             "dataset-fashion-mnist or --data-dir)")
+DATASETS["digits"] = (load_digits_data, "scikit-learn 8x8 digits, 1,500/297 (offline)")
+DATASETS["celeba"] = (load_celeba, "CelebA aligned faces from --data-dir, centre crop 178 "
+                      "(001 Sec. 5) or 140 (003) resized to 64x64")
 
 __all__ = ["DATASETS", "Dataset", "load"]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from wiseale.experiments import sine
+from wiseale.experiments import embedding, prior_constraint, sine
 from wiseale.experiments.common import Experiment
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (sine.EXPERIMENT,)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT)}
