@@ -113,3 +113,25 @@ def test_unexpected_errors_are_one_line_unless_debug(capsys, monkeypatch):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(RuntimeError):
         main(["--debug", "methods"])
+
+
+def test_relative_data_path_is_stored_absolute(capsys, tmp_path, monkeypatch):
+    np.save(tmp_path / "ten.npy", np.random.default_rng(0).normal(size=(100, 4)))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(capsys, "train", "--method", "aevb", "--data", "ten.npy", "--out",
+                        "run", "--epochs", "1", "--batch-size", "16", "--no-progress")
+    assert code == 0, err
+    monkeypatch.chdir("/")
+    code, out, err = _run(capsys, "evaluate", str(tmp_path / "run"))
+    assert code == 0, err
+
+
+def test_seed_and_n_train_bounds(capsys, tmp_path):
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "r"),
+                        "--seed", "99999999999999999999")
+    assert code == 2 and "between 0 and" in err
+    np.save(tmp_path / "small.npy", np.zeros((50, 3)))
+    code, _, err = _run(capsys, "train", "--method", "aevb", "--data",
+                        str(tmp_path / "small.npy"), "--n-train", "1000", "--out",
+                        str(tmp_path / "r2"))
+    assert code == 1 and "is more than the 45 train samples" in err

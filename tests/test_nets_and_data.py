@@ -124,3 +124,30 @@ def test_celeba_network_follows_app_d3():
     assert default_net((3, 64, 64)) == "celeba-conv"
     with pytest.raises(ValueError, match="needs samples of shape"):
         build_nets("celeba-conv", (3, 32, 32), 64)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((20, 3)), "x_test": np.zeros((5, 4))}, "must match"),
+    ({"x": np.zeros((20, 3)), "y": np.arange(5)}, "integer labels"),
+    ({"x": np.zeros((20, 3)), "y": np.array(["a"] * 20)}, "integer labels"),
+    ({"x": np.zeros((20, 3)), "y": np.zeros(20)}, "integer labels"),
+    ({"x_test": np.zeros((20, 3))}, "name the data array 'x'"),
+    ({"x": np.zeros((20, 0))}, "size 0"),
+])
+def test_bad_archives_are_refused(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(WisealeError, match=message):
+        load(str(tmp_path / "bad.npz"))
+
+
+def test_other_bad_paths_and_options(tmp_path):
+    (tmp_path / "data.txt").write_text("1 2 3")
+    with pytest.raises(WisealeError, match="not a .npy or .npz"):
+        load(str(tmp_path / "data.txt"))
+    np.save(tmp_path / "a.npy", np.full((10, 2), 1e39))  # overflows float32: Inf
+    with pytest.raises(WisealeError, match="NaN or Inf"):
+        load(str(tmp_path / "a.npy"))
+    with pytest.raises(WisealeError, match="does not take these options"):
+        load("sine", n=5)
+    with pytest.raises(WisealeError, match="takes no options"):
+        load(str(tmp_path / "a.npy"), foo=1)

@@ -162,3 +162,70 @@ def test_batch_larger_than_data(tmp_path, tiny_sine):
     with pytest.raises(WisealeError, match="larger than the 256 training samples"):
         train(dataclasses.replace(tiny_sine, batch_size=1000), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()  # nothing written for a refused run
+
+
+def test_failure_before_the_first_checkpoint_leaves_no_run(tmp_path, tiny_sine, monkeypatch):
+    from wiseale.model import Autoencoder
+
+    real_forward = Autoencoder.forward
+
+    def nan_at_once(self, x):
+        out = real_forward(self, x)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Autoencoder, "forward", nan_at_once)
+    with pytest.raises(WisealeError, match="epoch 1, batch 0; nothing was saved"):
+        train(tiny_sine, tmp_path / "run", progress=False)
+    assert list((tmp_path / "run").iterdir()) == []
+    monkeypatch.setattr(Autoencoder, "forward", real_forward)
+    train(tiny_sine, tmp_path / "run", progress=False)  # the same directory works again
+
+
+def test_files_get_the_usual_permissions(tmp_path, tiny_sine):
+    umask = os.umask(0)
+    os.umask(umask)
+    train(tiny_sine, tmp_path / "run", progress=False)
+    for path in (tmp_path / "run").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+
+
+def test_resume_refuses_fewer_epochs_or_a_changed_schedule(tmp_path, tiny_sine):
+    train(dataclasses.replace(tiny_sine, lr_schedule="cosine"), tmp_path / "run",
+          progress=False)
+    with pytest.raises(WisealeError, match="already trained 2 epochs"):
+        train(dataclasses.replace(tiny_sine, lr_schedule="cosine", epochs=1), tmp_path / "run",
+              resume=True, progress=False)
+    with pytest.raises(WisealeError, match="cosine schedule depends on --epochs"):
+        train(dataclasses.replace(tiny_sine, lr_schedule="cosine", epochs=4), tmp_path / "run",
+              resume=True, progress=False)
+
+
+def test_resume_with_more_epochs_continues(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "run", progress=False)
+    train(dataclasses.replace(tiny_sine, epochs=3), tmp_path / "run", resume=True,
+          progress=False)
+    rows = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+    assert json.loads((tmp_path / "run/config.json").read_text())["epochs"] == 3
+
+
+def test_input_checks(tmp_path, tiny_sine):
+    with pytest.raises(WisealeError, match="Bernoulli likelihood needs data in"):
+        train(dataclasses.replace(tiny_sine, likelihood="bernoulli"), tmp_path / "a",
+              progress=False)
+    with pytest.raises(WisealeError, match="batch-size 2 or more"):
+        train(dataclasses.replace(tiny_sine, method="wae", batch_size=1), tmp_path / "b",
+              progress=False)
+    with pytest.raises(WisealeError, match="seed must be"):
+        train(dataclasses.replace(tiny_sine, seed=-1), tmp_path / "c", progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_load_run_leaves_the_callers_random_state_alone(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "run", progress=False)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load_run(tmp_path / "run")
+    assert torch.equal(torch.rand(3), expected)

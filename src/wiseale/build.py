@@ -20,13 +20,13 @@ def load_split(config: RunConfig, split: str) -> Dataset:
     limit = config.n_train if split == "train" else config.n_test
     if config.data == "sine":  # generated: make only the waves that are used
         return load("sine", split, **{f"n_{split}": limit}, **config.data_options)
-    try:
-        data = load(config.data, split, data_dir=config.data_dir, **config.data_options)
-    except TypeError as exc:  # an option the loader does not take
-        raise WisealeError(f"data set {config.data} does not take these options "
-                           f"({exc}); check --data-option") from None
-    return data if limit is None else Dataset(data.name, data.x[:limit],
-                                              None if data.y is None else data.y[:limit])
+    data = load(config.data, split, data_dir=config.data_dir, **config.data_options)
+    if limit is None:
+        return data
+    if limit > len(data):
+        raise WisealeError(f"--n-{split} {limit} is more than the {len(data)} {split} samples "
+                           f"of {config.data}; lower it")
+    return Dataset(data.name, data.x[:limit], None if data.y is None else data.y[:limit])
 
 
 def default_likelihood(x: torch.Tensor) -> str:
@@ -41,6 +41,12 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if config.batch_size > len(train):
         raise WisealeError(f"batch-size {config.batch_size} is larger than the {len(train)} "
                            "training samples; lower --batch-size")
+    if config.batch_size < 2 and any(t.kind == "mmd" for t in method.terms):
+        raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
+                           "or more")
+    if config.likelihood == "bernoulli" and not bool(((train.x >= 0) & (train.x <= 1)).all()):
+        raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
+                           "use --likelihood gaussian")
     return dataclasses.replace(
         config, method=method.name, options=resolve_options(method, config.options),
         likelihood=config.likelihood or default_likelihood(train.x),
@@ -49,8 +55,14 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
 
 
 def model_from_config(config: RunConfig) -> Autoencoder:
-    """A freshly initialised model for a resolved config (seeded by ``config.seed``)."""
-    torch.manual_seed(config.seed)
+    """A freshly initialised model for a resolved config (seeded by ``config.seed``; the
+    caller's random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _build(config)
+
+
+def _build(config: RunConfig) -> Autoencoder:
     try:
         encoder, feature_dim, decoder = build_nets(config.net, tuple(config.sample_shape),
                                                    config.latent_dim)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wiseale.config import LR_SCHEDULES, RunConfig
+from wiseale.config import DEVICES, LR_SCHEDULES, RunConfig
 from wiseale.errors import WisealeError
 
 
@@ -42,6 +42,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2^31 - 1, got {value}")
+    return value
+
+
 def _option(text: str) -> tuple[str, Any]:
     """KEY=VALUE with VALUE read as JSON where it parses (true, 3, 0.5), else as a string."""
     key, sep, value = text.partition("=")
@@ -66,8 +76,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-dim", type=_positive_int, default=4)
     p.add_argument("--n-train", type=_positive_int, help="use the first N training samples")
     p.add_argument("--n-test", type=_positive_int, help="use the first N test samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--data-dir", type=Path, help="directory that relative data paths are in")
     p.add_argument("--likelihood", choices=("gaussian", "bernoulli"),
                    help="default: bernoulli for 0/1 data, gaussian otherwise")
@@ -101,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", choices=sorted(EXPERIMENTS))
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
     p.add_argument("--no-progress", action="store_true")
     return parser
@@ -110,13 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from wiseale.training import train
 
+    data = args.data
+    if args.data_dir is None and Path(data).suffix and Path(data).exists():
+        data = str(Path(data).resolve())  # `wiseale evaluate` then works from any directory
     config = RunConfig(
-        method=args.method, data=args.data, options=dict(args.option),
+        method=args.method, data=data, options=dict(args.option),
         data_options=dict(args.data_option), likelihood=args.likelihood,
         sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
         device=args.device, n_train=args.n_train, n_test=args.n_test,
-        data_dir=None if args.data_dir is None else str(args.data_dir))
+        data_dir=None if args.data_dir is None else str(args.data_dir.resolve()))
     train(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"trained {args.method}: {args.out}/model.safetensors")
 
@@ -177,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"wiseale: error: {exc}\n")
         return 1
     except KeyboardInterrupt:
-        sys.stderr.write("wiseale: interrupted; the last checkpoint is kept (use --resume)\n")
+        sys.stderr.write("wiseale: interrupted; finished epochs are kept: continue with "
+                         "`train --resume` or by running the same `reproduce` again\n")
         return 130
     except Exception as exc:  # a bug or an unforeseen input: one line, details with --debug
         if args.debug:

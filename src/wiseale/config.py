@@ -53,6 +53,8 @@ class RunConfig:
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
                                    f"got {value}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**31):
+            raise WisealeError(f"seed must be an integer in [0, 2^31), got {self.seed}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise WisealeError(f"lr must be a finite positive number, got {self.lr}")
         if not (math.isfinite(self.sigma2) and self.sigma2 > 0):

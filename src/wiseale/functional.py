@@ -21,18 +21,20 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=-1)
 
 
-def aggregate_kl_upper_bound(mu: Tensor, logvar: Tensor, chunk_size: int = 1024) -> Tensor:
+def aggregate_kl_upper_bound(mu: Tensor, logvar: Tensor, chunk_size: int | None = None) -> Tensor:
     """Eq. 21-24: analytic upper bound of KL(q(z|batch) || N(0, I)) for the batch, in nats.
 
     ``q(z|batch) = 1/M sum_j N(mu_j, diag(sigma_j^2))`` (Eq. 10). The product over latent
     dimensions in Eq. 21 is summed in log space and the inner mean over j is a log-sum-exp;
     the ``log 2 pi`` of Eq. 22 and Eq. 24 cancel analytically and are never formed. Rows i are
-    processed ``chunk_size`` at a time, so the largest temporary is ``chunk_size x M x d``.
+    processed ``chunk_size`` at a time, so the largest temporary is ``chunk_size x M x d``
+    (by default about 2^24 elements).
     """
     if mu.shape != logvar.shape or mu.dim() != 2:
         raise ValueError(f"mu and logvar must both be [M, d]; got {tuple(mu.shape)} and "
                          f"{tuple(logvar.shape)}")
     m = mu.shape[0]
+    chunk_size = chunk_size or max(1, 2**24 // (m * mu.shape[1]))
     var = logvar.exp()
     log_overlap = []
     for start in range(0, m, chunk_size):

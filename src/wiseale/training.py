@@ -43,7 +43,7 @@ def _prepare_dir(out: Path, resume: bool) -> None:
         raise WisealeError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
     if resume and not (out / CHECKPOINT).exists():
         raise WisealeError(f"{out} has no {CHECKPOINT} to resume from; drop --resume")
-    if not resume and (out / CONFIG).exists():
+    if not resume and ((out / CHECKPOINT).exists() or (out / WEIGHTS).exists()):
         raise WisealeError(f"{out} already holds a run; add --resume or choose another --out")
     write_json(out / ".write-test", {})  # fails early, with a clear error, if unwritable
     (out / ".write-test").unlink()
@@ -58,6 +58,12 @@ def _restore(out: Path, config: RunConfig, model: Autoencoder,
     if differ:
         raise WisealeError(f"{out} was trained with other settings ({', '.join(differ)}); "
                            "resume with the same options or choose another --out")
+    if config.epochs < meta["epoch"]:
+        raise WisealeError(f"{out} has already trained {meta['epoch']} epochs; --epochs must be "
+                           "at least that to resume")
+    if config.epochs != saved["epochs"] and config.lr_schedule != "constant":
+        raise WisealeError(f"the {config.lr_schedule} schedule depends on --epochs; resume with "
+                           f"--epochs {saved['epochs']} as the run was started")
     load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")},
                  out / CHECKPOINT)
     restore_optimizer(optimizer, tensors, meta["param_groups"])
@@ -96,8 +102,9 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
           train_data: Dataset | None = None, test_data: Dataset | None = None) -> Autoencoder:
     """Train ``config`` into the run directory ``out`` and return the model.
 
-    Writes ``config.json``, ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors``
-    (after every epoch), and at the end ``model.safetensors`` and ``evaluation.json``.
+    Writes ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors`` and
+    ``config.json`` (after every epoch), and at the end ``model.safetensors`` and
+    ``evaluation.json``. A run stopped before its first checkpoint leaves no run behind.
     ``resume=True`` continues from the last checkpoint to the same weights as an
     uninterrupted run.
     """
@@ -113,7 +120,6 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     model = model_from_config(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start, history = _restore(out, config, model, optimizer) if resume else (0, [])
-    write_json(out / CONFIG, config.to_dict())
 
     x = train_data.x.to(device)
     x_eval = test_data.x[:config.eval_size].to(device)
@@ -131,9 +137,10 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
         for step in bar:
             output = model(x_epoch[step * batch:(step + 1) * batch])
             if not torch.isfinite(output.loss):
-                raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; the "
-                                   f"last good checkpoint is kept in {out}; lower --lr or check "
-                                   "the data")
+                kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch > 0
+                        else "nothing was saved")
+                raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; {kept}; "
+                                   "lower --lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             optimizer.step()
@@ -151,6 +158,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
         optim_state, groups = optimizer_tensors(optimizer)
         save_tensors(out / CHECKPOINT, {**model_state, **optim_state},
                      {"epoch": epoch + 1, "config": config.to_dict(), "param_groups": groups})
+        write_json(out / CONFIG, config.to_dict())
     save_tensors(out / WEIGHTS, model.state_dict(), {"config": config.to_dict()})
     n = len(test_data)
     labels = (None if train_data.y is None else train_data.y[:n].to(device),

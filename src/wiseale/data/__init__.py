@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,15 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
     if split not in SPLITS:
         raise WisealeError(f"unknown split {split!r}; use 'train' or 'test'")
     if name_or_path in DATASETS:
-        return DATASETS[name_or_path][0](split=split, data_dir=data_dir, **options)
+        loader = DATASETS[name_or_path][0]
+        try:
+            inspect.signature(loader).bind(split=split, data_dir=data_dir, **options)
+        except TypeError as exc:
+            raise WisealeError(f"data set {name_or_path} does not take these options ({exc}); "
+                               "check --data-option") from None
+        return loader(split=split, data_dir=data_dir, **options)
+    if options:
+        raise WisealeError(f"a data file takes no options; got {', '.join(options)}")
     if data_dir is not None and not Path(name_or_path).is_absolute():
         name_or_path = str(Path(data_dir) / name_or_path)
     path = Path(name_or_path)

@@ -18,6 +18,9 @@ TEST_FRACTION = 0.1
 def _read(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         raise WisealeError(f"data file {path} does not exist; check the path")
+    if path.suffix not in (".npy", ".npz"):
+        raise WisealeError(f"{path} is not a .npy or .npz file; save your array with numpy.save "
+                           "or numpy.savez")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -28,7 +31,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         raise WisealeError(f"cannot read {path} as a NumPy array ({exc}); save it with "
                            "numpy.save or numpy.savez, without object arrays") from None
     if "x" not in arrays:
-        if len(arrays) != 1:
+        if len(arrays) != 1 or "x_test" in arrays:
             raise WisealeError(f"{path} holds {sorted(arrays)}; name the data array 'x'")
         arrays = {"x": next(iter(arrays.values()))}
     return arrays
@@ -42,7 +45,19 @@ def _as_float(path: Path, key: str, array: np.ndarray) -> torch.Tensor:
                            "signals or N x C x H x W images")
     if array.shape[0] == 0:
         raise WisealeError(f"{path}:{key} is empty; give it at least one sample")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    with np.errstate(over="ignore", invalid="ignore"):  # Dataset reports non-finite values
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _labels(path: Path, key: str, arrays: dict[str, np.ndarray], n: int) -> torch.Tensor | None:
+    labels = arrays.get(key)
+    if labels is None:
+        return None
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool) or \
+            labels.shape != (n,):
+        raise WisealeError(f"{path}:{key} must hold {n} integer labels, one per sample; got "
+                           f"shape {labels.shape} of type {labels.dtype}")
+    return torch.from_numpy(labels.astype(np.int64))
 
 
 def load_array_file(path: str | Path, split: str = "train") -> Dataset:
@@ -51,14 +66,15 @@ def load_array_file(path: str | Path, split: str = "train") -> Dataset:
     arrays = _read(path)
     name = f"{path.stem}-{split}"
     if "x_test" in arrays:
+        if arrays["x_test"].shape[1:] != arrays["x"].shape[1:]:
+            raise WisealeError(f"{path}: x_test has samples of shape {arrays['x_test'].shape[1:]}"
+                               f" but x has {arrays['x'].shape[1:]}; they must match")
         key = "x" if split == "train" else "x_test"
-        labels = arrays.get("y" if split == "train" else "y_test")
         x = _as_float(path, key, arrays[key])
-        y = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
-        return Dataset(name, x, y)
+        return Dataset(name, x, _labels(path, "y" if split == "train" else "y_test", arrays,
+                                        len(x)))
     x = _as_float(path, "x", arrays["x"])
-    labels = arrays.get("y")
-    y = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    y = _labels(path, "y", arrays, len(x))
     n_test = int(round(TEST_FRACTION * len(x)))
     if n_test == 0 or n_test == len(x):
         raise WisealeError(f"{path} has {len(x)} samples: too few to hold out a test split; "

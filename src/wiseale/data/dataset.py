@@ -30,6 +30,12 @@ class Dataset:
                                f"shape {tuple(self.x.shape)}; reshape it to N x D")
         if self.x.shape[0] == 0:
             raise WisealeError(f"data set {self.name} is empty; give it at least one sample")
+        if self.x[0].numel() == 0:
+            raise WisealeError(f"data set {self.name} has samples of size 0 (shape "
+                               f"{tuple(self.x.shape)}); give each sample at least one value")
+        if self.y is not None and (len(self.y) != len(self.x) or self.y.dtype != torch.int64):
+            raise WisealeError(f"data set {self.name}: labels must be {len(self.x)} integers, "
+                               f"one per sample; got {len(self.y)} of type {self.y.dtype}")
         if not torch.isfinite(self.x).all():
             bad = int((~torch.isfinite(self.x)).flatten(1).any(1).nonzero()[0])
             raise WisealeError(f"data set {self.name} has NaN or Inf values (first in sample "

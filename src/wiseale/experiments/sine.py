@@ -15,6 +15,7 @@ from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments.common import Experiment, metrics_table, train_methods, write_results
+from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.plots import plot_curves, plot_signal_reconstructions
 from wiseale.storage import atomic_write_text
 from wiseale.training import load_run
@@ -56,7 +57,9 @@ def _report(out: Path, quick: bool, methods: dict) -> str:
         "## Test metrics", "", metrics_table(methods, TABLE_KEYS), "",
         "`recon_error` is the mean over waves of sum_t (x - x_hat)^2 with x_hat decoded from "
         "the posterior mean; `kl_prior` the mean KL(q(z|x) || N(0, I)); `elbo` the mean ELBO "
-        "(one z sample); `aggregate_kl_ub` Eq. 21 over 2,000 test posteriors. WAE's encoder "
+        f"(one z sample); `aggregate_kl_ub` Eq. 21 over the first "
+        f"{min(AGGREGATE_SAMPLES, scale['n_test'] or 20_000)} test posteriors; docs/metrics.md "
+        "defines the rest. WAE's encoder "
         "is deterministic, so it has no posterior density (n/a).",
         "",
         f"Paper's claim (lower reconstruction error than AEVB and beta-VAE): {claim}.",

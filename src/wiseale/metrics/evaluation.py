@@ -29,7 +29,8 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
     - ``mse``: recon_error / number of data dimensions;
     - ``kl_prior``: KL(q(z|x) || N(0, I)), the "AEVB KL" of Fig. 6;
     - ``elbo``: log p(x|z) - KL(q(z|x) || N(0, I)) with one z ~ q(z|x) (seeded);
-    - ``aggregate_kl_ub``: Eq. 21 over the first 4096 posteriors.
+    - ``aggregate_kl_ub``: Eq. 21 over the first 4096 posteriors (the bound depends on how
+      many: compare values computed over the same number).
     The last three are None for a deterministic encoder, which has no posterior density.
     """
     was_training = model.training
@@ -38,12 +39,11 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EVAL_SEED)
         for batch in x.split(batch_size):
-            mean_post = model.encode(batch, sample=False)
-            x_hat = model.likelihood.mean(model.decode(mean_post.mu))
-            sse.append((batch - x_hat).square().flatten(1).sum(1))
-            if mean_post.logvar is None:
-                continue
             post = model.encode(batch, sample=True)
+            x_hat = model.likelihood.mean(model.decode(post.mu))
+            sse.append((batch - x_hat).square().flatten(1).sum(1))
+            if post.logvar is None:
+                continue
             batch_kl = F.gaussian_kl(post.mu, post.logvar)
             kl.append(batch_kl)
             elbo.append(-model.likelihood.nll(batch, model.decode(post.z)) - batch_kl)
@@ -57,7 +57,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
     if kl:
         mu, logvar = torch.cat(mus)[:AGGREGATE_SAMPLES], torch.cat(logvars)[:AGGREGATE_SAMPLES]
         result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item(),
-                      aggregate_kl_ub=F.aggregate_kl_upper_bound(mu, logvar, 256).item())
+                      aggregate_kl_ub=F.aggregate_kl_upper_bound(mu, logvar).item())
     return result
 
 
