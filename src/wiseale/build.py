@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import torch
 
 from wiseale.config import RunConfig
-from wiseale.data import Dataset, load
+from wiseale.data import DATASETS, Dataset, load
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import build_likelihood
 from wiseale.methods import build_model, get_method, resolve_options
@@ -20,13 +21,21 @@ def load_split(config: RunConfig, split: str) -> Dataset:
     limit = config.n_train if split == "train" else config.n_test
     if config.data == "sine":  # generated: make only the waves that are used
         return load("sine", split, **{f"n_{split}": limit}, **config.data_options)
-    data = load(config.data, split, data_dir=config.data_dir, **config.data_options)
+    options = dict(config.data_options)
+    if limit is not None and takes_limit(config.data):  # e.g. CelebA: read only what is used
+        options.setdefault("limit", limit)
+    data = load(config.data, split, data_dir=config.data_dir, **options)
     if limit is None:
         return data
     if limit > len(data):
         raise WisealeError(f"--n-{split} {limit} is more than the {len(data)} {split} samples "
                            f"of {config.data}; lower it")
     return Dataset(data.name, data.x[:limit], None if data.y is None else data.y[:limit])
+
+
+def takes_limit(name: str) -> bool:
+    """Whether the named data set's loader can read just the first N samples."""
+    return name in DATASETS and "limit" in inspect.signature(DATASETS[name][0]).parameters
 
 
 def default_likelihood(x: torch.Tensor) -> str:

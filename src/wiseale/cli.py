@@ -72,7 +72,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--lr", type=_positive_float, default=5e-4)
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="step: x --lr-gamma at each of --lr-milestones (default 50%%, 75%%)")
+    p.add_argument("--lr-milestones", type=_positive_int, nargs="+", metavar="EPOCH")
+    p.add_argument("--lr-gamma", type=_positive_float, default=0.1)
     p.add_argument("--latent-dim", type=_positive_int, default=4)
     p.add_argument("--n-train", type=_positive_int, help="use the first N training samples")
     p.add_argument("--n-test", type=_positive_int, help="use the first N test samples")
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
+    p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
     p.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -127,7 +131,8 @@ def _train(args: argparse.Namespace) -> None:
         method=args.method, data=data, options=dict(args.option),
         data_options=dict(args.data_option), likelihood=args.likelihood,
         sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+        lr_milestones=args.lr_milestones, lr_gamma=args.lr_gamma, seed=args.seed,
         device=args.device, n_train=args.n_train, n_test=args.n_test,
         data_dir=None if args.data_dir is None else str(args.data_dir.resolve()))
     train(config, args.out, resume=args.resume, progress=not args.no_progress)
@@ -172,8 +177,10 @@ def _experiments() -> None:
 def _reproduce(args: argparse.Namespace) -> None:
     from wiseale.experiments import EXPERIMENTS
 
+    data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
     report = EXPERIMENTS[args.experiment].run(args.out, quick=args.quick, seed=args.seed,
-                                              data=args.data, progress=not args.no_progress)
+                                              data=args.data, progress=not args.no_progress,
+                                              data_dir=data_dir)
     print(f"report: {report}")
 
 

@@ -33,6 +33,8 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 5e-4
     lr_schedule: str = "constant"
+    lr_milestones: list[int] | None = None
+    lr_gamma: float = 0.1
     seed: int = 0
     device: str = "cpu"
     n_train: int | None = None
@@ -59,6 +61,8 @@ class RunConfig:
             raise WisealeError(f"lr must be a finite positive number, got {self.lr}")
         if not (math.isfinite(self.sigma2) and self.sigma2 > 0):
             raise WisealeError(f"sigma2 must be a finite positive number, got {self.sigma2}")
+        if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
+            raise WisealeError(f"lr-gamma must be a finite positive number, got {self.lr_gamma}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise WisealeError(f"unknown lr schedule {self.lr_schedule!r}; use one of "
                                f"{', '.join(LR_SCHEDULES)}")
@@ -83,6 +87,7 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
     """The learning rate of ``epoch`` (0-based): a pure function, so resuming is exact."""
     if config.lr_schedule == "cosine":
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
-    if config.lr_schedule == "step":  # x0.1 at 50% and 75% of the epochs
-        return config.lr * 0.1 ** sum(epoch >= f * config.epochs for f in (0.5, 0.75))
+    if config.lr_schedule == "step":  # x lr_gamma at each milestone (default: 50%, 75%)
+        milestones = config.lr_milestones or [config.epochs // 2, 3 * config.epochs // 4]
+        return config.lr * config.lr_gamma ** sum(epoch >= m for m in milestones)
     return config.lr

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wiseale.experiments import embedding, prior_constraint, sine
+from wiseale.experiments import celeba, embedding, prior_constraint, sine
 from wiseale.experiments.common import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT)}
+    sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT)}

@@ -246,7 +246,7 @@ def _report(results: dict[str, Any]) -> str:
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True, means: Sequence[float] = MEANS) -> Path:
+        progress: bool = True, data_dir: str | None = None, means: Sequence[float] = MEANS) -> Path:
     """Sweep the shared variance, write results.json, the Fig. 4 figure and report.md.
 
     ``seed`` and ``progress`` are accepted for the common interface; the computation is

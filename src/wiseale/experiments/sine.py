@@ -70,7 +70,7 @@ def _report(out: Path, quick: bool, methods: dict) -> str:
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True) -> Path:
+        progress: bool = True, data_dir: str | None = None) -> Path:
     """Train the four methods, then write results.json, the figures and report.md."""
     if data not in (None, "sine"):
         raise WisealeError(f"the sine experiment runs on the sine data only, not {data!r}")
