@@ -135,3 +135,17 @@ def test_seed_and_n_train_bounds(capsys, tmp_path):
                         str(tmp_path / "small.npy"), "--n-train", "1000", "--out",
                         str(tmp_path / "r2"))
     assert code == 1 and "is more than the 45 train samples" in err
+
+
+def test_plot_redraws_experiment_and_run_figures(capsys, tmp_path):
+    code, _, err = _run(capsys, "reproduce", "prior-constraint", "--out", str(tmp_path / "pc"))
+    assert code == 0, err
+    figure = tmp_path / "pc/fig4_prior_constraint.png"
+    figure.unlink()
+    code, out, err = _run(capsys, "plot", str(tmp_path / "pc"))
+    assert code == 0 and figure.exists() and str(figure) in out, err
+    code, _, _ = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "r"))
+    code, out, err = _run(capsys, "plot", str(tmp_path / "r"))
+    assert code == 0 and (tmp_path / "r/curves.png").read_bytes()[:4] == b"\x89PNG", err
+    code, _, err = _run(capsys, "plot", str(tmp_path))
+    assert code == 1 and "neither results.json nor metrics.jsonl" in err

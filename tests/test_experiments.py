@@ -133,3 +133,13 @@ def test_celeba_full_scale_is_app_d3():
     for config in celeba.configs(quick=False, seed=0).values():
         assert (config.batch_size, config.epochs, config.lr, config.lr_milestones,
                 config.lr_gamma) == (256, 50, 3e-4, [30], 0.5)
+
+
+def test_plot_redraws_the_sine_figures(tmp_path, tiny_quick):
+    EXPERIMENTS["sine"].run(tmp_path, quick=True, progress=False)
+    for name in ("fig5a_reconstructions.png", "fig6_curves.png"):
+        (tmp_path / name).unlink()
+    figures = EXPERIMENTS["sine"].plot(tmp_path)
+    assert all(f.exists() for f in figures) and len(figures) == 2
+    with pytest.raises(WisealeError, match="not 'celeba'"):
+        EXPERIMENTS["celeba"].plot(tmp_path)

@@ -1,4 +1,5 @@
-"""The ``wiseale`` command: train | evaluate | reproduce | methods | datasets | experiments."""
+"""The ``wiseale`` command: train | evaluate | reproduce | plot | methods | datasets |
+experiments."""
 
 from __future__ import annotations
 
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=("train", "test"), default="test")
+    p = sub.add_parser("plot", help="redraw the figures of an experiment or run directory")
+    p.add_argument("directory", type=Path)
     sub.add_parser("methods", help="list the methods and their options")
     sub.add_parser("datasets", help="list the named data sets")
     sub.add_parser("experiments", help="list the reproducible experiments")
@@ -149,6 +152,31 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(evaluate_full(model, data.x, data.y), indent=2))
 
 
+def _plot(args: argparse.Namespace) -> None:
+    from wiseale.experiments import EXPERIMENTS
+    from wiseale.plots import plot_run_history
+    from wiseale.storage import read_json
+
+    directory = args.directory
+    if (directory / "results.json").exists():
+        name = read_json(directory / "results.json").get("experiment")
+        if name not in EXPERIMENTS:
+            raise WisealeError(f"{directory}/results.json names no known experiment ({name!r})")
+        figures = EXPERIMENTS[name].plot(directory)
+    elif (directory / "metrics.jsonl").exists():
+        rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()
+                if line]
+        if not rows:
+            raise WisealeError(f"{directory}/metrics.jsonl is empty: no epoch has finished yet")
+        figures = [directory / "curves.png"]
+        plot_run_history(rows, figures[0])
+    else:
+        raise WisealeError(f"{directory} has neither results.json nor metrics.jsonl; give an "
+                           "experiment or run directory")
+    for figure in figures:
+        print(figure)
+
+
 def _methods() -> None:
     from wiseale.methods import ALIASES, METHODS
 
@@ -186,7 +214,7 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce,
+    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "plot": _plot,
                 "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
                 "experiments": lambda _: _experiments()}
     try:

@@ -111,3 +111,21 @@ def plot_image_grid(rows: dict[str, np.ndarray], path: Path) -> None:
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(name, fontsize=8)
     save_figure(fig, path)
+
+
+def plot_run_history(rows: list[dict], path: Path) -> None:
+    """A run's metrics.jsonl: every numeric column (the loss, its parts, test metrics) over
+    epochs, one panel each."""
+    skip = {"epoch", "lr", "samples_per_s"}
+    keys = [k for k in rows[0] if k not in skip and isinstance(rows[0][k], (int, float))]
+    cols = 4
+    fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols,
+                             figsize=(3.2 * cols, 2.4 * ((len(keys) + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], marker=".")
+        ax.set_title(key, fontsize=9)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, path)

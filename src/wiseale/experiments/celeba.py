@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
-from wiseale.experiments.common import Experiment, metrics_table, train_methods, write_results
+from wiseale.experiments.common import (
+    Experiment,
+    first_config,
+    metrics_table,
+    read_results,
+    train_methods,
+    write_results,
+)
 from wiseale.plots import plot_image_grid
 from wiseale.storage import atomic_write_text
 from wiseale.training import load_run
@@ -60,16 +65,24 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     train_data, test_data = load_split(first, "train"), load_split(first, "test")
     methods = train_methods(plans, out, train_data, test_data, progress=progress)
     write_results(out, "celeba", quick, methods)
-    shown = test_data.x[:N_SHOWN]
-    rows = {"input": shown.numpy()}
-    with torch.no_grad():
-        for name in METHODS:
-            rows[name] = load_run(out / "runs" / name)[0].reconstruct(shown).numpy()
-    plot_image_grid(rows, out / "fig5b_reconstructions.png")
+    plot(out)
     report = out / "report.md"
     atomic_write_text(report, _report(quick, first, methods))
     return report
 
 
+def plot(out: Path) -> list[Path]:
+    """Fig. 5b: the first test images and each method's reconstructions."""
+    out = Path(out)
+    results = read_results(out, "celeba")
+    shown = load_split(first_config(results), "test").x[:N_SHOWN]
+    rows = {"input": shown.numpy()}
+    for name in results["methods"]:
+        rows[name] = load_run(out / "runs" / name)[0].reconstruct(shown).numpy()
+    figure = out / "fig5b_reconstructions.png"
+    plot_image_grid(rows, figure)
+    return [figure]
+
+
 EXPERIMENT = Experiment("celeba", "001 Fig. 5b: CelebA reconstructions of AEVB, WAE, WiSE-ALE "
-                        "(needs CelebA: --data-dir)", run)
+                        "(needs CelebA: --data-dir)", run, plot)

@@ -19,9 +19,27 @@ from wiseale.training import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, train
 
 @dataclass(frozen=True)
 class Experiment:
+    """``run(out, quick=, seed=, data=, progress=, data_dir=)`` trains and writes results.json,
+    the figures and report.md; ``plot(out)`` redraws the figures from what ``run`` wrote."""
+
     name: str
     summary: str
     run: Callable[..., Path]
+    plot: Callable[[Path], list[Path]]
+
+
+def read_results(out: Path, experiment: str) -> dict[str, Any]:
+    """results.json of ``out``, checked to be from ``experiment``."""
+    results = read_json(Path(out) / "results.json")
+    if results.get("experiment") != experiment:
+        raise WisealeError(f"{out} holds results of {results.get('experiment')!r}, not "
+                           f"{experiment!r}")
+    return results
+
+
+def first_config(results: dict[str, Any]) -> RunConfig:
+    """The config of the first method of an experiment's results (they share the data)."""
+    return RunConfig.from_dict(next(iter(results["methods"].values()))["config"])
 
 
 def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,

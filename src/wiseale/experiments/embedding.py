@@ -15,7 +15,14 @@ import torch
 from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
-from wiseale.experiments.common import Experiment, metrics_table, train_methods, write_results
+from wiseale.experiments.common import (
+    Experiment,
+    first_config,
+    metrics_table,
+    read_results,
+    train_methods,
+    write_results,
+)
 from wiseale.plots import plot_embeddings
 from wiseale.storage import atomic_write_text
 from wiseale.training import load_run
@@ -76,19 +83,31 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     methods = train_methods(plans, out, train_data, test_data, progress=progress)
     write_results(out, "mnist-embedding", quick, methods)
 
-    shown = torch.randperm(len(test_data), generator=torch.Generator().manual_seed(seed))
-    shown = shown[:N_SHOWN]
-    panels = {}
-    for name in METHODS:
-        post = load_run(out / "runs" / name)[0].encode(test_data.x[shown], sample=False)
-        panels[name] = (post.mu.detach().numpy(),
-                        None if post.logvar is None else post.logvar.detach().numpy())
-    plot_embeddings(panels, test_data.y[shown].numpy(), out / "fig1_embeddings.png")
+    plot(out)
     report = out / "report.md"
     scale = {"epochs": first.epochs, "n_train": first.n_train, "n_test": first.n_test}
     atomic_write_text(report, _report(data, quick, scale, methods))
     return report
 
 
+def plot(out: Path) -> list[Path]:
+    """Fig. 1: the posteriors of the same 64 random test images (chosen by the run's seed)."""
+    out = Path(out)
+    results = read_results(out, "mnist-embedding")
+    config = first_config(results)
+    test_data = load_split(config, "test")
+    generator = torch.Generator().manual_seed(config.seed)
+    shown = torch.randperm(len(test_data), generator=generator)[:N_SHOWN]
+    panels = {}
+    with torch.no_grad():
+        for name in results["methods"]:
+            post = load_run(out / "runs" / name)[0].encode(test_data.x[shown], sample=False)
+            panels[name] = (post.mu.numpy(),
+                            None if post.logvar is None else post.logvar.numpy())
+    figure = out / "fig1_embeddings.png"
+    plot_embeddings(panels, test_data.y[shown].numpy(), figure)
+    return [figure]
+
+
 EXPERIMENT = Experiment("mnist-embedding", "001 Fig. 1: 2-D embeddings by AEVB, beta-VAE, "
-                        "WiSE-ALE, WAE (--data mnist|fashion-mnist|digits)", run)
+                        "WiSE-ALE, WAE (--data mnist|fashion-mnist|digits)", run, plot)

@@ -28,7 +28,7 @@ import torch
 
 from wiseale import functional as F
 from wiseale.errors import WisealeError
-from wiseale.experiments.common import Experiment
+from wiseale.experiments.common import Experiment, read_results
 from wiseale.plots import plt, save_figure
 from wiseale.storage import atomic_write_text, write_json
 
@@ -282,5 +282,16 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     return report
 
 
+def plot(out: Path) -> list[Path]:
+    """Fig. 4 redrawn from results.json."""
+    out = Path(out)
+    results = read_results(out, NAME)
+    curves = {key: np.asarray(results[key]) for key in
+              ("aevb_kl", "wise_ale_kl_ub", "exact_aggregate_kl")}
+    panels = {key: entry["variance"] for key, entry in results["panels"].items()}
+    _figure(results["means"], np.asarray(results["variances"]), curves, panels, out / FIGURE)
+    return [out / FIGURE]
+
+
 EXPERIMENT = Experiment(NAME, "001 Fig. 4: AEVB vs WiSE-ALE prior constraint on two 1-D "
-                        "posteriors as the variance changes", run)
+                        "posteriors as the variance changes", run, plot)

@@ -14,7 +14,14 @@ import torch
 from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
-from wiseale.experiments.common import Experiment, metrics_table, train_methods, write_results
+from wiseale.experiments.common import (
+    Experiment,
+    first_config,
+    metrics_table,
+    read_results,
+    train_methods,
+    write_results,
+)
 from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.plots import plot_curves, plot_signal_reconstructions
 from wiseale.storage import atomic_write_text
@@ -81,18 +88,27 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     methods = train_methods(plans, out, train_data, test_data, progress=progress)
     write_results(out, "sine", quick, methods)
 
-    picks, titles = _pick_waves(test_data.factors)
-    x = test_data.x[picks]
-    recons = {m: load_run(out / "runs" / m)[0].reconstruct(x).numpy() for m in METHODS}
-    plot_signal_reconstructions(x.numpy(), recons, titles, out / "fig5a_reconstructions.png")
-    histories = {m: methods[m]["history"] for m in METHODS if m != "wae"}
-    plot_curves(histories, [("recon_error", "training reconstruction error"),
-                            ("kl_prior", "AEVB KL divergence"), ("elbo", "ELBO")],
-                out / "fig6_curves.png")
+    plot(out)
     report = out / "report.md"
     atomic_write_text(report, _report(out, quick, methods))
     return report
 
 
+def plot(out: Path) -> list[Path]:
+    """Fig. 5a (reconstructions of chosen test waves) and Fig. 6 (training curves)."""
+    out = Path(out)
+    results = read_results(out, "sine")
+    test_data = load_split(first_config(results), "test")
+    picks, titles = _pick_waves(test_data.factors)
+    x = test_data.x[picks]
+    recons = {m: load_run(out / "runs" / m)[0].reconstruct(x).numpy() for m in results["methods"]}
+    figures = [out / "fig5a_reconstructions.png", out / "fig6_curves.png"]
+    plot_signal_reconstructions(x.numpy(), recons, titles, figures[0])
+    histories = {m: e["history"] for m, e in results["methods"].items() if m != "wae"}
+    plot_curves(histories, [("recon_error", "training reconstruction error"),
+                            ("kl_prior", "AEVB KL divergence"), ("elbo", "ELBO")], figures[1])
+    return figures
+
+
 EXPERIMENT = Experiment("sine", "001 Fig. 5a/6: WiSE-ALE vs AEVB, beta-VAE, WAE on sine waves",
-                        run)
+                        run, plot)
