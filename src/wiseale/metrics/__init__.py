@@ -1,5 +1,19 @@
 """Evaluation metrics, shared by `wiseale evaluate` and every experiment."""
 
 from wiseale.metrics.evaluation import evaluate, evaluate_full
+from wiseale.metrics.fid import (
+    ClassifierFeatures,
+    FeatureExtractor,
+    InceptionFeatures,
+    classifier_features,
+    feature_extractor,
+    feature_statistics,
+    fid,
+    frechet_distance,
+    image_fid,
+    inception_features,
+)
 
-__all__ = ["evaluate", "evaluate_full"]
+__all__ = ["ClassifierFeatures", "FeatureExtractor", "InceptionFeatures", "classifier_features",
+           "evaluate", "evaluate_full", "feature_extractor", "feature_statistics", "fid",
+           "frechet_distance", "image_fid", "inception_features"]
