@@ -5,8 +5,9 @@ from wiseale.config import RunConfig
 
 
 @pytest.fixture(autouse=True)
-def _threads():
+def _threads_and_cache(tmp_path_factory, monkeypatch):
     torch.set_num_threads(1)  # repeatable timings-free tests; CI has 2 cores
+    monkeypatch.setenv("WISEALE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture

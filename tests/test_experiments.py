@@ -71,6 +71,7 @@ def test_mnist_embedding_on_digits(tmp_path, monkeypatch):
             assert test["iwae"] is None and test["posterior_overlap"] == 0
         else:
             assert test["iwae"] >= test["elbo"] - 1.0 and test["aggregate_kl_mc"] >= -0.1
+        assert test["fid_prior"] > 0
     assert (tmp_path / "fig1_embeddings.png").read_bytes()[:4] == b"\x89PNG"
     assert "knn_accuracy" in report.read_text()
     with pytest.raises(WisealeError, match="runs on mnist"):

@@ -130,3 +130,11 @@ def test_method_presets_and_options():
         resolve_options(get_method("wise-ale"), {"reconstruction": "approx"})
     with pytest.raises(WisealeError, match="finite"):
         resolve_options(get_method("wae"), {"lambda": "nan"})
+
+
+def test_prior_sampling():
+    model = _model("aevb")
+    assert model.latent_dim == 3
+    a = model.sample(5, torch.Generator().manual_seed(0))
+    b = model.sample(5, torch.Generator().manual_seed(0))
+    assert a.shape == (5, 10) and torch.equal(a, b)

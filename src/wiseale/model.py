@@ -51,6 +51,17 @@ class Autoencoder(nn.Module):
         """The likelihood's parameters (logits or means) for latent codes z."""
         return self.decoder(z)
 
+    @property
+    def latent_dim(self) -> int:
+        return self.noise.mu_head.out_features
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples x = E[p(x|z)], z ~ N(0, I) (the prior sampler)."""
+        device = next(self.parameters()).device
+        z = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        return self.likelihood.mean(self.decode(z))
+
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """x_hat decoded from the posterior mean."""
