@@ -53,9 +53,9 @@ def test_mnist_embedding_on_digits(tmp_path, monkeypatch):
 
     real = embedding.configs
 
-    def tiny(data, quick, seed, data_dir=None):
+    def tiny(data, quick, seed, data_dir=None, device="cpu"):
         return {k: dataclasses.replace(c, n_train=256, n_test=128, epochs=1)
-                for k, c in real(data, quick, seed, data_dir).items()}
+                for k, c in real(data, quick, seed, data_dir, device).items()}
 
     monkeypatch.setattr(embedding, "configs", tiny)
     report = EXPERIMENTS["mnist-embedding"].run(tmp_path, quick=True, data="digits",
@@ -107,10 +107,10 @@ def test_celeba_experiment_on_generated_images(tmp_path, monkeypatch):
             folder / f"{i + 1:06d}.png")
     real = celeba.configs
 
-    def tiny(quick, seed, data_dir=None):
+    def tiny(quick, seed, data_dir=None, device="cpu"):
         return {k: dataclasses.replace(c, n_train=8, n_test=2, batch_size=4, epochs=2,
                                        lr_milestones=[1], eval_size=2)
-                for k, c in real(quick, seed, data_dir).items()}
+                for k, c in real(quick, seed, data_dir, device).items()}
 
     monkeypatch.setattr(celeba, "configs", tiny)
     monkeypatch.setattr(evaluation, "IWAE_K", 2)  # the App. D.3 decoder is slow on a CPU

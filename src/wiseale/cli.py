@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
     p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -208,7 +209,7 @@ def _reproduce(args: argparse.Namespace) -> None:
     data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
     report = EXPERIMENTS[args.experiment].run(args.out, quick=args.quick, seed=args.seed,
                                               data=args.data, progress=not args.no_progress,
-                                              data_dir=data_dir)
+                                              data_dir=data_dir, device=args.device)
     print(f"report: {report}")
 
 

@@ -31,11 +31,13 @@ N_SHOWN = 8
 TABLE_KEYS = ["recon_error", "mse", "kl_prior", "elbo", "aggregate_kl_ub"]
 
 
-def configs(quick: bool, seed: int, data_dir: str | None = None) -> dict[str, RunConfig]:
+def configs(quick: bool, seed: int, data_dir: str | None = None,
+            device: str = "cpu") -> dict[str, RunConfig]:
     scale = QUICK if quick else FULL
     return {m: RunConfig(method=m, data="celeba", data_dir=data_dir, latent_dim=64,
                          batch_size=256, lr=3e-4, lr_schedule="step", lr_gamma=0.5,
-                         likelihood="gaussian", sigma2=0.5, seed=seed, eval_size=256, **scale)
+                         likelihood="gaussian", sigma2=0.5, seed=seed, device=device,
+                         eval_size=256, **scale)
             for m in METHODS}
 
 
@@ -55,12 +57,13 @@ def _report(quick: bool, config: RunConfig, methods: dict) -> str:
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True, data_dir: str | None = None) -> Path:
+        progress: bool = True, data_dir: str | None = None,
+        device: str = "cpu") -> Path:
     """Train the three methods on CelebA, then write results.json, the grid and report.md."""
     if data not in (None, "celeba"):
         raise WisealeError(f"the celeba experiment runs on CelebA only, not {data!r}")
     out = Path(out)
-    plans = configs(quick, seed, data_dir)
+    plans = configs(quick, seed, data_dir, device)
     first = next(iter(plans.values()))
     train_data, test_data = load_split(first, "train"), load_split(first, "test")
     methods = train_methods(plans, out, train_data, test_data, progress=progress)

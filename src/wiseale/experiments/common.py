@@ -21,8 +21,9 @@ from wiseale.training import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, train
 
 @dataclass(frozen=True)
 class Experiment:
-    """``run(out, quick=, seed=, data=, progress=, data_dir=)`` trains and writes results.json,
-    the figures and report.md; ``plot(out)`` redraws the figures from what ``run`` wrote."""
+    """``run(out, quick=, seed=, data=, progress=, data_dir=, device=)`` trains and writes
+    results.json, the figures and report.md; ``plot(out)`` redraws the figures from what
+    ``run`` wrote."""
 
     name: str
     summary: str

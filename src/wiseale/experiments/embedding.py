@@ -37,15 +37,15 @@ TABLE_KEYS = ["recon_error", "kl_prior", "elbo", "iwae", "aggregate_kl_ub", "agg
               "posterior_overlap", "knn_accuracy", "latent_total_variance", "fid_prior"]
 
 
-def configs(data: str, quick: bool, seed: int,
-            data_dir: str | None = None) -> dict[str, RunConfig]:
+def configs(data: str, quick: bool, seed: int, data_dir: str | None = None,
+            device: str = "cpu") -> dict[str, RunConfig]:
     scale = dict(QUICK if quick else FULL)
     if data == "digits":  # 1,500 training images: the quick scale is the full one
         scale.update(n_train=None, n_test=None)
     options = {"binarize": True} if data == "mnist" else {}
     return {m: RunConfig(method=m, data=data, data_dir=data_dir, data_options=options,
                          latent_dim=2,
-                         batch_size=64, lr=1e-3, likelihood="bernoulli", seed=seed,
+                         batch_size=64, lr=1e-3, likelihood="bernoulli", seed=seed, device=device,
                          eval_size=2_000, **scale) for m in METHODS}
 
 
@@ -74,13 +74,14 @@ def _report(data: str, quick: bool, scale: dict, methods: dict) -> str:
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True, data_dir: str | None = None) -> Path:
+        progress: bool = True, data_dir: str | None = None,
+        device: str = "cpu") -> Path:
     """Train the four methods, then write results.json, fig1_embeddings.png and report.md."""
     data = data or "mnist"
     if data not in DATA:
         raise WisealeError(f"mnist-embedding runs on {', '.join(DATA)}; got {data!r}")
     out = Path(out)
-    plans = configs(data, quick, seed, data_dir)
+    plans = configs(data, quick, seed, data_dir, device)
     first = next(iter(plans.values()))
     train_data, test_data = load_split(first, "train"), load_split(first, "test")
     methods = train_methods(plans, out, train_data, test_data, progress=progress)

@@ -246,7 +246,8 @@ def _report(results: dict[str, Any]) -> str:
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True, data_dir: str | None = None, means: Sequence[float] = MEANS) -> Path:
+        progress: bool = True, data_dir: str | None = None, device: str = "cpu",
+        means: Sequence[float] = MEANS) -> Path:
     """Sweep the shared variance, write results.json, the Fig. 4 figure and report.md.
 
     ``seed`` and ``progress`` are accepted for the common interface; the computation is

@@ -33,10 +33,10 @@ QUICK = {"epochs": 12, "n_train": 16_000, "n_test": 2_000}
 TABLE_KEYS = ["recon_error", "mse", "kl_prior", "elbo", "aggregate_kl_ub"]
 
 
-def configs(quick: bool, seed: int) -> dict[str, RunConfig]:
+def configs(quick: bool, seed: int, device: str = "cpu") -> dict[str, RunConfig]:
     scale = QUICK if quick else FULL
     return {m: RunConfig(method=m, data="sine", latent_dim=4, batch_size=64, lr=5e-4,
-                         seed=seed, eval_size=2_000, **scale) for m in METHODS}
+                         seed=seed, device=device, eval_size=2_000, **scale) for m in METHODS}
 
 
 def _pick_waves(factors: torch.Tensor) -> tuple[list[int], list[str]]:
@@ -77,12 +77,13 @@ def _report(out: Path, quick: bool, methods: dict) -> str:
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True, data_dir: str | None = None) -> Path:
+        progress: bool = True, data_dir: str | None = None,
+        device: str = "cpu") -> Path:
     """Train the four methods, then write results.json, the figures and report.md."""
     if data not in (None, "sine"):
         raise WisealeError(f"the sine experiment runs on the sine data only, not {data!r}")
     out = Path(out)
-    plans = configs(quick, seed)
+    plans = configs(quick, seed, device)
     first = next(iter(plans.values()))
     train_data, test_data = load_split(first, "train"), load_split(first, "test")
     methods = train_methods(plans, out, train_data, test_data, progress=progress)
