@@ -14,11 +14,10 @@ from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    compare_methods,
     first_config,
     metrics_table,
     read_results,
-    train_methods,
-    write_results,
 )
 from wiseale.plots import plot_image_grid
 from wiseale.storage import atomic_write_text
@@ -64,13 +63,10 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         raise WisealeError(f"the celeba experiment runs on CelebA only, not {data!r}")
     out = Path(out)
     plans = configs(quick, seed, data_dir, device)
-    first = next(iter(plans.values()))
-    train_data, test_data = load_split(first, "train"), load_split(first, "test")
-    methods = train_methods(plans, out, train_data, test_data, progress=progress)
-    write_results(out, "celeba", quick, methods)
+    methods = compare_methods("celeba", out, plans, quick, progress)
     plot(out)
     report = out / "report.md"
-    atomic_write_text(report, _report(quick, first, methods))
+    atomic_write_text(report, _report(quick, next(iter(plans.values())), methods))
     return report
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
@@ -91,6 +92,19 @@ def add_prior_fid(out: Path, methods: dict[str, Any], train_data: Dataset,
 def write_results(out: Path, experiment: str, quick: bool, methods: dict[str, Any]) -> None:
     write_json(out / "results.json", {"experiment": experiment, "quick": quick,
                                       "methods": methods})
+
+
+def compare_methods(experiment: str, out: Path, plans: dict[str, RunConfig], quick: bool,
+                    progress: bool, prior_fid: bool = False) -> dict[str, Any]:
+    """The common body of a comparison: load the data of the first config (all share it),
+    train every method, optionally add ``fid_prior``, and write results.json."""
+    first = next(iter(plans.values()))
+    train_data, test_data = load_split(first, "train"), load_split(first, "test")
+    methods = train_methods(plans, out, train_data, test_data, progress=progress)
+    if prior_fid:
+        add_prior_fid(out, methods, train_data, test_data)
+    write_results(out, experiment, quick, methods)
+    return methods
 
 
 def metrics_table(methods: dict[str, Any], keys: list[str], split: str = "test") -> str:

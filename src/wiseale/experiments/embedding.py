@@ -17,12 +17,10 @@ from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
-    add_prior_fid,
+    compare_methods,
     first_config,
     metrics_table,
     read_results,
-    train_methods,
-    write_results,
 )
 from wiseale.plots import plot_embeddings
 from wiseale.storage import atomic_write_text
@@ -83,10 +81,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     out = Path(out)
     plans = configs(data, quick, seed, data_dir, device)
     first = next(iter(plans.values()))
-    train_data, test_data = load_split(first, "train"), load_split(first, "test")
-    methods = train_methods(plans, out, train_data, test_data, progress=progress)
-    add_prior_fid(out, methods, train_data, test_data)
-    write_results(out, "mnist-embedding", quick, methods)
+    methods = compare_methods("mnist-embedding", out, plans, quick, progress, prior_fid=True)
 
     plot(out)
     report = out / "report.md"

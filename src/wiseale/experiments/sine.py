@@ -16,11 +16,10 @@ from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    compare_methods,
     first_config,
     metrics_table,
     read_results,
-    train_methods,
-    write_results,
 )
 from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.plots import plot_curves, plot_signal_reconstructions
@@ -83,12 +82,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     if data not in (None, "sine"):
         raise WisealeError(f"the sine experiment runs on the sine data only, not {data!r}")
     out = Path(out)
-    plans = configs(quick, seed, device)
-    first = next(iter(plans.values()))
-    train_data, test_data = load_split(first, "train"), load_split(first, "test")
-    methods = train_methods(plans, out, train_data, test_data, progress=progress)
-    write_results(out, "sine", quick, methods)
-
+    methods = compare_methods("sine", out, configs(quick, seed, device), quick, progress)
     plot(out)
     report = out / "report.md"
     atomic_write_text(report, _report(out, quick, methods))
