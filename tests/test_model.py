@@ -138,3 +138,34 @@ def test_prior_sampling():
     a = model.sample(5, torch.Generator().manual_seed(0))
     b = model.sample(5, torch.Generator().manual_seed(0))
     assert a.shape == (5, 10) and torch.equal(a, b)
+
+
+def test_variance_penalty_and_information_rate():
+    z = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5],
+                                                                  dtype=torch.float64)
+    biased = z.numpy().var(axis=0).sum()
+    assert math.isclose(F.total_variance(z).item(), biased, rel_tol=1e-12)
+    assert math.isclose(F.variance_penalty(z, 3.0).item(), abs(biased - 3.0), rel_tol=1e-12)
+    assert F.information_rate_bits(16, math.sqrt(0.1)) == pytest.approx(8 * math.log2(10))
+
+
+def test_vcae_family_presets():
+    from wiseale.regularizers import VariancePenalty
+
+    vcae = _model("vcae")
+    assert isinstance(vcae.noise, FixedNoise) and vcae.noise.sigma_eps == pytest.approx(
+        math.sqrt(0.1))
+    penalty = vcae.regularizers[0]
+    assert isinstance(penalty, VariancePenalty) and penalty.target is None  # v = d_z
+    x = torch.randn(64, 10)
+    torch.manual_seed(0)
+    out = vcae(x)
+    torch.manual_seed(0)
+    post = vcae.encode(x)
+    assert torch.allclose(out.parts["variance"], (F.total_variance(post.z) - 3).abs())
+    assert isinstance(_model("dvcae").noise, NoNoise)
+    assert _model("vcae", v="5").regularizers[0].target == 5.0
+    cwae = _model("cwae", sigma_eps=0.2)
+    assert cwae.noise.sigma_eps == 0.2 and cwae.regularizers[0].name == "mmd"
+    with pytest.raises(WisealeError, match="sigma_eps of cwae must be positive"):
+        _model("cwae", sigma_eps=0)

@@ -229,3 +229,13 @@ def test_load_run_leaves_the_callers_random_state_alone(tmp_path, tiny_sine):
     torch.manual_seed(123)
     load_run(tmp_path / "run")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_fixed_noise_runs_report_their_information_rate(tmp_path, tiny_sine):
+    import math
+
+    config = dataclasses.replace(tiny_sine, method="vcae", options={"sigma_eps": 0.5})
+    train(config, tmp_path / "run", progress=False)
+    evaluation = json.loads((tmp_path / "run/evaluation.json").read_text())
+    assert evaluation["test"]["information_rate_bits"] == pytest.approx(4 / 2 * math.log2(4))
+    assert evaluation["test"]["kl_prior"] is not None  # fixed noise still has a density

@@ -184,7 +184,7 @@ def _methods() -> None:
     for method in METHODS.values():
         aliases = [a for a, target in ALIASES.items() if target == method.name]
         alias = f" (alias {', '.join(aliases)})" if aliases else ""
-        options = ", ".join(f"{k}={v}" for k, v in method.defaults.items())
+        options = ", ".join(f"{k}={'d_z' if v is None else v}" for k, v in method.defaults.items())
         print(f"{method.name}{alias}: {method.summary} [{method.source}]; options: {options}")
 
 

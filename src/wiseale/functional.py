@@ -95,6 +95,22 @@ def mmd(z: Tensor, z_prior: Tensor, kernel: str = "imq",
     return within_z + within_p - 2.0 * k_zp.mean()
 
 
+def total_variance(z: Tensor) -> Tensor:
+    """E||z - E[z]||^2 over the rows of z [M, d]: the summed per-dimension (biased) variance."""
+    return (z - z.mean(dim=0)).square().sum(dim=1).mean()
+
+
+def variance_penalty(z: Tensor, target: float) -> Tensor:
+    """|E||z - E[z]||^2 - v| on a batch: the VCAE variance constraint (003 Eq. 7)."""
+    return (total_variance(z) - target).abs()
+
+
+def information_rate_bits(latent_dim: int, sigma_eps: float) -> float:
+    """003 Sec. 4: I_bits = d_z / 2 log2(1 / sigma_eps^2), the bound on the information a
+    fixed-noise encoder z = mu(x) + eps transmits when the total variance is v = d_z."""
+    return latent_dim / 2 * math.log2(1.0 / sigma_eps**2)
+
+
 def gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor | float) -> Tensor:
     """-log N(x | mean, exp(logvar)) summed over all but the first dimension, shape [M]."""
     logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)

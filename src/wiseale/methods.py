@@ -6,6 +6,7 @@ Adding a method is adding an entry to ``METHODS``. The likelihood is chosen by t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ class Method:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("aevb", "VAE: per-sample KL to N(0, I)", "001 Eq. 26 (Kingma & Welling)",
            "gaussian", (Term("kl", {"weight": "beta"}),), {"beta": 1.0}),
@@ -50,8 +53,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("wae", "deterministic encoder, MMD to N(0, I)", "Tolstikhin et al. (003 Eq. 3)",
            "none", (Term("mmd", {"weight": "lambda", "kernel": "kernel"}),),
            {"lambda": 10.0, "kernel": "imq"}, {"kernel": ("imq", "rbf")}),
+    Method("cwae", "fixed encoder noise sigma_eps, MMD to N(0, I)", "003 Eq. 3", "fixed",
+           (Term("mmd", {"weight": "lambda", "kernel": "kernel"}),),
+           {"lambda": 100.0, "kernel": "imq", "sigma_eps": SIGMA_EPS}, {"kernel": ("imq", "rbf")}),
+    Method("vcae", "fixed encoder noise, |total variance of z - v| per batch",
+           "003 Eq. 6-7, Alg. 1", "fixed",
+           (Term("variance", {"weight": "lambda", "target": "v"}),),
+           {"lambda": 1.0, "v": None, "sigma_eps": SIGMA_EPS}),
+    Method("dvcae", "deterministic VCAE (sigma_eps = 0)", "003 Sec. 6", "none",
+           (Term("variance", {"weight": "lambda", "target": "v"}),), {"lambda": 1.0, "v": None}),
 )}
 ALIASES = {"vae": "aevb"}
+
 
 
 def get_method(name: str) -> Method:
@@ -71,7 +84,7 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
             known = ", ".join(method.defaults) or "none"
             raise WisealeError(f"method {method.name} has no option {key!r}; its options: {known}")
         default = method.defaults[key]
-        if isinstance(default, float):
+        if isinstance(default, float) or default is None:  # None: a number, or derived
             try:
                 value = float(value)
             except (TypeError, ValueError):
@@ -80,6 +93,9 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
             if not value >= 0 or value == float("inf"):
                 raise WisealeError(f"option {key} of {method.name} must be finite and >= 0, "
                                    f"got {value}")
+            if key == "sigma_eps" and value == 0:
+                raise WisealeError(f"sigma_eps of {method.name} must be positive; the "
+                                   "deterministic variant is its own method (dvcae, wae)")
         elif key in method.choices and value not in method.choices[key]:
             raise WisealeError(f"option {key} of {method.name} must be one of "
                                f"{', '.join(method.choices[key])}; got {value!r}")

@@ -75,4 +75,20 @@ class PriorMMD(nn.Module):
         return value, self.weight * value
 
 
-REGULARIZERS = {cls.name: cls for cls in (PriorKL, AggregateKL, PriorMMD)}
+class VariancePenalty(nn.Module):
+    """lambda * |total variance of the batch's z - v|: the VCAE constraint on the aggregate
+    posterior's total variance (003 Eq. 6-7, computed per batch); v = d_z by default."""
+
+    name = "variance"
+
+    def __init__(self, weight: float = 1.0, target: float | None = None):
+        super().__init__()
+        self.weight, self.target = float(weight), target
+
+    def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        target = post.z.shape[1] if self.target is None else self.target
+        value = F.variance_penalty(post.z, float(target))
+        return value, self.weight * value
+
+
+REGULARIZERS = {cls.name: cls for cls in (PriorKL, AggregateKL, PriorMMD, VariancePenalty)}

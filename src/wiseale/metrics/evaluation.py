@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from wiseale import functional as F
+from wiseale.encoders import FixedNoise
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
     iwae,
@@ -70,7 +71,8 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
 
     ``iwae`` (K = 20 on the first 1,000 samples), and on the first 2,000 samples:
     ``aggregate_kl_mc`` (10,000 Monte Carlo samples) with its standard error,
-    ``latent_total_variance``, ``posterior_overlap`` and, with labels, ``knn_accuracy``.
+    ``latent_total_variance``, ``posterior_overlap`` and, with labels, ``knn_accuracy``;
+    for a fixed-noise encoder, ``information_rate_bits`` (003 Sec. 4).
     Seeded, so the same model gives the same numbers.
     """
     result: dict[str, Any] = dict(evaluate(model, x))
@@ -91,5 +93,8 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
             result["aggregate_kl_mc"], result["aggregate_kl_mc_se"] = aggregate_kl_mc(
                 mu, logvar, MC_SAMPLES)
         result["knn_accuracy"] = None if y is None else knn_accuracy(mu, y[:LATENT_N])
+        if isinstance(model.noise, FixedNoise):
+            result["information_rate_bits"] = F.information_rate_bits(model.latent_dim,
+                                                                      model.noise.sigma_eps)
     model.train(was_training)
     return result
