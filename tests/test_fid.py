@@ -7,7 +7,6 @@ import torch
 from safetensors.torch import save_file
 
 from wiseale.errors import WisealeError
-
 from wiseale.metrics.fid import (
     ClassifierFeatures,
     classifier_features,
