@@ -149,3 +149,23 @@ def test_plot_redraws_experiment_and_run_figures(capsys, tmp_path):
     assert code == 0 and (tmp_path / "r/curves.png").read_bytes()[:4] == b"\x89PNG", err
     code, _, err = _run(capsys, "plot", str(tmp_path))
     assert code == 1 and "neither results.json nor metrics.jsonl" in err
+
+
+def test_sample_from_prior_and_flow(capsys, tmp_path):
+    code, _, err = _run(capsys, *TRAIN, "--method", "vcae", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    code, out, err = _run(capsys, "sample", str(tmp_path / "r"), "--n", "5", "--out",
+                          str(tmp_path / "prior.npy"))
+    assert code == 0, err
+    assert np.load(tmp_path / "prior.npy").shape == (5, 1, 256)
+    code, out, err = _run(capsys, "sample", str(tmp_path / "r"), "--sampler", "flow", "--n", "5",
+                          "--flow-epochs", "2", "--out", str(tmp_path / "flow.npy"))
+    assert code == 0 and "fitted a flow" in out, err
+    assert (tmp_path / "r/flow.safetensors").exists()
+    first = np.load(tmp_path / "flow.npy")
+    code, out, err = _run(capsys, "sample", str(tmp_path / "r"), "--sampler", "flow", "--n", "5",
+                          "--out", str(tmp_path / "flow2.npy"))
+    assert code == 0 and "fitted" not in out  # loaded, not refitted
+    assert np.array_equal(np.load(tmp_path / "flow2.npy"), first)
+    code, _, err = _run(capsys, "sample", str(tmp_path / "r"), "--out", str(tmp_path / "x.png"))
+    assert code == 1 and "use .npy" in err

@@ -1,5 +1,5 @@
-"""The ``wiseale`` command: train | evaluate | reproduce | plot | methods | datasets |
-experiments."""
+"""The ``wiseale`` command: train | evaluate | sample | reproduce | plot | methods |
+datasets | experiments."""
 
 from __future__ import annotations
 
@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=("train", "test"), default="test")
+    p = sub.add_parser("sample", help="decode samples of a trained run (prior or flow)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--sampler", choices=("prior", "flow"), default="prior",
+                   help="flow: a MAF fitted to the training latents (003 Eq. 8-9), fitted and "
+                   "saved in the run directory on first use")
+    p.add_argument("--n", type=_positive_int, default=64)
+    p.add_argument("--out", type=Path, required=True, help="a .npy file (or .png for images)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--flow-epochs", type=_positive_int, default=100,
+                   help="epochs when the flow is fitted (003 App. B: 100)")
     p = sub.add_parser("plot", help="redraw the figures of an experiment or run directory")
     p.add_argument("directory", type=Path)
     sub.add_parser("methods", help="list the methods and their options")
@@ -151,6 +161,45 @@ def _evaluate(args: argparse.Namespace) -> None:
     model, config = load_run(args.run_dir)
     data = load_split(config, args.split)
     print(json.dumps(evaluate_full(model, data.x, data.y), indent=2))
+
+
+def _sample(args: argparse.Namespace) -> None:
+    import io
+
+    import numpy as np
+    import torch
+
+    from wiseale.build import load_split
+    from wiseale.plots import plot_image_grid
+    from wiseale.samplers import FLOW_FILE, PriorSampler, fit_flow, latents_of, load_sampler
+    from wiseale.samplers import save_sampler as save_latent_sampler
+    from wiseale.storage import atomic_write_bytes
+    from wiseale.training import load_run
+
+    if args.out.suffix not in (".npy", ".png"):
+        raise WisealeError(f"--out must end in .npy or .png, got {args.out.name}")
+    model, config = load_run(args.run_dir)
+    if args.sampler == "prior":
+        sampler = PriorSampler(model.latent_dim)
+    elif (args.run_dir / FLOW_FILE).exists():
+        sampler = load_sampler(args.run_dir / FLOW_FILE, model.latent_dim)
+    else:
+        latents = latents_of(model, load_split(config, "train").x, seed=config.seed)
+        sampler = fit_flow(latents, epochs=args.flow_epochs, seed=config.seed)
+        save_latent_sampler(args.run_dir / FLOW_FILE, sampler)
+        print(f"fitted a flow to {len(latents)} training latents: {args.run_dir / FLOW_FILE}")
+    with torch.no_grad():
+        z = sampler.sample(args.n, torch.Generator().manual_seed(args.seed))
+        x = model.likelihood.mean(model.decode(z)).numpy()
+    if args.out.suffix == ".png":
+        if x.ndim != 4:
+            raise WisealeError("--out .png draws images (N x C x H x W); use .npy for this data")
+        plot_image_grid({args.sampler: np.clip(x, 0, 1)}, args.out)
+    else:
+        buffer = io.BytesIO()
+        np.save(buffer, x)
+        atomic_write_bytes(args.out, buffer.getvalue())
+    print(f"{args.n} samples ({args.sampler}): {args.out}")
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -216,6 +265,7 @@ def _reproduce(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "plot": _plot,
+                "sample": _sample,
                 "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
                 "experiments": lambda _: _experiments()}
     try:

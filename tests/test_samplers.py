@@ -1,0 +1,251 @@
+"""Latent samplers: the prior and the flow fitted to the aggregate posterior (003 Eq. 8-9)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from wiseale.encoders import FixedNoise
+from wiseale.errors import WisealeError
+from wiseale.likelihoods import FixedGaussian
+from wiseale.model import Autoencoder
+from wiseale.samplers import (
+    SAMPLERS,
+    FlowSampler,
+    LatentSampler,
+    PriorSampler,
+    fit_flow,
+    latents_of,
+    load_sampler,
+    save_sampler,
+)
+
+
+def _two_moons_of_gaussians(n: int, seed: int) -> torch.Tensor:
+    """Two well-separated Gaussians at (-3, 1) and (3, -1), sd 0.5: far from one Gaussian."""
+    g = torch.Generator().manual_seed(seed)
+    side = torch.randint(0, 2, (n,), generator=g).float() * 2 - 1
+    centre = torch.stack([3 * side, -side], 1)
+    return centre + 0.5 * torch.randn(n, 2, generator=g)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    return _two_moons_of_gaussians(2000, seed=1), _two_moons_of_gaussians(1000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def maf(data) -> FlowSampler:
+    torch.set_num_threads(1)
+    return fit_flow(data[0], kind="maf", epochs=25, batch_size=100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def realnvp(data) -> FlowSampler:
+    torch.set_num_threads(1)
+    return fit_flow(data[0], kind="realnvp", epochs=25, batch_size=100, seed=0, transforms=4,
+                    hidden=(64, 64))
+
+
+def _gaussian_test_ll(train: torch.Tensor, test: torch.Tensor) -> float:
+    """Exact mean test log-likelihood of the maximum-likelihood Gaussian of ``train``."""
+    mean = train.double().mean(0)
+    cov = torch.cov(train.double().T, correction=0)
+    gauss = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
+    return gauss.log_prob(test.double()).mean().item()
+
+
+def test_exports_and_protocol(maf):
+    assert SAMPLERS == ("prior", "flow")
+    assert isinstance(PriorSampler(3), LatentSampler) and isinstance(maf, LatentSampler)
+    assert maf.name == "flow" and maf.latent_dim == 2
+
+
+def test_default_architecture_is_table5():
+    maf = FlowSampler(16)
+    layers = list(maf.flow.transform.transforms)
+    assert len(layers) == 6
+    widths = [m.out_features for m in layers[0].hyper if isinstance(m, nn.Linear)]
+    assert widths[:-1] == [64, 64]
+    orders = [t.order for t in layers]
+    assert all(sorted(o.tolist()) == list(range(16)) for o in orders)
+    assert torch.equal(orders[1], 15 - orders[0])  # random order, then its reverse
+    assert len({tuple(o.tolist()) for o in orders}) >= 4  # random permutations between pairs
+    nvp = FlowSampler(64, kind="realnvp")
+    assert len(nvp.flow.transform.transforms) == 8 and nvp.hidden == (256, 256, 256)
+    with pytest.raises(WisealeError, match="unknown flow kind"):
+        FlowSampler(2, kind="glow")
+
+
+def test_two_dimensional_orders_alternate():
+    orders = [t.order.tolist() for t in FlowSampler(2, seed=3).flow.transform.transforms]
+    assert all(orders[i] != orders[i + 1] for i in range(0, len(orders) - 1, 2))
+    masks = [t.mask.tolist() for t in FlowSampler(2, "realnvp").flow.transform.transforms]
+    assert all(masks[i] != masks[i + 1] for i in range(0, len(masks) - 1, 2))
+
+
+@pytest.mark.parametrize("kind", ["maf", "realnvp"])
+def test_flow_beats_a_single_gaussian_on_held_out_data(kind, data, maf, realnvp):
+    flow = {"maf": maf, "realnvp": realnvp}[kind]
+    train, test = data
+    with torch.no_grad():
+        flow_ll = flow.log_prob(test).mean().item()
+    gauss_ll = _gaussian_test_ll(train, test)
+    # entropy of the mixture ~ 2.14 nats, of the Gaussian fit ~ 3.3: the flow must get close
+    assert flow_ll > gauss_ll + 0.6, (flow_ll, gauss_ll)
+    assert flow.history[-1] < flow.history[0]
+
+
+def test_samples_have_shape_are_reproducible_and_bimodal(maf):
+    a = maf.sample(500, torch.Generator().manual_seed(7))
+    b = maf.sample(500, torch.Generator().manual_seed(7))
+    c = maf.sample(500, torch.Generator().manual_seed(8))
+    assert a.shape == (500, 2) and torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(0)
+    assert maf.sample(0).shape == (0, 2)
+    # mass at both modes, little in between (a Gaussian would put most of it near x = 0)
+    assert (a[:, 0] < -1.5).float().mean() > 0.35 and (a[:, 0] > 1.5).float().mean() > 0.35
+    assert (a[:, 0].abs() < 1).float().mean() < 0.05
+
+
+def test_sampling_does_not_depend_on_the_global_rng(maf):
+    torch.manual_seed(1)
+    a = maf.sample(50, torch.Generator().manual_seed(3))
+    torch.manual_seed(2)
+    b = maf.sample(50, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_log_prob_integrates_to_one(maf):
+    """A grid sum of exp(log q) over the data's support: checks the standardisation's
+    log-determinant (without it the integral would be off by the product of the stds)."""
+    xs, ys = torch.linspace(-7, 7, 281), torch.linspace(-4, 4, 161)
+    grid = torch.cartesian_prod(xs, ys)
+    with torch.no_grad():
+        mass = maf.log_prob(grid).exp().sum().item() * (xs[1] - xs[0]).item() * (
+            ys[1] - ys[0]).item()
+    assert mass == pytest.approx(1.0, abs=0.03)
+
+
+def test_scaling_the_data_shifts_log_prob_by_the_jacobian(data):
+    small = fit_flow(data[0], epochs=3, seed=4)
+    large = fit_flow(10 * data[0], epochs=3, seed=4)
+    with torch.no_grad():
+        diff = small.log_prob(data[1]) - large.log_prob(10 * data[1])
+    assert torch.allclose(diff, torch.full_like(diff, 2 * math.log(10)), atol=1e-3)
+    assert large.history[-1] == pytest.approx(small.history[-1] + 2 * math.log(10), abs=1e-3)
+
+
+def test_fit_is_seeded_and_leaves_the_global_rng_alone(data):
+    torch.manual_seed(5)
+    before, checks = torch.get_rng_state(), torch.distributions.Distribution._validate_args
+    a = fit_flow(data[0][:300], epochs=2, seed=9)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.distributions.Distribution._validate_args == checks
+    b = fit_flow(data[0][:300], epochs=2, seed=9)
+    c = fit_flow(data[0][:300], epochs=2, seed=10)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("kind", ["maf", "realnvp"])
+def test_save_load_is_exact(kind, maf, realnvp, data, tmp_path):
+    flow = {"maf": maf, "realnvp": realnvp}[kind]
+    path = tmp_path / "flow.safetensors"
+    save_sampler(path, flow)
+    loaded = load_sampler(path, latent_dim=2)
+    assert isinstance(loaded, FlowSampler) and loaded.kind == kind
+    assert loaded.history == pytest.approx(flow.history, abs=1e-5)
+    with torch.no_grad():
+        assert torch.equal(loaded.log_prob(data[1]), flow.log_prob(data[1]))
+    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    assert torch.equal(loaded.sample(100, g1), flow.sample(100, g2))
+    with pytest.raises(WisealeError, match="fitted to 2-dimensional"):
+        load_sampler(path, latent_dim=16)
+
+
+def test_permutations_travel_in_the_state_dict(maf, data):
+    """The orders are buffers: a flow built with another seed becomes the same flow."""
+    other = FlowSampler(2, seed=123)
+    assert any(not torch.equal(a.order, b.order) or not torch.equal(
+        a.hyper[0].weight, b.hyper[0].weight) for a, b in zip(
+        other.flow.transform.transforms, maf.flow.transform.transforms, strict=True))
+    other.load_state_dict(maf.state_dict(), strict=True)
+    other.eval()
+    with torch.no_grad():
+        assert torch.equal(other.log_prob(data[1]), maf.log_prob(data[1]))
+
+
+def test_prior_sampler_round_trip(tmp_path):
+    prior = PriorSampler(4)
+    z = prior.sample(8, torch.Generator().manual_seed(0))
+    assert torch.equal(z, torch.randn(8, 4, generator=torch.Generator().manual_seed(0)))
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    assert torch.allclose(prior.log_prob(z), expected)
+    save_sampler(tmp_path / "prior.safetensors", prior)
+    loaded = load_sampler(tmp_path / "prior.safetensors")
+    assert isinstance(loaded, PriorSampler) and loaded.latent_dim == 4
+    with pytest.raises(WisealeError, match="positive integer"):
+        PriorSampler(0)
+
+
+def test_corrupt_files_are_refused(maf, tmp_path):
+    path = tmp_path / "flow.safetensors"
+    save_sampler(path, maf)
+    raw = path.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(WisealeError) as info:
+        load_sampler(truncated)
+    assert "\n" not in str(info.value)
+    with pytest.raises(WisealeError, match="does not exist"):
+        load_sampler(tmp_path / "missing.safetensors")
+    # a well-formed file whose weights do not fit the architecture in its metadata
+    tensors, meta = maf.state()
+    from wiseale.storage import save_tensors
+
+    save_tensors(tmp_path / "wrong.safetensors", tensors, {**meta, "hidden": [32, 32]})
+    with pytest.raises(WisealeError, match="do not match") as info:
+        load_sampler(tmp_path / "wrong.safetensors")
+    assert "\n" not in str(info.value)
+    missing = {k: v for k, v in tensors.items() if k != "loc"}
+    save_tensors(tmp_path / "missing_key.safetensors", missing, meta)
+    with pytest.raises(WisealeError, match="do not match"):
+        load_sampler(tmp_path / "missing_key.safetensors")
+    save_tensors(tmp_path / "other.safetensors", {}, {"sampler": "gmm"})
+    with pytest.raises(WisealeError, match="no wiseale sampler"):
+        load_sampler(tmp_path / "other.safetensors")
+    nan = dict(tensors, loc=torch.full((2,), float("nan")))
+    save_tensors(tmp_path / "nan.safetensors", nan, meta)
+    with pytest.raises(WisealeError, match="NaN"):
+        load_sampler(tmp_path / "nan.safetensors")
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(WisealeError, match="NaN"):
+        fit_flow(torch.tensor([[0.0, 1.0], [float("nan"), 2.0]]), epochs=1)
+    with pytest.raises(WisealeError, match=r"\[n, d\]"):
+        fit_flow(torch.randn(10), epochs=1)
+    with pytest.raises(WisealeError, match="latents must be"):
+        FlowSampler(3).log_prob(torch.randn(4, 2))
+
+
+def test_latents_of_encodes_with_seeded_noise():
+    torch.manual_seed(0)
+    model = Autoencoder(nn.Linear(10, 8), FixedNoise(8, 3, sigma_eps=0.1), nn.Linear(3, 10),
+                        FixedGaussian(0.5), [])
+    model.train()
+    x = torch.randn(50, 10)
+    state = torch.get_rng_state()
+    z = latents_of(model, x, batch_size=16, seed=1)
+    assert torch.equal(torch.get_rng_state(), state) and model.training
+    assert z.shape == (50, 3) and not z.requires_grad
+    assert torch.equal(z, latents_of(model, x, batch_size=16, seed=1))
+    mu = model.encode(x, sample=False).mu.detach()
+    noise = z - mu
+    assert 0.05 < noise.std().item() < 0.2 and not torch.equal(z, latents_of(model, x, seed=2))
+    assert latents_of(model, x, copies=3).shape == (150, 3)
+    flow = fit_flow(z, epochs=1, batch_size=25)
+    assert flow.sample(4, torch.Generator().manual_seed(0)).shape == (4, 3)
