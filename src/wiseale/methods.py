@@ -62,6 +62,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            {"lambda": 1.0, "v": None, "sigma_eps": SIGMA_EPS}),
     Method("dvcae", "deterministic VCAE (sigma_eps = 0)", "003 Sec. 6", "none",
            (Term("variance", {"weight": "lambda", "target": "v"}),), {"lambda": 1.0, "v": None}),
+    Method("factorvae", "VAE + gamma * total correlation (discriminator)",
+           "Kim & Mnih 2018 (003 Sec. 6.3)", "gaussian",
+           (Term("kl", {"weight": "beta"}), Term("tc", {"weight": "gamma"})),
+           {"beta": 1.0, "gamma": 7.0}),
+    Method("tc-vcae", "VCAE + gamma * total correlation", "003 Sec. 6.3", "fixed",
+           (Term("variance", {"weight": "lambda", "target": "v"}),
+            Term("tc", {"weight": "gamma"})),
+           {"lambda": 1.0, "v": None, "gamma": 7.0, "sigma_eps": SIGMA_EPS}),
+    Method("tc-cwae", "cWAE + gamma * total correlation", "003 Sec. 6.3", "fixed",
+           (Term("mmd", {"weight": "lambda", "kernel": "kernel"}), Term("tc", {"weight": "gamma"})),
+           {"lambda": 2500.0, "kernel": "imq", "gamma": 7.0, "sigma_eps": SIGMA_EPS},
+           {"kernel": ("imq", "rbf")}),
 )}
 ALIASES = {"vae": "aevb"}
 
@@ -108,7 +120,12 @@ def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, fea
     """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
     noise_kwargs = {"sigma_eps": options["sigma_eps"]} if method.noise == "fixed" else {}
     noise = NOISES[method.noise](feature_dim, latent_dim, **noise_kwargs)
-    regularizers = [REGULARIZERS[t.kind](**{arg: options[opt] for arg, opt in t.params.items()})
-                    for t in method.terms]
+    regularizers = []
+    for term in method.terms:
+        cls = REGULARIZERS[term.kind]
+        kwargs = {arg: options[opt] for arg, opt in term.params.items()}
+        if getattr(cls, "needs_latent_dim", False):
+            kwargs["latent_dim"] = latent_dim
+        regularizers.append(cls(**kwargs))
     return Autoencoder(encoder, noise, decoder, likelihood, regularizers,
                        reconstruction=options.get("reconstruction", "sample"))

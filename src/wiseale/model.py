@@ -16,10 +16,12 @@ RECONSTRUCTIONS = ("sample", "exact", "mixture")
 
 @dataclass
 class LossOutput:
-    """The loss to minimise and its named parts (detached, batch means) for logging."""
+    """The loss to minimise, its named parts (detached, batch means) for logging, and the
+    batch's latent samples (detached) for adversaries such as the TC discriminator."""
 
     loss: Tensor
     parts: dict[str, Tensor]
+    z: Tensor
 
 
 class Autoencoder(nn.Module):
@@ -94,4 +96,8 @@ class Autoencoder(nn.Module):
                 parts["kl_prior"] = kl
                 parts["elbo"] = -(parts["nll"] + kl)
         parts["loss"] = loss.detach()
-        return LossOutput(loss, parts)
+        return LossOutput(loss, parts, post.z.detach())
+
+    def adversaries(self) -> list[nn.Module]:
+        """Regularisers trained by their own objective (``adversary_loss``), not the loss."""
+        return [reg for reg in self.regularizers if hasattr(reg, "adversary_loss")]

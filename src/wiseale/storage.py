@@ -89,19 +89,20 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, meta
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
-    """An optimiser's state as flat tensors ``optim/<param>/<key>`` plus its param groups."""
+def optimizer_tensors(optimizer: torch.optim.Optimizer,
+                      prefix: str = "optim") -> tuple[dict[str, torch.Tensor], list]:
+    """An optimiser's state as flat tensors ``<prefix>/<param>/<key>`` plus its param groups."""
     state = optimizer.state_dict()
-    tensors = {f"optim/{index}/{key}": torch.as_tensor(value)
+    tensors = {f"{prefix}/{index}/{key}": torch.as_tensor(value)
                for index, entries in state["state"].items() for key, value in entries.items()}
     return tensors, state["param_groups"]
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                      param_groups: list) -> None:
+                      param_groups: list, prefix: str = "optim") -> None:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        if key.startswith("optim/"):
+        if key.startswith(f"{prefix}/"):
             _, index, name = key.split("/", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": param_groups})

@@ -49,8 +49,24 @@ def _prepare_dir(out: Path, resume: bool) -> None:
     (out / ".write-test").unlink()
 
 
+ADVERSARY_LR, ADVERSARY_BETAS = 1e-4, (0.5, 0.9)  # the FactorVAE discriminator (Kim & Mnih)
+
+
+def _optimizers(model: Autoencoder, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam for the autoencoder; a second Adam for adversaries (the TC discriminator), whose
+    parameters the first one never updates."""
+    adversary = [p for reg in model.adversaries() for p in reg.parameters()]
+    owned = {id(p) for p in adversary}
+    optimizers = {"optim": torch.optim.Adam([p for p in model.parameters()
+                                             if id(p) not in owned], lr=lr)}
+    if adversary:
+        optimizers["adversary"] = torch.optim.Adam(adversary, lr=ADVERSARY_LR,
+                                                   betas=ADVERSARY_BETAS)
+    return optimizers
+
+
 def _restore(out: Path, config: RunConfig, model: Autoencoder,
-             optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+             optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, list[dict]]:
     tensors, meta = load_tensors(out / CHECKPOINT)
     saved = RunConfig.from_dict(meta["config"]).to_dict()
     mine = config.to_dict()
@@ -66,7 +82,8 @@ def _restore(out: Path, config: RunConfig, model: Autoencoder,
                            f"--epochs {saved['epochs']} as the run was started")
     load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model/")},
                  out / CHECKPOINT)
-    restore_optimizer(optimizer, tensors, meta["param_groups"])
+    for prefix, optimizer in optimizers.items():
+        restore_optimizer(optimizer, tensors, meta["param_groups"][prefix], prefix)
     epoch = int(meta["epoch"])
     rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line] \
         if (out / METRICS).exists() else []
@@ -118,8 +135,9 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     _prepare_dir(out, resume)
     device = torch.device(config.device)
     model = model_from_config(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start, history = _restore(out, config, model, optimizer) if resume else (0, [])
+    optimizers = _optimizers(model, config.lr)
+    optimizer, adversary = optimizers["optim"], optimizers.get("adversary")
+    start, history = _restore(out, config, model, optimizers) if resume else (0, [])
 
     x = train_data.x.to(device)
     x_eval = test_data.x[:config.eval_size].to(device)
@@ -144,6 +162,12 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
             optimizer.zero_grad(set_to_none=True)
             output.loss.backward()
             optimizer.step()
+            if adversary is not None:  # after the autoencoder's step, on detached z
+                adversary.zero_grad(set_to_none=True)
+                adversary_loss = sum(reg.adversary_loss(output.z) for reg in model.adversaries())
+                adversary_loss.backward()
+                adversary.step()
+                output.parts["adversary_loss"] = adversary_loss.detach()
             for key, value in output.parts.items():
                 totals[key] = totals[key] + value if key in totals else value
         elapsed = time.perf_counter() - started
@@ -155,7 +179,10 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
             tqdm.write(_summary(config, row))
         _write_metrics(out, history)
         model_state = {f"model/{k}": v for k, v in model.state_dict().items()}
-        optim_state, groups = optimizer_tensors(optimizer)
+        optim_state, groups = {}, {}
+        for prefix, opt in optimizers.items():
+            tensors, groups[prefix] = optimizer_tensors(opt, prefix)
+            optim_state.update(tensors)
         save_tensors(out / CHECKPOINT, {**model_state, **optim_state},
                      {"epoch": epoch + 1, "config": config.to_dict(), "param_groups": groups})
         write_json(out / CONFIG, config.to_dict())

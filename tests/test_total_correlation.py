@@ -1,0 +1,104 @@
+import dataclasses
+import math
+
+import torch
+
+from wiseale.likelihoods import FixedGaussian
+from wiseale.methods import build_model, get_method, resolve_options
+from wiseale.nets import build_nets
+from wiseale.regularizers import TotalCorrelation, permute_dims
+from wiseale.storage import load_tensors
+from wiseale.training import _optimizers, train
+
+
+def _factorvae(method: str = "factorvae"):
+    torch.manual_seed(0)
+    m = get_method(method)
+    enc, feat, dec = build_nets("mlp", (10,), 3)
+    return build_model(m, resolve_options(m, {}), enc, feat, dec, FixedGaussian(0.5), 3)
+
+
+def test_discriminator_architecture_follows_kim_and_mnih():
+    tc = TotalCorrelation(7.0, latent_dim=6)
+    linears = [m for m in tc.discriminator if isinstance(m, torch.nn.Linear)]
+    assert [layer.out_features for layer in linears] == [1000] * 6 + [2]
+    slopes = {m.negative_slope for m in tc.discriminator if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
+
+
+def test_discriminator_update_sends_no_gradient_to_the_encoder():
+    model = _factorvae()
+    output = model(torch.randn(32, 10))
+    for parameter in model.parameters():
+        parameter.grad = None
+    sum(reg.adversary_loss(output.z) for reg in model.adversaries()).backward()
+    disc = {id(p) for reg in model.adversaries() for p in reg.parameters()}
+    for parameter in model.parameters():
+        if id(parameter) in disc:
+            assert parameter.grad is not None
+        else:
+            assert parameter.grad is None
+
+
+def test_the_two_optimizers_split_the_parameters():
+    model = _factorvae("tc-vcae")
+    optimizers = _optimizers(model, 1e-3)
+    main = {id(p) for g in optimizers["optim"].param_groups for p in g["params"]}
+    adv = {id(p) for g in optimizers["adversary"].param_groups for p in g["params"]}
+    assert not main & adv and main | adv == {id(p) for p in model.parameters()}
+    assert "adversary" not in _optimizers(_factorvae("vcae"), 1e-3)
+
+
+def test_permute_dims_keeps_marginals_and_breaks_dependence():
+    torch.manual_seed(0)
+    x = torch.randn(5000, 1)
+    z = torch.cat([x, x + 0.1 * torch.randn(5000, 1)], dim=1)
+    p = permute_dims(z)
+    for j in range(2):
+        assert torch.equal(p[:, j].sort().values, z[:, j].sort().values)
+    assert abs(torch.corrcoef(p.T)[0, 1]) < 0.05 < torch.corrcoef(z.T)[0, 1]
+
+
+def test_discriminator_estimates_the_total_correlation_of_a_gaussian():
+    torch.manual_seed(0)
+    rho = 0.9
+    truth = -0.5 * math.log(1 - rho**2)  # TC of a bivariate Gaussian with correlation rho
+    tc = TotalCorrelation(1.0, latent_dim=2, width=128)
+    optimizer = torch.optim.Adam(tc.parameters(), lr=1e-3)
+    cov = torch.tensor([[1.0, rho], [rho, 1.0]])
+    dist = torch.distributions.MultivariateNormal(torch.zeros(2), cov)
+    for _ in range(600):
+        optimizer.zero_grad()
+        tc.adversary_loss(dist.sample((512,))).backward()
+        optimizer.step()
+    with torch.no_grad():
+        logits = tc.discriminator(dist.sample((20_000,)))
+    estimate = (logits[:, 0] - logits[:, 1]).mean().item()
+    assert abs(estimate - truth) < 0.2, (estimate, truth)
+
+
+def test_factorvae_resume_is_exact(tmp_path, tiny_sine, monkeypatch):
+    import wiseale.training as training
+
+    config = dataclasses.replace(tiny_sine, method="factorvae", epochs=3)
+    train(config, tmp_path / "straight", progress=False)
+    calls = {"n": 0}
+    real = training.evaluate
+
+    def crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", crash)
+    try:
+        train(config, tmp_path / "resumed", progress=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(training, "evaluate", real)
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+    a = load_tensors(tmp_path / "straight/model.safetensors")[0]
+    b = load_tensors(tmp_path / "resumed/model.safetensors")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any("discriminator" in k for k in a)
