@@ -16,5 +16,5 @@ from wiseale.metrics.fid import (
 )
 
 __all__ = ["ClassifierFeatures", "FeatureExtractor", "InceptionFeatures", "classifier_features",
-           "evaluate", "evaluate_full", "factorvae_score", "feature_extractor", "feature_statistics", "fid",
-           "frechet_distance", "image_fid", "inception_features"]
+           "evaluate", "evaluate_full", "factorvae_score", "feature_extractor",
+           "feature_statistics", "fid", "frechet_distance", "image_fid", "inception_features"]
