@@ -17,25 +17,30 @@ from wiseale.nets import build_nets, default_net
 
 
 def load_split(config: RunConfig, split: str) -> Dataset:
-    """The ``split`` of the config's data, limited to ``n_train``/``n_test`` samples."""
+    """The ``split`` of the config's data, limited to ``n_train``/``n_test`` samples.
+
+    Loaders that can make or read only N samples get the limit (``n_train``/``n_test`` for
+    generated sets, ``limit`` for large files such as CelebA); the rest are sliced."""
     limit = config.n_train if split == "train" else config.n_test
-    if config.data == "sine":  # generated: make only the waves that are used
-        return load("sine", split, **{f"n_{split}": limit}, **config.data_options)
     options = dict(config.data_options)
-    if limit is not None and takes_limit(config.data):  # e.g. CelebA: read only what is used
-        options.setdefault("limit", limit)
+    if limit is not None:
+        params = _loader_parameters(config.data)
+        for name in (f"n_{split}", "limit"):
+            if name in params:
+                options.setdefault(name, limit)
+                break
     data = load(config.data, split, data_dir=config.data_dir, **options)
     if limit is None:
         return data
     if limit > len(data):
         raise WisealeError(f"--n-{split} {limit} is more than the {len(data)} {split} samples "
                            f"of {config.data}; lower it")
-    return Dataset(data.name, data.x[:limit], None if data.y is None else data.y[:limit])
+    return Dataset(data.name, data.x[:limit], None if data.y is None else data.y[:limit],
+                   None if data.factors is None else data.factors[:limit])
 
 
-def takes_limit(name: str) -> bool:
-    """Whether the named data set's loader can read just the first N samples."""
-    return name in DATASETS and "limit" in inspect.signature(DATASETS[name][0]).parameters
+def _loader_parameters(name: str) -> set[str]:
+    return set(inspect.signature(DATASETS[name][0]).parameters) if name in DATASETS else set()
 
 
 def default_likelihood(x: torch.Tensor) -> str:

@@ -11,6 +11,8 @@ from wiseale.data.celeba import load_celeba
 from wiseale.data.dataset import SPLITS, Dataset
 from wiseale.data.digits import load_digits_data
 from wiseale.data.idx import load_fashion_mnist, load_mnist
+from wiseale.data.mog import load_mog, load_reduced_fashion_mnist, load_reduced_mnist
+from wiseale.data.shapes import load_3dshapes, load_dsprites, load_toy_shapes
 from wiseale.data.sine import load_sine
 from wiseale.errors import WisealeError
 
@@ -22,6 +24,19 @@ DATASETS["fashion-mnist"] = (load_fashion_mnist, "Fashion-MNIST 28x28, 60,000/10
 DATASETS["digits"] = (load_digits_data, "scikit-learn 8x8 digits, 1,500/297 (offline)")
 DATASETS["celeba"] = (load_celeba, "CelebA aligned faces from --data-dir, centre crop 178 "
                       "(001 Sec. 5) or 140 (003) resized to 64x64")
+DATASETS["mog"] = (load_mog, "four 2-D Gaussians projected into 100-D, 10,000/2,000 (003 "
+                   "Sec. 6.1; generated)")
+DATASETS["reduced-mnist"] = (load_reduced_mnist, "ReducedMNIST: the first 600 MNIST training "
+                             "images, MNIST's 10,000 test images (003 Sec. 6.2)")
+DATASETS["reduced-fashion-mnist"] = (load_reduced_fashion_mnist, "the first 600 Fashion-MNIST "
+                                     "training images, its 10,000 test images (offline "
+                                     "ReducedMNIST)")
+DATASETS["dsprites"] = (load_dsprites, "dSprites .npz from --data-dir, 5 factors, seeded 90/10 "
+                        "split (Kim & Mnih 2018)")
+DATASETS["3dshapes"] = (load_3dshapes, "3D Shapes .h5 from --data-dir (needs h5py), 6 factors, "
+                        "seeded 90/10 split (003 Sec. 6.4)")
+DATASETS["toy-shapes"] = (load_toy_shapes, "64x64 squares with 4 known discrete factors, "
+                          "5,000/1,000 (generated stand-in for dSprites/3D Shapes)")
 
 __all__ = ["DATASETS", "Dataset", "load"]
 
