@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -144,3 +145,28 @@ def test_plot_redraws_the_sine_figures(tmp_path, tiny_quick):
     assert all(f.exists() for f in figures) and len(figures) == 2
     with pytest.raises(WisealeError, match="not 'celeba'"):
         EXPERIMENTS["celeba"].plot(tmp_path)
+
+
+def test_vcae_mog_results_carry_v_variance_and_mse(tmp_path, monkeypatch):
+    import dataclasses
+
+    from wiseale.experiments import vcae_mog
+
+    real = vcae_mog.configs
+
+    def tiny(quick, seed, device="cpu"):
+        return {k: dataclasses.replace(c, n_train=400, n_test=200, epochs=1)
+                for k, c in real(quick, seed, device).items()}
+
+    monkeypatch.setattr(vcae_mog, "configs", tiny)
+    EXPERIMENTS["vcae-mog"].run(tmp_path, quick=True, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["methods"]) == ["vcae", "cwae"]
+    for name, entry in results["methods"].items():
+        assert entry["config"]["v"] == 2.0 and entry["config"]["method"] == name
+        assert entry["test"]["mse"] > 0 and entry["test"]["latent_total_variance"] > 0
+        assert entry["test"]["information_rate_bits"] == pytest.approx(2 / 2 * math.log2(100))
+    assert results["methods"]["vcae"]["config"]["options"]["lambda"] == 1.0
+    assert results["methods"]["cwae"]["config"]["options"]["lambda"] == 100.0
+    assert (tmp_path / "fig2_mog_latents.png").read_bytes()[:4] == b"\x89PNG"
+    assert EXPERIMENTS["vcae-mog"].plot(tmp_path)[0].exists()

@@ -92,8 +92,7 @@ def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray | None]],
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
-        ax.set_title(name if logvar is not None else f"{name} (deterministic: points)",
-                     fontsize=10)
+        ax.set_title(name, fontsize=10)
     save_figure(fig, path)
 
 

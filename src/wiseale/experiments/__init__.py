@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from wiseale.experiments import celeba, embedding, prior_constraint, sine
+from wiseale.experiments import celeba, embedding, prior_constraint, sine, vcae_mog
 from wiseale.experiments.common import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT)}
+    sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT,
+    vcae_mog.EXPERIMENT)}

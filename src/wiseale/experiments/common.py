@@ -43,7 +43,9 @@ def read_results(out: Path, experiment: str) -> dict[str, Any]:
 
 def first_config(results: dict[str, Any]) -> RunConfig:
     """The config of the first method of an experiment's results (they share the data)."""
-    return RunConfig.from_dict(next(iter(results["methods"].values()))["config"])
+    config = next(iter(results["methods"].values()))["config"]
+    known = {f.name for f in dataclasses.fields(RunConfig)}  # experiments may add keys
+    return RunConfig.from_dict({k: v for k, v in config.items() if k in known})
 
 
 def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
