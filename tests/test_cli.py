@@ -169,3 +169,17 @@ def test_sample_from_prior_and_flow(capsys, tmp_path):
     assert np.array_equal(np.load(tmp_path / "flow2.npy"), first)
     code, _, err = _run(capsys, "sample", str(tmp_path / "r"), "--out", str(tmp_path / "x.png"))
     assert code == 1 and "use .npy" in err
+
+
+def test_evaluate_with_fid_on_labelled_images(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "--method", "aevb", "--data", "digits", "--n-train",
+                        "256", "--n-test", "64", "--epochs", "1", "--latent-dim", "2",
+                        "--out", str(tmp_path / "r"), "--no-progress")
+    assert code == 0, err
+    code, out, err = _run(capsys, "evaluate", str(tmp_path / "r"), "--fid")
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["fid_prior"] > 0 and 0 <= metrics["knn_accuracy"] <= 1
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "s"))
+    code, _, err = _run(capsys, "evaluate", str(tmp_path / "s"), "--fid")
+    assert code == 1 and "labelled images" in err

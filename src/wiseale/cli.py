@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--fid", action="store_true", help="add fid_prior (labelled image data: a "
+                   "classifier is trained once per data set for its features)")
     p = sub.add_parser("sample", help="decode samples of a trained run (prior or flow)")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--sampler", choices=("prior", "flow"), default="prior",
@@ -155,12 +157,15 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.build import load_split
-    from wiseale.metrics import evaluate_full
+    from wiseale.metrics import evaluate_full, prior_fid
     from wiseale.training import load_run
 
     model, config = load_run(args.run_dir)
     data = load_split(config, args.split)
-    print(json.dumps(evaluate_full(model, data.x, data.y), indent=2))
+    metrics = evaluate_full(model, data.x, data.y)
+    if args.fid:
+        metrics["fid_prior"] = prior_fid(model, load_split(config, "train"), data)
+    print(json.dumps(metrics, indent=2))
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
@@ -75,20 +73,14 @@ def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
 
 
 def add_prior_fid(out: Path, methods: dict[str, Any], train_data: Dataset,
-                  test_data: Dataset, n: int = 2_000) -> None:
-    """Add ``fid_prior`` to every method's test metrics: the FID between ``n`` test images and
-    ``n`` decoded prior samples, in the feature space of a classifier trained (once, cached)
-    on the labelled training set (docs/metrics.md: not comparable with Inception FIDs)."""
-    from wiseale.metrics import classifier_features, image_fid
+                  test_data: Dataset) -> None:
+    """Add ``fid_prior`` (metrics.prior_fid) to every method's test metrics."""
+    from wiseale.metrics import prior_fid
     from wiseale.training import load_run
 
-    features = classifier_features(train_data.name.rsplit("-", 1)[0], train_data.x,
-                                   train_data.y)
-    reference = test_data.x[:n]
     for name in methods:
         model = load_run(out / "runs" / name)[0]
-        samples = model.sample(len(reference), torch.Generator().manual_seed(0))
-        methods[name]["test"]["fid_prior"] = image_fid(features, reference, samples)
+        methods[name]["test"]["fid_prior"] = prior_fid(model, train_data, test_data)
 
 
 def write_results(out: Path, experiment: str, quick: bool, methods: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Evaluation metrics, shared by `wiseale evaluate` and every experiment."""
 
 from wiseale.metrics.disentanglement import factorvae_score
-from wiseale.metrics.evaluation import evaluate, evaluate_full
+from wiseale.metrics.evaluation import evaluate, evaluate_full, prior_fid
 from wiseale.metrics.fid import (
     ClassifierFeatures,
     FeatureExtractor,
@@ -17,4 +17,5 @@ from wiseale.metrics.fid import (
 
 __all__ = ["ClassifierFeatures", "FeatureExtractor", "InceptionFeatures", "classifier_features",
            "evaluate", "evaluate_full", "factorvae_score", "feature_extractor",
-           "feature_statistics", "fid", "frechet_distance", "image_fid", "inception_features"]
+           "feature_statistics", "fid", "frechet_distance", "image_fid", "inception_features",
+           "prior_fid"]

@@ -8,7 +8,10 @@ import torch
 from torch import Tensor
 
 from wiseale import functional as F
+from wiseale.data import Dataset
 from wiseale.encoders import FixedNoise
+from wiseale.errors import WisealeError
+from wiseale.metrics.fid import classifier_features, image_fid
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
     iwae,
@@ -98,3 +101,19 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
                                                                       model.noise.sigma_eps)
     model.train(was_training)
     return result
+
+
+FID_N = 2_000
+
+
+def prior_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N) -> float:
+    """FID between ``n`` test images and ``n`` decoded prior samples (clamped to [0, 1]), in
+    the features of a
+    classifier trained once (cached) on the labelled training images (docs/metrics.md: not
+    comparable with Inception FIDs)."""
+    if test.x.dim() != 4 or train.y is None:
+        raise WisealeError("the FID needs labelled images (N x C x H x W with labels)")
+    features = classifier_features(train.name.rsplit("-", 1)[0], train.x, train.y)
+    reference = test.x[:n]
+    samples = model.sample(len(reference), torch.Generator().manual_seed(EVAL_SEED))
+    return image_fid(features, reference, samples.clamp(0, 1))  # Gaussian means can overshoot
