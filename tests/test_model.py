@@ -169,3 +169,38 @@ def test_vcae_family_presets():
     assert cwae.noise.sigma_eps == 0.2 and cwae.regularizers[0].name == "mmd"
     with pytest.raises(WisealeError, match="sigma_eps of cwae must be positive"):
         _model("cwae", sigma_eps=0)
+
+
+def test_iaf_posterior_density_is_normalised():
+    """E_q[p(z) / q(z)] = 1 for any density p: checks log_q of the flow's own samples."""
+    from wiseale.encoders import IAFNoise
+
+    torch.manual_seed(0)
+    noise = IAFNoise(feature_dim=4, latent_dim=2, steps=3).double()
+    with torch.no_grad():
+        for step in noise.steps:  # make the flow visibly non-Gaussian
+            for p in step.parameters():
+                p.mul_(3.0)
+        h = torch.randn(1, 4, dtype=torch.float64).expand(200_000, 4)
+        post = noise(h)
+    z = post.z
+    reference = torch.distributions.MultivariateNormal(z.mean(0), torch.cov(z.T) * 1.5)
+    ratio = (reference.log_prob(z) - post.log_q).exp()
+    assert abs(ratio.mean().item() - 1.0) < 4 * ratio.std().item() / math.sqrt(len(z)) + 0.01
+    base = noise.base(h[:5], sample=False)
+    assert torch.equal(noise(h[:5], sample=False).z, base.mu)
+
+
+def test_vae_iaf_trains_with_a_monte_carlo_kl():
+    torch.manual_seed(0)
+    model = _model("vae-iaf", steps=3)
+    assert len(model.noise.steps) == 3 and model.latent_dim == 3
+    x = torch.randn(16, 10)
+    torch.manual_seed(1)
+    out = model(x)
+    torch.manual_seed(1)
+    post = model.encode(x)
+    kl = (post.log_q - F.standard_normal_log_prob(post.z)).mean()
+    assert torch.allclose(out.parts["kl"], kl) and torch.isfinite(out.loss)
+    with pytest.raises(WisealeError, match="positive integer"):
+        _model("vae-iaf", steps=0)

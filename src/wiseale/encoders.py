@@ -20,11 +20,14 @@ LOGVAR_MAX = 20.0
 
 @dataclass
 class Posterior:
-    """q(z|x) for a batch: means, log-variances (None when deterministic) and a sample z."""
+    """q(z|x) for a batch: means, log-variances (None when deterministic or not a diagonal
+    Gaussian) and a sample z; ``log_q`` [M] is log q(z|x) of that sample when q is not a
+    diagonal Gaussian (an inverse autoregressive flow)."""
 
     mu: Tensor
     logvar: Tensor | None
     z: Tensor
+    log_q: Tensor | None = None
 
 
 class GaussianNoise(nn.Module):
@@ -75,4 +78,43 @@ class NoNoise(nn.Module):
         return Posterior(mu, None, mu)
 
 
-NOISES = {"gaussian": GaussianNoise, "fixed": FixedNoise, "none": NoNoise}
+class IAFNoise(nn.Module):
+    """An inverse autoregressive flow posterior (Kingma et al. 2016; the VAE + IAF baseline of
+    003 Table 2): z_0 = mu + sigma * eps, then ``steps`` masked autoregressive affine
+    transforms conditioned on a context vector h(x), with reversed orders in turn.
+
+    log q(z_T|x) = log N(z_0; mu, sigma^2) - sum_t log |det dz_t / dz_{t-1}|; ``mu`` is z_0's
+    mean (the code reconstructed by ``Autoencoder.reconstruct``).
+    """
+
+    def __init__(self, feature_dim: int, latent_dim: int, steps: int = 2, context_dim: int = 32,
+                 hidden: int = 64):
+        super().__init__()
+        from zuko.flows.autoregressive import MaskedAutoregressiveTransform
+
+        self.base = GaussianNoise(feature_dim, latent_dim)
+        self.context_head = nn.Linear(feature_dim, context_dim)
+        order = torch.arange(latent_dim)
+        self.steps = nn.ModuleList(
+            MaskedAutoregressiveTransform(latent_dim, context_dim, hidden_features=[hidden] * 2,
+                                          order=order if t % 2 == 0 else order.flip(0))
+            for t in range(steps))
+
+    @property
+    def mu_head(self) -> nn.Linear:
+        return self.base.mu_head
+
+    def forward(self, h: Tensor, sample: bool = True) -> Posterior:
+        base = self.base(h, sample=sample)
+        if not sample:
+            return Posterior(base.mu, None, base.mu)
+        eps = (base.z - base.mu) * torch.exp(-0.5 * base.logvar)
+        log_q = -0.5 * (math.log(2 * math.pi) + base.logvar + eps.square()).sum(-1)
+        context, z = self.context_head(h), base.z
+        for step in self.steps:
+            z, ladj = step(context).call_and_ladj(z)
+            log_q = log_q - ladj
+        return Posterior(base.mu, None, z, log_q)
+
+
+NOISES = {"gaussian": GaussianNoise, "fixed": FixedNoise, "none": NoNoise, "iaf": IAFNoise}

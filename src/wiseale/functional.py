@@ -8,6 +8,7 @@ Equation numbers refer to seed ``001_cff6386105c0db9a.txt`` (WiSE-ALE) unless st
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -93,6 +94,19 @@ def mmd(z: Tensor, z_prior: Tensor, kernel: str = "imq",
     within_z = (k_zz.sum() - k_zz.diagonal().sum()) / (n * (n - 1))
     within_p = (k_pp.sum() - k_pp.diagonal().sum()) / (m * (m - 1))
     return within_z + within_p - 2.0 * k_zp.mean()
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z | 0, I) summed over the last dimension."""
+    return -0.5 * (LOG_2PI + z.square()).sum(dim=-1)
+
+
+def posterior_kl(post: Any) -> Tensor:
+    """KL(q(z|x) || N(0, I)) per sample [M] of an ``encoders.Posterior``: closed form for a
+    diagonal Gaussian, the one-sample estimate log q(z|x) - log p(z) for a flow posterior."""
+    if post.logvar is not None:
+        return gaussian_kl(post.mu, post.logvar)
+    return post.log_q - standard_normal_log_prob(post.z)
 
 
 def total_variance(z: Tensor) -> Tensor:

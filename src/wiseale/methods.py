@@ -38,6 +38,7 @@ class Method:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+NOISE_OPTIONS = {"fixed": ("sigma_eps",), "iaf": ("steps",)}  # noise kwargs from options
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -62,6 +63,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            {"lambda": 1.0, "v": None, "sigma_eps": SIGMA_EPS}),
     Method("dvcae", "deterministic VCAE (sigma_eps = 0)", "003 Sec. 6", "none",
            (Term("variance", {"weight": "lambda", "target": "v"}),), {"lambda": 1.0, "v": None}),
+    Method("vae-iaf", "VAE with an inverse autoregressive flow posterior (MC KL)",
+           "Kingma et al. 2016 (003 Table 2)", "iaf", (Term("kl", {"weight": "beta"}),),
+           {"beta": 1.0, "steps": 2}),
     Method("factorvae", "VAE + gamma * total correlation (discriminator)",
            "Kim & Mnih 2018 (003 Sec. 6.3)", "gaussian",
            (Term("kl", {"weight": "beta"}), Term("tc", {"weight": "gamma"})),
@@ -108,6 +112,10 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
             if key == "sigma_eps" and value == 0:
                 raise WisealeError(f"sigma_eps of {method.name} must be positive; the "
                                    "deterministic variant is its own method (dvcae, wae)")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise WisealeError(f"option {key} of {method.name} must be a positive integer, "
+                                   f"got {value!r}")
         elif key in method.choices and value not in method.choices[key]:
             raise WisealeError(f"option {key} of {method.name} must be one of "
                                f"{', '.join(method.choices[key])}; got {value!r}")
@@ -118,7 +126,7 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
 def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,
                 decoder: nn.Module, likelihood: nn.Module, latent_dim: int) -> Autoencoder:
     """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
-    noise_kwargs = {"sigma_eps": options["sigma_eps"]} if method.noise == "fixed" else {}
+    noise_kwargs = {key: options[key] for key in NOISE_OPTIONS.get(method.noise, ())}
     noise = NOISES[method.noise](feature_dim, latent_dim, **noise_kwargs)
     regularizers = []
     for term in method.terms:

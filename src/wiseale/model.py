@@ -91,8 +91,8 @@ class Autoencoder(nn.Module):
         with torch.no_grad():
             x_hat = self.likelihood.mean(out)
             parts["recon_error"] = (x - x_hat).square().flatten(1).sum(1).mean()
-            if post.logvar is not None:
-                kl = parts["kl"] if "kl" in parts else F.gaussian_kl(post.mu, post.logvar).mean()
+            if post.logvar is not None or post.log_q is not None:
+                kl = parts["kl"] if "kl" in parts else F.posterior_kl(post).mean()
                 parts["kl_prior"] = kl
                 parts["elbo"] = -(parts["nll"] + kl)
         parts["loss"] = loss.detach()

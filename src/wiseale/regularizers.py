@@ -31,7 +31,9 @@ class PriorKL(nn.Module):
         self.weight = float(weight)
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
-        value = F.gaussian_kl(post.mu, _need_variance(post, "the per-sample KL")).mean()
+        if post.log_q is None:
+            _need_variance(post, "the per-sample KL")
+        value = F.posterior_kl(post).mean()  # closed form, or Monte Carlo for a flow
         return value, self.weight * value
 
 

@@ -35,7 +35,9 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
     - ``elbo``: log p(x|z) - KL(q(z|x) || N(0, I)) with one z ~ q(z|x) (seeded);
     - ``aggregate_kl_ub``: Eq. 21 over the first 4096 posteriors (the bound depends on how
       many: compare values computed over the same number).
-    The last three are None for a deterministic encoder, which has no posterior density.
+    The last three are None for a deterministic encoder, which has no posterior density; for a
+    flow posterior (vae-iaf) ``kl_prior`` and ``elbo`` use one-sample Monte Carlo KL and
+    ``aggregate_kl_ub`` is None.
     """
     was_training = model.training
     model.eval()
@@ -46,22 +48,24 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
             post = model.encode(batch, sample=True)
             x_hat = model.likelihood.mean(model.decode(post.mu))
             sse.append((batch - x_hat).square().flatten(1).sum(1))
-            if post.logvar is None:
+            if post.logvar is None and post.log_q is None:
                 continue
-            batch_kl = F.gaussian_kl(post.mu, post.logvar)
+            batch_kl = F.posterior_kl(post)
             kl.append(batch_kl)
             elbo.append(-model.likelihood.nll(batch, model.decode(post.z)) - batch_kl)
-            mus.append(post.mu)
-            logvars.append(post.logvar)
+            if post.logvar is not None:
+                mus.append(post.mu)
+                logvars.append(post.logvar)
     model.train(was_training)
     recon_error = torch.cat(sse).mean().item()
     result: dict[str, float | None] = {"recon_error": recon_error,
                                        "mse": recon_error / x[0].numel(),
                                        "kl_prior": None, "elbo": None, "aggregate_kl_ub": None}
     if kl:
+        result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item())
+    if mus:
         mu, logvar = torch.cat(mus)[:AGGREGATE_SAMPLES], torch.cat(logvars)[:AGGREGATE_SAMPLES]
-        result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item(),
-                      aggregate_kl_ub=F.aggregate_kl_upper_bound(mu, logvar).item())
+        result["aggregate_kl_ub"] = F.aggregate_kl_upper_bound(mu, logvar).item()
     return result
 
 
@@ -90,7 +94,8 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
         z = torch.cat([p.z for p in posts])
         logvar = None if posts[0].logvar is None else torch.cat([p.logvar for p in posts])
         result["latent_total_variance"] = latent_total_variance(z)
-        result["posterior_overlap"] = posterior_overlap(mu, logvar)
+        flow = posts[0].log_q is not None  # no diagonal Gaussian to measure
+        result["posterior_overlap"] = None if flow else posterior_overlap(mu, logvar)
         result["aggregate_kl_mc"] = result["aggregate_kl_mc_se"] = None
         if logvar is not None:
             result["aggregate_kl_mc"], result["aggregate_kl_mc_se"] = aggregate_kl_mc(

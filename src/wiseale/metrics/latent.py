@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from wiseale.functional import LOG_2PI
+from wiseale.functional import LOG_2PI, standard_normal_log_prob
 from wiseale.model import Autoencoder
 
 
@@ -25,27 +25,27 @@ def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + logvar + (z - mu).square() * torch.exp(-logvar)).sum(-1)
 
 
-def _log_prior(z: Tensor) -> Tensor:
-    """log N(z | 0, I) summed over the last dimension."""
-    return -0.5 * (LOG_2PI + z.square()).sum(-1)
+_log_prior = standard_normal_log_prob
 
 
 @torch.no_grad()
 def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100) -> float | None:
     """Mean over x of log 1/K sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al.).
 
-    None for a deterministic encoder (no q density). K = 1 gives the ELBO's estimate.
+    Each x is encoded K times (so any posterior with a density works: diagonal Gaussian,
+    fixed noise, or a flow with its ``log_q``). None for a deterministic encoder.
+    K = 1 gives the ELBO's estimate.
     """
     values = []
     for batch in x.split(batch_size):
-        post = model.encode(batch, sample=False)
-        if post.logvar is None:
+        post = model.encode(batch.repeat(k, *[1] * (batch.dim() - 1)), sample=True)
+        if post.logvar is None and post.log_q is None:
             return None
-        std = (0.5 * post.logvar).exp()
-        z = post.mu + std * torch.randn((k, *post.mu.shape), dtype=x.dtype, device=x.device)
-        out = model.decode(z.flatten(0, 1))
-        log_px = -model.likelihood.nll(batch.repeat(k, *[1] * (batch.dim() - 1)), out)
-        log_w = log_px.view(k, -1) + _log_prior(z) - _log_normal(z, post.mu, post.logvar)
+        log_q = post.log_q if post.log_q is not None else _log_normal(post.z, post.mu,
+                                                                       post.logvar)
+        log_px = -model.likelihood.nll(batch.repeat(k, *[1] * (batch.dim() - 1)),
+                                       model.decode(post.z))
+        log_w = (log_px + _log_prior(post.z) - log_q).view(k, -1)
         values.append(torch.logsumexp(log_w, dim=0) - math.log(k))
     return torch.cat(values).mean().item()
 
