@@ -170,3 +170,34 @@ def test_vcae_mog_results_carry_v_variance_and_mse(tmp_path, monkeypatch):
     assert results["methods"]["cwae"]["config"]["options"]["lambda"] == 100.0
     assert (tmp_path / "fig2_mog_latents.png").read_bytes()[:4] == b"\x89PNG"
     assert EXPERIMENTS["vcae-mog"].plot(tmp_path)[0].exists()
+
+
+def test_vcae_shapes_on_toy_shapes(tmp_path, monkeypatch):
+    import dataclasses
+
+    from wiseale.experiments import vcae_shapes
+
+    real = vcae_shapes.configs
+
+    def tiny(data, quick, seed, data_dir=None, device="cpu"):
+        return {k: dataclasses.replace(c, n_train=128, n_test=300, epochs=1, eval_size=64)
+                for k, c in real(data, quick, seed, data_dir, device).items()}
+
+    monkeypatch.setattr(vcae_shapes, "configs", tiny)
+    monkeypatch.setattr(evaluation_module(), "IWAE_K", 2)
+    report = EXPERIMENTS["vcae-shapes"].run(tmp_path, quick=True, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["methods"]) == ["tc-vcae", "tc-cwae", "factorvae"]
+    for entry in results["methods"].values():
+        assert 0 <= entry["test"]["disentanglement"] <= 1
+        assert entry["config"]["latent_dim"] == 6 and entry["config"]["net"] == "shapes-conv"
+    assert results["methods"]["tc-cwae"]["config"]["options"]["lambda"] == 2500.0
+    for figure in ("fig4_traversals.png", "feature_histograms.png"):
+        assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
+    assert "FactorVAE score" in report.read_text()
+
+
+def evaluation_module():
+    import importlib
+
+    return importlib.import_module("wiseale.metrics.evaluation")

@@ -87,7 +87,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="default: bernoulli for 0/1 data, gaussian otherwise")
     p.add_argument("--sigma2", type=_positive_float, default=0.5,
                    help="variance of the Gaussian likelihood (default 0.5)")
-    p.add_argument("--net", choices=("sine-conv", "mnist-conv", "celeba-conv", "mlp"),
+    p.add_argument("--net", choices=("sine-conv", "mnist-conv", "celeba-conv", "shapes-conv",
+                                     "mlp"),
                    help="default: chosen from the data's shape")
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from wiseale.experiments import celeba, embedding, prior_constraint, sine, vcae_mog
+from wiseale.experiments import (
+    celeba,
+    embedding,
+    prior_constraint,
+    sine,
+    vcae_mog,
+    vcae_shapes,
+)
 from wiseale.experiments.common import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT,
-    vcae_mog.EXPERIMENT)}
+    vcae_mog.EXPERIMENT, vcae_shapes.EXPERIMENT)}
