@@ -201,3 +201,27 @@ def evaluation_module():
     import importlib
 
     return importlib.import_module("wiseale.metrics.evaluation")
+
+
+def test_vcae_overfit_rows_follow_table1(tmp_path, monkeypatch):
+    import dataclasses
+
+    from wiseale.experiments import vcae_overfit
+
+    real = vcae_overfit.configs
+    plans = real("reduced-fashion-mnist", quick=False, seed=0)
+    assert list(plans) == ["vcae-0.2", "vcae-0.1", "dvcae", "cwae-0.2", "cwae-0.1", "wae", "vae"]
+    assert plans["vcae-0.1"].options["sigma_eps"] == pytest.approx(math.sqrt(0.1))
+    assert (plans["vae"].method, plans["dvcae"].method) == ("aevb", "dvcae")
+    assert all((c.batch_size, c.lr, c.latent_dim) == (200, 1e-4, 2) for c in plans.values())
+
+    def tiny(data, quick, seed, data_dir=None, device="cpu"):
+        return {k: dataclasses.replace(c, n_test=200, epochs=1)
+                for k, c in list(real(data, quick, seed, data_dir, device).items())[:2]}
+
+    monkeypatch.setattr(vcae_overfit, "configs", tiny)
+    report = EXPERIMENTS["vcae-overfit"].run(tmp_path, quick=True, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    for entry in results["methods"].values():
+        assert entry["config"]["n_train"] is None and entry["train"]["mse"] > 0
+    assert "| vcae-0.2 |" in report.read_text()

@@ -8,10 +8,11 @@ from wiseale.experiments import (
     prior_constraint,
     sine,
     vcae_mog,
+    vcae_overfit,
     vcae_shapes,
 )
 from wiseale.experiments.common import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT,
-    vcae_mog.EXPERIMENT, vcae_shapes.EXPERIMENT)}
+    vcae_mog.EXPERIMENT, vcae_overfit.EXPERIMENT, vcae_shapes.EXPERIMENT)}
