@@ -11,9 +11,9 @@ from pathlib import Path
 
 from wiseale.build import load_split
 from wiseale.config import RunConfig
-from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    choose_data,
     compare_methods,
     first_config,
     metrics_table,
@@ -59,8 +59,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         progress: bool = True, data_dir: str | None = None,
         device: str = "cpu") -> Path:
     """Train the three methods on CelebA, then write results.json, the grid and report.md."""
-    if data not in (None, "celeba"):
-        raise WisealeError(f"the celeba experiment runs on CelebA only, not {data!r}")
+    choose_data("celeba", data, ("celeba",))
     out = Path(out)
     plans = configs(quick, seed, data_dir, device)
     methods = compare_methods("celeba", out, plans, quick, progress)

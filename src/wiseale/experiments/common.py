@@ -30,6 +30,15 @@ class Experiment:
     plot: Callable[[Path], list[Path]]
 
 
+def choose_data(experiment: str, data: str | None, allowed: tuple[str, ...]) -> str:
+    """The data set an experiment runs on: ``data``, or the first of ``allowed`` by default."""
+    chosen = data or allowed[0]
+    if chosen not in allowed:
+        raise WisealeError(f"the {experiment} experiment runs on {' | '.join(allowed)} data "
+                           f"only, not {data!r}")
+    return chosen
+
+
 def read_results(out: Path, experiment: str) -> dict[str, Any]:
     """results.json of ``out``, checked to be from ``experiment``."""
     results = read_json(Path(out) / "results.json")

@@ -14,9 +14,9 @@ import torch
 
 from wiseale.build import load_split
 from wiseale.config import RunConfig
-from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    choose_data,
     compare_methods,
     first_config,
     metrics_table,
@@ -91,9 +91,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         progress: bool = True, data_dir: str | None = None,
         device: str = "cpu") -> Path:
     """Train the four methods, then write results.json, fig1_embeddings.png and report.md."""
-    data = data or "mnist"
-    if data not in DATA:
-        raise WisealeError(f"mnist-embedding runs on {', '.join(DATA)}; got {data!r}")
+    data = choose_data("mnist-embedding", data, DATA)
     out = Path(out)
     plans = configs(data, quick, seed, data_dir, device)
     first = next(iter(plans.values()))

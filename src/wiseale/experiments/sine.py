@@ -13,9 +13,9 @@ import torch
 
 from wiseale.build import load_split
 from wiseale.config import RunConfig
-from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    choose_data,
     compare_methods,
     first_config,
     metrics_table,
@@ -79,8 +79,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         progress: bool = True, data_dir: str | None = None,
         device: str = "cpu") -> Path:
     """Train the four methods, then write results.json, the figures and report.md."""
-    if data not in (None, "sine"):
-        raise WisealeError(f"the sine experiment runs on the sine data only, not {data!r}")
+    choose_data("sine", data, ("sine",))
     out = Path(out)
     methods = compare_methods("sine", out, configs(quick, seed, device), quick, progress)
     plot(out)

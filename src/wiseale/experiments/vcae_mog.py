@@ -16,9 +16,9 @@ import torch
 
 from wiseale.build import load_split
 from wiseale.config import RunConfig
-from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    choose_data,
     compare_methods,
     first_config,
     metrics_table,
@@ -64,8 +64,7 @@ def _report(quick: bool, methods: dict) -> str:
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         progress: bool = True, data_dir: str | None = None, device: str = "cpu") -> Path:
     """Train VCAE and cWAE on the MoG toy; write results.json, the figure and report.md."""
-    if data not in (None, "mog"):
-        raise WisealeError(f"vcae-mog runs on the mog toy only, not {data!r}")
+    choose_data("vcae-mog", data, ("mog",))
     out = Path(out)
     methods = compare_methods("vcae-mog", out, configs(quick, seed, device), quick, progress)
     for entry in methods.values():

@@ -14,8 +14,12 @@ import math
 from pathlib import Path
 
 from wiseale.config import RunConfig
-from wiseale.errors import WisealeError
-from wiseale.experiments.common import Experiment, compare_methods, metrics_table
+from wiseale.experiments.common import (
+    Experiment,
+    choose_data,
+    compare_methods,
+    metrics_table,
+)
 from wiseale.storage import atomic_write_text
 
 DATA = ("reduced-fashion-mnist", "reduced-mnist")
@@ -51,9 +55,7 @@ def _table(methods: dict) -> str:
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         progress: bool = True, data_dir: str | None = None, device: str = "cpu") -> Path:
     """Train the seven rows of Table 1 and write results.json and report.md."""
-    data = data or "reduced-fashion-mnist"
-    if data not in DATA:
-        raise WisealeError(f"vcae-overfit runs on {', '.join(DATA)}; got {data!r}")
+    data = choose_data("vcae-overfit", data, DATA)
     out = Path(out)
     plans = configs(data, quick, seed, data_dir, device)
     methods = compare_methods("vcae-overfit", out, plans, quick, progress)

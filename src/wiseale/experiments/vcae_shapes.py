@@ -19,9 +19,9 @@ import torch
 from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.data.shapes import factor_classes
-from wiseale.errors import WisealeError
 from wiseale.experiments.common import (
     Experiment,
+    choose_data,
     compare_methods,
     first_config,
     metrics_table,
@@ -76,9 +76,7 @@ def _report(data: str, quick: bool, methods: dict) -> str:
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         progress: bool = True, data_dir: str | None = None, device: str = "cpu") -> Path:
     """Train TC-VCAE, TC-cWAE and FactorVAE; score them; write results, figures, report."""
-    data = data or "toy-shapes"
-    if data not in DATA:
-        raise WisealeError(f"vcae-shapes runs on {', '.join(DATA)}; got {data!r}")
+    data = choose_data("vcae-shapes", data, DATA)
     out = Path(out)
     plans = configs(data, quick, seed, data_dir, device)
     methods = compare_methods("vcae-shapes", out, plans, quick, progress)

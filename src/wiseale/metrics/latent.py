@@ -25,7 +25,6 @@ def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + logvar + (z - mu).square() * torch.exp(-logvar)).sum(-1)
 
 
-_log_prior = standard_normal_log_prob
 
 
 @torch.no_grad()
@@ -38,14 +37,14 @@ def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100) -> f
     """
     values = []
     for batch in x.split(batch_size):
-        post = model.encode(batch.repeat(k, *[1] * (batch.dim() - 1)), sample=True)
+        copies = batch.repeat(k, *[1] * (batch.dim() - 1))
+        post = model.encode(copies, sample=True)
         if post.logvar is None and post.log_q is None:
             return None
         log_q = post.log_q if post.log_q is not None else _log_normal(post.z, post.mu,
                                                                        post.logvar)
-        log_px = -model.likelihood.nll(batch.repeat(k, *[1] * (batch.dim() - 1)),
-                                       model.decode(post.z))
-        log_w = (log_px + _log_prior(post.z) - log_q).view(k, -1)
+        log_px = -model.likelihood.nll(copies, model.decode(post.z))
+        log_w = (log_px + standard_normal_log_prob(post.z) - log_q).view(k, -1)
         values.append(torch.logsumexp(log_w, dim=0) - math.log(k))
     return torch.cat(values).mean().item()
 
@@ -66,7 +65,7 @@ def aggregate_kl_mc(mu: Tensor, logvar: Tensor, n_samples: int = 10_000,
     terms = []
     for chunk in z.split(chunk_size):
         log_q = torch.logsumexp(_log_normal(chunk[:, None, :], mu[None], logvar[None]), dim=1)
-        terms.append(log_q - math.log(n) - _log_prior(chunk))
+        terms.append(log_q - math.log(n) - standard_normal_log_prob(chunk))
     values = torch.cat(terms)
     return values.mean().item(), (values.std() / math.sqrt(n_samples)).item()
 
