@@ -14,8 +14,9 @@ from wiseale.metrics.fid import (
     image_fid,
     inception_features,
 )
+from wiseale.metrics.jacobian import decoder_jacobian_sq_norm, proposition1
 
 __all__ = ["ClassifierFeatures", "FeatureExtractor", "InceptionFeatures", "classifier_features",
-           "evaluate", "evaluate_full", "factorvae_score", "feature_extractor",
-           "feature_statistics", "fid", "frechet_distance", "image_fid", "inception_features",
-           "prior_fid"]
+           "decoder_jacobian_sq_norm", "evaluate", "evaluate_full", "factorvae_score",
+           "feature_extractor", "feature_statistics", "fid", "frechet_distance", "image_fid",
+           "inception_features", "prior_fid", "proposition1"]
