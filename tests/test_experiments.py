@@ -225,3 +225,61 @@ def test_vcae_overfit_rows_follow_table1(tmp_path, monkeypatch):
     for entry in results["methods"].values():
         assert entry["config"]["n_train"] is None and entry["train"]["mse"] > 0
     assert "| vcae-0.2 |" in report.read_text()
+
+
+def test_vcae_table2_configs_follow_app_b3():
+    from wiseale.experiments import vcae_table2
+
+    plans = vcae_table2.configs("mnist", quick=False, seed=0)
+    assert len(plans) == 2 + 5 + 7  # VAE, VAE + IAF, Table 6's and Table 7's lambdas
+    vae, iaf = plans["vae"], plans["vae-iaf"]
+    assert (vae.net, vae.latent_dim, vae.batch_size, vae.lr, vae.epochs) == (
+        "mnist-vcae", 16, 100, 1e-3, 100)
+    assert (vae.lr_schedule, vae.lr_milestones, vae.lr_gamma) == ("step", [30, 50], [0.5, 0.2])
+    assert (iaf.method, iaf.lr, iaf.epochs, iaf.lr_milestones) == ("vae-iaf", 1e-4, 200,
+                                                                   [30, 50])
+    vcae, cwae = plans["vcae-lambda-0.1"], plans["cwae-lambda-50"]
+    assert vcae.options == {"lambda": 0.1, "v": 16.0, "sigma_eps": pytest.approx(0.05 ** 0.5)}
+    assert cwae.options == {"lambda": 50.0, "sigma_eps": pytest.approx(0.05 ** 0.5)}
+    assert sorted(c.options["lambda"] for n, c in plans.items() if n.startswith("cwae")) == [
+        5, 10, 25, 50, 75, 100, 150]
+
+
+def test_vcae_table2_reports_fids_from_prior_and_flow(tmp_path, monkeypatch):
+    from wiseale.experiments import vcae_table2
+
+    monkeypatch.setattr(vcae_table2, "QUICK", {"epochs": 1, "n_train": 300, "n_test": 200,
+                                               "net": "mnist-conv", "flow_epochs": 1})
+    monkeypatch.setattr(vcae_table2, "VCAE_LAMBDAS", (0.1,))
+    monkeypatch.setattr(vcae_table2, "CWAE_LAMBDAS", (50.0,))
+    report = EXPERIMENTS["vcae-table2"].run(tmp_path, quick=True, progress=False).read_text()
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = results["methods"]
+    assert sorted(methods) == ["cwae-lambda-50", "vae", "vae-iaf", "vcae-lambda-0.1"]
+    for name, entry in methods.items():
+        assert entry["test"]["fid_prior"] > 0 and entry["train"]["recon_error"] > 0
+        assert ("fid_flow" in entry["test"]) == (name != "vae-iaf")
+        assert (tmp_path / "runs" / name / "flow.safetensors").exists() == (name != "vae-iaf")
+    assert methods["vae"]["config"]["lr_gamma"] == [0.5, 0.2]
+    assert "| VCAE |" in report and "B.3.2's rule" in report
+    assert (tmp_path / "fig7_samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_vcae_mnist2d_writes_codes_histograms_and_flow_figures(tmp_path, monkeypatch):
+    from wiseale.experiments import vcae_mnist2d
+
+    plans = vcae_mnist2d.configs("mnist", quick=False, seed=0)
+    assert {n: c.options["lambda"] for n, c in plans.items()} == {
+        "vcae": 1.0, "cwae": 100.0, "cwae-lambda-3000": 3000.0}
+    assert all((c.net, c.latent_dim, c.batch_size, c.lr) == ("mnist-vcae", 2, 200, 1e-4)
+               and c.options["sigma_eps"] == pytest.approx(0.1) for c in plans.values())
+    monkeypatch.setattr(vcae_mnist2d, "QUICK", {"epochs": 1, "n_train": 300, "n_test": 200,
+                                                "lr": 1e-3, "net": "mnist-conv",
+                                                "flow_epochs": 1})
+    report = EXPERIMENTS["vcae-mnist2d"].run(tmp_path, quick=True, progress=False).read_text()
+    methods = json.loads((tmp_path / "results.json").read_text())["methods"]
+    for entry in methods.values():
+        assert 0 < entry["test"]["gaussianity_ks"] < 1 and entry["config"]["v"] == 2.0
+    assert "VCAE's test L2 is" in report
+    for name in ("fig2de_latents.png", "feature_histograms.png", "fig8_flow_latents.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

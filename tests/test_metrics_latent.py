@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -9,6 +10,7 @@ from wiseale.encoders import GaussianNoise
 from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
+    gaussianity_ks,
     iwae,
     knn_accuracy,
     latent_total_variance,
@@ -143,3 +145,19 @@ def test_iwae_is_above_the_elbo_for_every_stochastic_method():
         elbo = iwae(model, x, k=1)
         bound = iwae(model, x, k=50)
         assert bound >= elbo - 0.05, method.name
+
+
+def test_gaussianity_ks_matches_the_ks_statistic_and_separates_shapes():
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(0)
+    gaussian = 3 + 2 * torch.randn(4000, 1, generator=g)
+    bimodal = torch.cat([torch.randn(2000, 1, generator=g) - 4,
+                         torch.randn(2000, 1, generator=g) + 4])
+    values = gaussianity_ks(torch.cat([gaussian, bimodal], 1))
+    for value, column in zip(values, (gaussian, bimodal), strict=True):
+        u = (column[:, 0].double() - column.double().mean()) / column.double().std()
+        assert value == pytest.approx(stats.kstest(u.numpy(), "norm").statistic, abs=1e-12)
+    assert values[0] < 0.03 < 0.1 < values[1]
+    with pytest.raises(ValueError, match="codes must be"):
+        gaussianity_ks(torch.randn(1, 3))

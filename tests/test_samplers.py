@@ -18,6 +18,7 @@ from wiseale.samplers import (
     fit_flow,
     latents_of,
     load_sampler,
+    run_flow,
     save_sampler,
 )
 
@@ -249,3 +250,33 @@ def test_latents_of_encodes_with_seeded_noise():
     assert latents_of(model, x, copies=3).shape == (150, 3)
     flow = fit_flow(z, epochs=1, batch_size=25)
     assert flow.sample(4, torch.Generator().manual_seed(0)).shape == (4, 3)
+
+
+def test_to_base_inverts_sample_and_gaussianises(maf, data):
+    w = torch.randn(500, 2, generator=torch.Generator().manual_seed(3))
+    z = maf.loc + maf.scale * maf.flow().transform.inv(w)
+    assert torch.allclose(maf.to_base(z), w, atol=1e-4)
+    base = maf.to_base(data[1])  # two separated blobs -> one standard normal (003 Fig. 8)
+    assert base.mean(0).abs().max() < 0.15 and (base.std(0) - 1).abs().max() < 0.15
+    with pytest.raises(WisealeError, match="latents must be"):
+        maf.to_base(torch.randn(4, 3))
+
+
+def test_run_flow_fits_once_then_loads_and_decodes(tmp_path):
+    torch.manual_seed(0)
+    model = Autoencoder(nn.Linear(10, 8), FixedNoise(8, 2, sigma_eps=0.1), nn.Linear(2, 10),
+                        FixedGaussian(0.5), [])
+    x = torch.randn(200, 10)
+    with pytest.raises(WisealeError, match="no fitted flow yet"):
+        run_flow(tmp_path, model, None, epochs=1)
+    flow = run_flow(tmp_path, model, x, epochs=2)
+    assert (tmp_path / "flow.safetensors").exists() and len(flow.history) == 2
+    again = run_flow(tmp_path, model, None, epochs=50)  # loaded, not refitted
+    assert again.history == pytest.approx(flow.history, abs=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    samples = model.sample(5, generator, sampler=again)
+    z = flow.sample(5, torch.Generator().manual_seed(0))
+    assert torch.allclose(samples, model.decode(z).detach())
+    save_sampler(tmp_path / "flow.safetensors", PriorSampler(2))
+    with pytest.raises(WisealeError, match="not a flow"):
+        run_flow(tmp_path, model, x)

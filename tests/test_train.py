@@ -239,3 +239,18 @@ def test_fixed_noise_runs_report_their_information_rate(tmp_path, tiny_sine):
     evaluation = json.loads((tmp_path / "run/evaluation.json").read_text())
     assert evaluation["test"]["information_rate_bits"] == pytest.approx(4 / 2 * math.log2(4))
     assert evaluation["test"]["kl_prior"] is not None  # fixed noise still has a density
+
+
+def test_step_schedule_with_one_gamma_per_milestone():
+    from wiseale.config import RunConfig, learning_rate
+
+    config = RunConfig(method="wae", data="sine", epochs=100, lr=1e-3, lr_schedule="step",
+                       lr_milestones=[30, 50], lr_gamma=[0.5, 0.2]).validate()  # 003 App. B.3
+    rates = [learning_rate(config, e) for e in (0, 29, 30, 49, 50, 99)]
+    assert rates == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4], rel=1e-12)
+    single = dataclasses.replace(config, lr_gamma=0.1)
+    assert learning_rate(single, 60) == pytest.approx(1e-5, rel=1e-12)
+    with pytest.raises(WisealeError, match="2 lr-gamma values need as many lr-milestones"):
+        dataclasses.replace(config, lr_milestones=[30]).validate()
+    with pytest.raises(WisealeError, match="lr-gamma must be finite positive"):
+        dataclasses.replace(config, lr_gamma=[0.5, -1.0]).validate()

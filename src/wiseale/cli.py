@@ -65,6 +65,8 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from wiseale.nets import NETS
+
     p = sub.add_parser("train", help="train one method on one data set")
     p.add_argument("--method", required=True, help="a method of `wiseale methods`")
     p.add_argument("--data", required=True, help="a data set of `wiseale datasets` or a "
@@ -76,7 +78,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="step: x --lr-gamma at each of --lr-milestones (default 50%%, 75%%)")
     p.add_argument("--lr-milestones", type=_positive_int, nargs="+", metavar="EPOCH")
-    p.add_argument("--lr-gamma", type=_positive_float, default=0.1)
+    p.add_argument("--lr-gamma", type=_positive_float, nargs="+", default=[0.1],
+                   metavar="GAMMA", help="one factor for every milestone, or one per milestone "
+                   "(003 App. B.3: --lr-milestones 30 50 --lr-gamma 0.5 0.2)")
     p.add_argument("--latent-dim", type=_positive_int, default=4)
     p.add_argument("--n-train", type=_positive_int, help="use the first N training samples")
     p.add_argument("--n-test", type=_positive_int, help="use the first N test samples")
@@ -87,8 +91,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="default: bernoulli for 0/1 data, gaussian otherwise")
     p.add_argument("--sigma2", type=_positive_float, default=0.5,
                    help="variance of the Gaussian likelihood (default 0.5)")
-    p.add_argument("--net", choices=("sine-conv", "mnist-conv", "celeba-conv", "shapes-conv",
-                                     "mlp"),
+    p.add_argument("--net", choices=tuple(NETS),
                    help="default: chosen from the data's shape")
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
@@ -149,7 +152,8 @@ def _train(args: argparse.Namespace) -> None:
         data_options=dict(args.data_option), likelihood=args.likelihood,
         sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-        lr_milestones=args.lr_milestones, lr_gamma=args.lr_gamma, seed=args.seed,
+        lr_milestones=args.lr_milestones,
+        lr_gamma=args.lr_gamma[0] if len(args.lr_gamma) == 1 else args.lr_gamma, seed=args.seed,
         device=args.device, n_train=args.n_train, n_test=args.n_test,
         data_dir=None if args.data_dir is None else str(args.data_dir.resolve()))
     train(config, args.out, resume=args.resume, progress=not args.no_progress)
@@ -158,14 +162,14 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.build import load_split
-    from wiseale.metrics import evaluate_full, prior_fid
+    from wiseale.metrics import evaluate_full, sample_fid
     from wiseale.training import load_run
 
     model, config = load_run(args.run_dir)
     data = load_split(config, args.split)
     metrics = evaluate_full(model, data.x, data.y)
     if args.fid:
-        metrics["fid_prior"] = prior_fid(model, load_split(config, "train"), data)
+        metrics["fid_prior"] = sample_fid(model, load_split(config, "train"), data)
     print(json.dumps(metrics, indent=2))
 
 
@@ -177,8 +181,7 @@ def _sample(args: argparse.Namespace) -> None:
 
     from wiseale.build import load_split
     from wiseale.plots import plot_image_grid
-    from wiseale.samplers import FLOW_FILE, PriorSampler, fit_flow, latents_of, load_sampler
-    from wiseale.samplers import save_sampler as save_latent_sampler
+    from wiseale.samplers import FLOW_FILE, PriorSampler, run_flow
     from wiseale.storage import atomic_write_bytes
     from wiseale.training import load_run
 
@@ -187,16 +190,16 @@ def _sample(args: argparse.Namespace) -> None:
     model, config = load_run(args.run_dir)
     if args.sampler == "prior":
         sampler = PriorSampler(model.latent_dim)
-    elif (args.run_dir / FLOW_FILE).exists():
-        sampler = load_sampler(args.run_dir / FLOW_FILE, model.latent_dim)
     else:
-        latents = latents_of(model, load_split(config, "train").x, seed=config.seed)
-        sampler = fit_flow(latents, epochs=args.flow_epochs, seed=config.seed)
-        save_latent_sampler(args.run_dir / FLOW_FILE, sampler)
-        print(f"fitted a flow to {len(latents)} training latents: {args.run_dir / FLOW_FILE}")
+        fitted = not (args.run_dir / FLOW_FILE).exists()
+        train_x = load_split(config, "train").x if fitted else None
+        sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
+                           seed=config.seed)
+        if fitted:
+            print(f"fitted a flow to {len(train_x)} training latents: "
+                  f"{args.run_dir / FLOW_FILE}")
     with torch.no_grad():
-        z = sampler.sample(args.n, torch.Generator().manual_seed(args.seed))
-        x = model.likelihood.mean(model.decode(z)).numpy()
+        x = model.sample(args.n, torch.Generator().manual_seed(args.seed), sampler).numpy()
     if args.out.suffix == ".png":
         if x.ndim != 4:
             raise WisealeError("--out .png draws images (N x C x H x W); use .npy for this data")

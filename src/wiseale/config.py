@@ -34,7 +34,7 @@ class RunConfig:
     lr: float = 5e-4
     lr_schedule: str = "constant"
     lr_milestones: list[int] | None = None
-    lr_gamma: float = 0.1
+    lr_gamma: float | list[float] = 0.1
     seed: int = 0
     device: str = "cpu"
     n_train: int | None = None
@@ -61,14 +61,22 @@ class RunConfig:
             raise WisealeError(f"lr must be a finite positive number, got {self.lr}")
         if not (math.isfinite(self.sigma2) and self.sigma2 > 0):
             raise WisealeError(f"sigma2 must be a finite positive number, got {self.sigma2}")
-        if not (math.isfinite(self.lr_gamma) and self.lr_gamma > 0):
-            raise WisealeError(f"lr-gamma must be a finite positive number, got {self.lr_gamma}")
+        self._validate_lr_gamma()
         if self.lr_schedule not in LR_SCHEDULES:
             raise WisealeError(f"unknown lr schedule {self.lr_schedule!r}; use one of "
                                f"{', '.join(LR_SCHEDULES)}")
         if self.device not in DEVICES:
             raise WisealeError(f"unknown device {self.device!r}; use cpu or cuda")
         return self
+
+    def _validate_lr_gamma(self) -> None:
+        gammas = self.lr_gamma if isinstance(self.lr_gamma, list) else [self.lr_gamma]
+        if not all(isinstance(g, (int, float)) and math.isfinite(g) and g > 0 for g in gammas):
+            raise WisealeError(f"lr-gamma must be finite positive numbers, got {self.lr_gamma}")
+        if isinstance(self.lr_gamma, list) and (
+                self.lr_milestones is None or len(self.lr_milestones) != len(gammas)):
+            raise WisealeError(f"{len(gammas)} lr-gamma values need as many lr-milestones, got "
+                               f"{self.lr_milestones}; give one gamma, or one per milestone")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,5 +97,8 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
     if config.lr_schedule == "step":  # x lr_gamma at each milestone (default: 50%, 75%)
         milestones = config.lr_milestones or [config.epochs // 2, 3 * config.epochs // 4]
-        return config.lr * config.lr_gamma ** sum(epoch >= m for m in milestones)
+        gammas = (config.lr_gamma if isinstance(config.lr_gamma, list)
+                  else [config.lr_gamma] * len(milestones))
+        passed = [g for m, g in zip(milestones, gammas, strict=True) if epoch >= m]
+        return config.lr * math.prod(passed)
     return config.lr

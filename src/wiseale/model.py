@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from wiseale import functional as F
 from wiseale.encoders import Posterior
+
+if TYPE_CHECKING:
+    from wiseale.samplers import LatentSampler
 
 RECONSTRUCTIONS = ("sample", "exact", "mixture")
 
@@ -58,10 +62,15 @@ class Autoencoder(nn.Module):
         return self.noise.mu_head.out_features
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples x = E[p(x|z)], z ~ N(0, I) (the prior sampler)."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               sampler: LatentSampler | None = None) -> Tensor:
+        """n samples x = E[p(x|z)], z ~ N(0, I), or z from ``sampler`` (e.g. a flow fitted to
+        the aggregate posterior, 003 Eq. 8)."""
         device = next(self.parameters()).device
-        z = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        if sampler is None:
+            z = torch.randn((n, self.latent_dim), generator=generator, device=device)
+        else:
+            z = sampler.sample(n, generator).to(device)
         return self.likelihood.mean(self.decode(z))
 
     @torch.no_grad()

@@ -96,6 +96,25 @@ def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray | None]],
     save_figure(fig, path)
 
 
+def plot_feature_histograms(codes: dict[str, np.ndarray], path: Path, bins: int = 40) -> None:
+    """003 Fig. 5, 10-12: one row per method, one histogram per latent dimension of its
+    codes [N, d] (a Gaussian-constrained method shows bell shapes, VCAE the data's modes)."""
+    n_rows, n_cols = len(codes), max(c.shape[1] for c in codes.values())
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2 * n_cols + 1, 1.9 * n_rows),
+                             squeeze=False)
+    for r, (name, values) in enumerate(codes.items()):
+        for dim in range(n_cols):
+            ax = axes[r, dim]
+            if dim < values.shape[1]:
+                ax.hist(values[:, dim], bins=bins)
+                ax.set_title(f"{name} z{dim}", fontsize=7)
+            else:
+                ax.axis("off")
+            ax.set_yticks([])
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def plot_image_grid(rows: dict[str, np.ndarray], path: Path) -> None:
     """001 Fig. 5b: one row of images [N, C, H, W] in [0, 1] per entry (input first)."""
     n_rows, n_cols = len(rows), len(next(iter(rows.values())))

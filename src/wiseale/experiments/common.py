@@ -83,13 +83,13 @@ def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
 
 def add_prior_fid(out: Path, methods: dict[str, Any], train_data: Dataset,
                   test_data: Dataset) -> None:
-    """Add ``fid_prior`` (metrics.prior_fid) to every method's test metrics."""
-    from wiseale.metrics import prior_fid
+    """Add ``fid_prior`` (metrics.sample_fid) to every method's test metrics."""
+    from wiseale.metrics import sample_fid
     from wiseale.training import load_run
 
     for name in methods:
         model = load_run(out / "runs" / name)[0]
-        methods[name]["test"]["fid_prior"] = prior_fid(model, train_data, test_data)
+        methods[name]["test"]["fid_prior"] = sample_fid(model, train_data, test_data)
 
 
 def write_results(out: Path, experiment: str, quick: bool, methods: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from wiseale.experiments.common import (
     write_results,
 )
 from wiseale.metrics import factorvae_score
-from wiseale.plots import plot_image_grid, plt, save_figure
+from wiseale.plots import plot_feature_histograms, plot_image_grid
 from wiseale.storage import atomic_write_text
 from wiseale.training import load_run
 
@@ -111,24 +111,19 @@ def plot(out: Path) -> list[Path]:
     out = Path(out)
     results = read_results(out, "vcae-shapes")
     test_data = load_split(first_config(results), "test")
-    traversals, histograms = {}, plt.figure(figsize=(12, 2.4 * len(results["methods"])))
-    for r, name in enumerate(results["methods"]):
+    traversals, codes_of = {}, {}
+    for name in results["methods"]:
         model = load_run(out / "runs" / name)[0]
         with torch.no_grad():
             codes = model.encode(test_data.x, sample=False).mu
+        codes_of[name] = codes.numpy()
         images = _traversal(model, test_data.x, codes)
         for dim in range(codes.shape[1]):
             traversals[f"{name} z{dim}"] = images[dim * TRAVERSAL_STEPS:(dim + 1) *
                                                   TRAVERSAL_STEPS]
-            ax = histograms.add_subplot(len(results["methods"]), codes.shape[1],
-                                        r * codes.shape[1] + dim + 1)
-            ax.hist(codes[:, dim].numpy(), bins=40)
-            ax.set_title(f"{name} z{dim}", fontsize=7)
-            ax.set_yticks([])
     figures = [out / "fig4_traversals.png", out / "feature_histograms.png"]
     plot_image_grid(traversals, figures[0])
-    histograms.tight_layout()
-    save_figure(histograms, figures[1])
+    plot_feature_histograms(codes_of, figures[1])
     return figures
 
 

@@ -20,6 +20,7 @@ from wiseale.metrics.latent import (
     posterior_overlap,
 )
 from wiseale.model import Autoencoder
+from wiseale.samplers import LatentSampler
 
 AGGREGATE_SAMPLES = 4096
 EVAL_SEED = 1234
@@ -111,14 +112,15 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
 FID_N = 2_000
 
 
-def prior_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N) -> float:
-    """FID between ``n`` test images and ``n`` decoded prior samples (clamped to [0, 1]), in
-    the features of a
-    classifier trained once (cached) on the labelled training images (docs/metrics.md: not
+def sample_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N,
+               sampler: LatentSampler | None = None) -> float:
+    """FID between ``n`` test images and ``n`` decoded samples (clamped to [0, 1]) with z from
+    the prior, or from ``sampler`` (e.g. a flow, 003 Table 2's Q_Z column), in the features of
+    a classifier trained once (cached) on the labelled training images (docs/metrics.md: not
     comparable with Inception FIDs)."""
     if test.x.dim() != 4 or train.y is None:
         raise WisealeError("the FID needs labelled images (N x C x H x W with labels)")
     features = classifier_features(train.name.rsplit("-", 1)[0], train.x, train.y)
     reference = test.x[:n]
-    samples = model.sample(len(reference), torch.Generator().manual_seed(EVAL_SEED))
+    samples = model.sample(len(reference), torch.Generator().manual_seed(EVAL_SEED), sampler)
     return image_fid(features, reference, samples.clamp(0, 1))  # Gaussian means can overshoot

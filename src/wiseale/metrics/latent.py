@@ -5,6 +5,8 @@ Definitions (docs/metrics.md gives them as formulas):
 - ``aggregate_kl_mc``: KL(q_hat(z) || N(0, I)) by Monte Carlo (004 Table 1), with
   q_hat(z) = 1/N sum_i q(z|x_i) the aggregate posterior of N samples;
 - ``latent_total_variance``: sum_k Var(z_k) of encoded samples (003 Tables 6-9);
+- ``gaussianity_ks``: per dimension, the Kolmogorov-Smirnov distance of the standardised
+  codes to N(0, 1) (003 Fig. 5: how Gaussian each feature's histogram is);
 - ``posterior_overlap`` (smoothness), ``aggregate_kl_mc`` (compactness) and
   ``knn_accuracy`` (separation): the three properties of 001 Sec. 1 and Fig. 1.
 """
@@ -109,3 +111,18 @@ def knn_accuracy(z: Tensor, labels: Tensor, k: int = 5) -> float:
     neighbours = _nearest(z, k)
     votes = torch.nn.functional.one_hot(labels[neighbours], int(labels.max()) + 1).sum(1)
     return (votes.argmax(dim=1) == labels).float().mean().item()
+
+
+def gaussianity_ks(z: Tensor) -> list[float]:
+    """Per dimension k: sup_t |F_n(t) - Phi(t)| for the codes z[:, k] standardised by their own
+    mean and std (the one-sample Kolmogorov-Smirnov distance to a Gaussian, in [0, 1]; about
+    0.9 / sqrt(n) for Gaussian data, larger for multimodal or skewed features)."""
+    if z.ndim != 2 or len(z) < 2:
+        raise ValueError(f"codes must be an [n >= 2, d] tensor, got {tuple(z.shape)}")
+    z = z.double()
+    u = ((z - z.mean(0)) / z.std(0).clamp_min(1e-12)).sort(dim=0).values
+    cdf = torch.special.ndtr(u)
+    n = len(z)
+    above = torch.arange(1, n + 1, dtype=z.dtype, device=z.device)[:, None] / n - cdf
+    below = cdf - torch.arange(n, dtype=z.dtype, device=z.device)[:, None] / n
+    return torch.maximum(above, below).amax(0).tolist()

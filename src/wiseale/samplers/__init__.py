@@ -9,6 +9,7 @@ from wiseale.samplers.flow import (
     fit_flow,
     latents_of,
     load_sampler,
+    run_flow,
     save_sampler,
 )
 from wiseale.samplers.prior import LatentSampler, PriorSampler
@@ -17,4 +18,4 @@ SAMPLERS = ("prior", "flow")
 
 __all__ = ["FLOW_FILE", "FLOW_KINDS", "FLOW_PRESETS", "SAMPLERS", "FlowSampler",
            "LatentSampler", "PriorSampler", "fit_flow", "latents_of", "load_sampler",
-           "save_sampler"]
+           "run_flow", "save_sampler"]

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from wiseale.model import Autoencoder
 
 __all__ = ["FLOW_FILE", "FLOW_KINDS", "FLOW_PRESETS", "FlowSampler", "fit_flow", "latents_of",
-           "load_sampler", "save_sampler"]
+           "load_sampler", "run_flow", "save_sampler"]
 
 FLOW_KINDS = ("maf", "realnvp")
 # 003 Table 5: (number of transforms, hidden layers) per kind.
@@ -143,6 +143,12 @@ class FlowSampler(nn.Module):
         """log q_psi(z) per row of z [n, d], in z-space (standardisation included)."""
         z = self._check_z(z)
         return self._flow_log_prob((z - self.loc) / self.scale) - self.scale.log().sum()
+
+    @torch.no_grad()
+    def to_base(self, z: Tensor) -> Tensor:
+        """w = NF^-1(z): latents mapped to the flow's N(0, I) base space (003 App. C.4)."""
+        z = self._check_z(z)
+        return self.flow().transform((z - self.loc) / self.scale)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -324,4 +330,25 @@ def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampl
     if latent_dim is not None and sampler.latent_dim != latent_dim:
         raise WisealeError(f"{path} was fitted to {sampler.latent_dim}-dimensional latents but "
                            f"the model has {latent_dim}; refit the flow for this model")
+    return sampler
+
+
+def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None, epochs: int = 100,
+             seed: int = 0, progress: bool = False) -> FlowSampler:
+    """The flow of a run directory: loaded from ``run_dir/flow.safetensors``, or fitted to the
+    latents of the training images ``x`` (:func:`latents_of`, :func:`fit_flow`) and saved
+    there, so it is fitted once per run, not at every use (``x`` may be None when the flow
+    exists)."""
+    path = Path(run_dir) / FLOW_FILE
+    if path.exists():
+        sampler = load_sampler(path, model.latent_dim)
+        if not isinstance(sampler, FlowSampler):
+            raise WisealeError(f"{path} holds a {sampler.name} sampler, not a flow; delete it "
+                               "to refit the flow")
+        return sampler
+    if x is None:
+        raise WisealeError(f"{run_dir} has no fitted flow yet; give the training images")
+    latents = latents_of(model, x, seed=seed)
+    sampler = fit_flow(latents.cpu(), epochs=epochs, seed=seed, progress=progress)
+    save_sampler(path, sampler)
     return sampler
