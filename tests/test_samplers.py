@@ -58,7 +58,7 @@ def _gaussian_test_ll(train: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def test_exports_and_protocol(maf):
-    assert SAMPLERS == ("prior", "flow")
+    assert SAMPLERS == ("prior", "flow", "mixture")
     assert isinstance(PriorSampler(3), LatentSampler) and isinstance(maf, LatentSampler)
     assert maf.name == "flow" and maf.latent_dim == 2
 

@@ -38,14 +38,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from wiseale.errors import WisealeError
-from wiseale.samplers.prior import LatentSampler, PriorSampler, _check_n
-from wiseale.storage import load_tensors, save_tensors
+from wiseale.samplers.io import latents_of, register_sampler, run_sampler
+from wiseale.samplers.prior import _check_meta, _check_n, _positive_int
 
 if TYPE_CHECKING:
     from wiseale.model import Autoencoder
 
-__all__ = ["FLOW_FILE", "FLOW_KINDS", "FLOW_PRESETS", "FlowSampler", "fit_flow", "latents_of",
-           "load_sampler", "run_flow", "save_sampler"]
+__all__ = ["FLOW_FILE", "FLOW_KINDS", "FLOW_PRESETS", "FlowSampler", "fit_flow", "run_flow"]
 
 FLOW_KINDS = ("maf", "realnvp")
 # 003 Table 5: (number of transforms, hidden layers) per kind.
@@ -56,12 +55,6 @@ FLOW_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {
 FLOW_FILE = "flow.safetensors"  # the flow's file name inside a run directory
 SAMPLER_FORMAT = 1
 STD_MIN = 1e-6  # a latent dimension with (near) zero spread is standardised by this instead
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WisealeError(f"{what} must be a positive integer, got {value!r}")
-    return value
 
 
 def _resolve(kind: str, transforms: int | None,
@@ -103,6 +96,7 @@ def _build_flow(kind: str, features: int, transforms: int,
     return zuko.flows.Flow(layers, base)
 
 
+@register_sampler
 class FlowSampler(nn.Module):
     """q_psi(z): a zuko flow on standardised latents, u = (z - loc) / scale (003 Eq. 8).
 
@@ -176,12 +170,7 @@ class FlowSampler(nn.Module):
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> FlowSampler:
-        if meta.get("sampler") != cls.name:
-            raise WisealeError(f"this file holds a {meta.get('sampler')!r} sampler, not a flow; "
-                               "load it with wiseale.samplers.load_sampler")
-        if meta.get("sampler_format") != SAMPLER_FORMAT:
-            raise WisealeError(f"flow file format {meta.get('sampler_format')!r} is not the "
-                               f"{SAMPLER_FORMAT} this wiseale reads; refit the flow")
+        _check_meta(meta, cls, SAMPLER_FORMAT)
         try:
             sampler = cls(meta["features"], meta["kind"], meta["transforms"], meta["hidden"],
                           meta.get("seed", 0))
@@ -276,79 +265,15 @@ def _train(sampler: FlowSampler, u: Tensor, optimizer: torch.optim.Optimizer,
             epoch_bar.set_postfix(nll=f"{sampler.history[-1]:.4f}")
 
 
-@torch.no_grad()
-def latents_of(model: Autoencoder, x: Tensor, batch_size: int = 1024, seed: int = 0,
-               copies: int = 1) -> Tensor:
-    """Samples of the aggregate posterior: z = model.encode(x, sample=True).z (003 Alg. 1).
-
-    ``copies`` > 1 encodes x that many times with fresh noise (more samples of q(z) for the
-    flow; 003 Alg. 1 draws new eps for every flow mini-batch). Eval mode (batch norm uses its
-    running statistics), no gradients, seeded without touching the global RNG. Returns
-    [copies * n, d] on the model's device.
-    """
-    batch_size = _positive_int(batch_size, "batch_size")
-    copies = _positive_int(copies, "copies")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            z = [model.encode(batch.to(device), sample=True).z
-                 for _ in range(copies) for batch in x.split(batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(z)
-
-
-SAMPLER_CLASSES: dict[str, type] = {"prior": PriorSampler, "flow": FlowSampler}
-
-
-def save_sampler(path: str | Path, sampler: LatentSampler) -> None:
-    """Write a sampler as one safetensors file with JSON meta, atomically (never pickled)."""
-    if getattr(sampler, "name", None) not in SAMPLER_CLASSES:
-        raise WisealeError(f"cannot save a {type(sampler).__name__}; samplers are "
-                           f"{', '.join(SAMPLER_CLASSES)}")
-    tensors, meta = sampler.state()
-    save_tensors(Path(path), tensors, meta)
-
-
-def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampler:
-    """The sampler saved at ``path`` (prior or flow); with ``latent_dim``, check that it fits
-    a model of that latent size. A corrupt, truncated or mismatched file raises
-    :class:`WisealeError`."""
-    path = Path(path)
-    tensors, meta = load_tensors(path)
-    kind = meta.get("sampler")
-    if kind not in SAMPLER_CLASSES:
-        raise WisealeError(f"{path} holds no wiseale sampler (sampler={kind!r}); give a file "
-                           "written by save_sampler")
-    try:
-        sampler = SAMPLER_CLASSES[kind].from_state(tensors, meta)
-    except WisealeError as exc:
-        raise WisealeError(f"{path}: {exc}") from None
-    if latent_dim is not None and sampler.latent_dim != latent_dim:
-        raise WisealeError(f"{path} was fitted to {sampler.latent_dim}-dimensional latents but "
-                           f"the model has {latent_dim}; refit the flow for this model")
-    return sampler
-
-
 def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None, epochs: int = 100,
              seed: int = 0, progress: bool = False) -> FlowSampler:
     """The flow of a run directory: loaded from ``run_dir/flow.safetensors``, or fitted to the
     latents of the training images ``x`` (:func:`latents_of`, :func:`fit_flow`) and saved
     there, so it is fitted once per run, not at every use (``x`` may be None when the flow
     exists)."""
-    path = Path(run_dir) / FLOW_FILE
-    if path.exists():
-        sampler = load_sampler(path, model.latent_dim)
-        if not isinstance(sampler, FlowSampler):
-            raise WisealeError(f"{path} holds a {sampler.name} sampler, not a flow; delete it "
-                               "to refit the flow")
-        return sampler
-    if x is None:
-        raise WisealeError(f"{run_dir} has no fitted flow yet; give the training images")
-    latents = latents_of(model, x, seed=seed)
-    sampler = fit_flow(latents.cpu(), epochs=epochs, seed=seed, progress=progress)
-    save_sampler(path, sampler)
-    return sampler
+
+    def fit(x: Tensor) -> FlowSampler:
+        latents = latents_of(model, x, seed=seed)
+        return fit_flow(latents.cpu(), epochs=epochs, seed=seed, progress=progress)
+
+    return run_sampler(run_dir, FLOW_FILE, FlowSampler, model, x, fit)

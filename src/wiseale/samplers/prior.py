@@ -2,8 +2,10 @@
 
 :class:`PriorSampler` draws from the prior N(0, I) the method regularised towards;
 :class:`~wiseale.samplers.flow.FlowSampler` draws from a normalising flow fitted to the
-aggregate posterior after training (003 Eq. 8-9). Both follow :class:`LatentSampler`, so the
-CLI and the experiments can save, load and use either through one interface.
+aggregate posterior after training (003 Eq. 8-9) and
+:class:`~wiseale.samplers.mixture.MixtureSampler` from a Gaussian mixture fitted to it (004
+Eq. 13). All follow :class:`LatentSampler`, so the CLI and the experiments can save, load and
+use any of them through one interface (:mod:`wiseale.samplers.io`).
 """
 
 from __future__ import annotations
@@ -42,10 +44,26 @@ class LatentSampler(Protocol):
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> LatentSampler: ...
 
 
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WisealeError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
 def _check_n(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise WisealeError(f"the number of samples must be a non-negative integer, got {n!r}")
     return n
+
+
+def _check_meta(meta: dict[str, Any], cls: type, file_format: int | None = None) -> None:
+    """Refuse a file's meta written for another sampler, or in another ``sampler_format``."""
+    if meta.get("sampler") != cls.name:
+        raise WisealeError(f"this file holds a {meta.get('sampler')!r} sampler, not a "
+                           f"{cls.name}; load it with wiseale.samplers.load_sampler")
+    if file_format is not None and meta.get("sampler_format") != file_format:
+        raise WisealeError(f"{cls.name} file format {meta.get('sampler_format')!r} is not the "
+                           f"{file_format} this wiseale reads; refit the {cls.name}")
 
 
 class PriorSampler:
@@ -54,9 +72,7 @@ class PriorSampler:
     name = "prior"
 
     def __init__(self, latent_dim: int):
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise WisealeError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        self._latent_dim = latent_dim
+        self._latent_dim = _positive_int(latent_dim, "latent_dim")
 
     @property
     def latent_dim(self) -> int:
@@ -76,9 +92,9 @@ class PriorSampler:
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> PriorSampler:
-        if meta.get("sampler") != cls.name or tensors:
-            raise WisealeError(f"this file holds a {meta.get('sampler')!r} sampler, not a prior "
-                               "sampler; load it with wiseale.samplers.load_sampler")
+        _check_meta(meta, cls)
+        if tensors:
+            raise WisealeError(f"a prior sampler holds no tensors, this file has {sorted(tensors)}")
         return cls(meta.get("latent_dim"))
 
     def __repr__(self) -> str:

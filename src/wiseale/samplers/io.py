@@ -1,0 +1,123 @@
+"""What the fitted samplers share: one registry and loader for every sampler's file, the
+training latents they are fitted to, and the fit-once-per-run logic of a run directory.
+
+Each sampler module registers its class with :func:`register_sampler` when it is imported
+(``wiseale.samplers`` imports them all), so :func:`load_sampler` reads any sampler's file and
+this module imports none of them but the prior: no import cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+from torch import Tensor
+
+from wiseale.errors import WisealeError
+from wiseale.samplers.prior import LatentSampler, PriorSampler, _positive_int
+from wiseale.storage import load_tensors, save_tensors
+
+if TYPE_CHECKING:
+    from wiseale.model import Autoencoder
+
+__all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "register_sampler", "run_sampler",
+           "save_sampler"]
+
+# sampler name (the "sampler" entry of a file's meta) -> its class; filled by register_sampler
+SAMPLER_CLASSES: dict[str, type] = {}
+
+S = TypeVar("S", bound=type)
+
+
+def register_sampler(cls: S) -> S:
+    """Class decorator: make ``cls`` (a :class:`LatentSampler` with a unique ``name``) savable
+    with :func:`save_sampler` and loadable with :func:`load_sampler`."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or SAMPLER_CLASSES.get(name, cls) is not cls:
+        raise WisealeError(f"cannot register {cls.__name__}: its name {name!r} is not a new "
+                           "sampler name")
+    SAMPLER_CLASSES[name] = cls
+    return cls
+
+
+register_sampler(PriorSampler)
+
+
+def save_sampler(path: str | Path, sampler: LatentSampler) -> None:
+    """Write a sampler as one safetensors file with JSON meta, atomically (never pickled)."""
+    if getattr(sampler, "name", None) not in SAMPLER_CLASSES:
+        raise WisealeError(f"cannot save a {type(sampler).__name__}; samplers are "
+                           f"{', '.join(SAMPLER_CLASSES)}")
+    tensors, meta = sampler.state()
+    save_tensors(Path(path), tensors, meta)
+
+
+def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampler:
+    """The sampler saved at ``path`` (any registered kind: prior, flow, mixture); with
+    ``latent_dim``, check that it fits a model of that latent size. A corrupt, truncated or
+    mismatched file raises :class:`WisealeError` (one line)."""
+    path = Path(path)
+    tensors, meta = load_tensors(path)
+    kind = meta.get("sampler")
+    if not isinstance(kind, str) or kind not in SAMPLER_CLASSES:
+        raise WisealeError(f"{path} holds no wiseale sampler (sampler={kind!r}); give a file "
+                           "written by save_sampler")
+    try:
+        sampler = SAMPLER_CLASSES[kind].from_state(tensors, meta)
+    except WisealeError as exc:
+        raise WisealeError(f"{path}: {exc}") from None
+    if latent_dim is not None and sampler.latent_dim != latent_dim:
+        raise WisealeError(f"{path} was fitted to {sampler.latent_dim}-dimensional latents but "
+                           f"the model has {latent_dim}; refit the {kind} for this model")
+    return sampler
+
+
+@torch.no_grad()
+def latents_of(model: Autoencoder, x: Tensor, batch_size: int = 1024, seed: int = 0,
+               copies: int = 1, sample: bool = True) -> Tensor:
+    """Samples of the aggregate posterior: z = model.encode(x, sample=True).z (003 Alg. 1).
+
+    ``copies`` > 1 encodes x that many times with fresh noise (more samples of q(z) for the
+    flow; 003 Alg. 1 draws new eps for every flow mini-batch). ``sample=False`` gives the
+    posterior means mu(x) instead (one copy). Eval mode (batch norm uses its running
+    statistics), no gradients, seeded without touching the global RNG. Returns
+    [copies * n, d] on the model's device.
+    """
+    batch_size = _positive_int(batch_size, "batch_size")
+    copies = _positive_int(copies, "copies")
+    if not sample and copies > 1:
+        raise WisealeError("posterior means are the same in every copy; use copies=1 with "
+                           "sample=False")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            z = [model.encode(batch.to(device), sample=sample).z
+                 for _ in range(copies) for batch in x.split(batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(z)
+
+
+def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
+                x: Tensor | None, fit: Callable[[Tensor], LatentSampler]) -> LatentSampler:
+    """The ``cls`` sampler of a run directory: loaded from ``run_dir/file`` when it exists
+    (whatever the fitting options were then: delete the file to refit), else ``fit(x)`` on
+    the training images ``x`` and saved there, so it is fitted once per run, not at every
+    use (``x`` may be None when the file exists)."""
+    path = Path(run_dir) / file
+    if path.exists():
+        sampler = load_sampler(path, model.latent_dim)
+        if not isinstance(sampler, cls):
+            raise WisealeError(f"{path} holds a {sampler.name} sampler, not a {cls.name}; "
+                               f"delete it to refit the {cls.name}")
+        return sampler
+    if x is None:
+        raise WisealeError(f"{run_dir} has no fitted {cls.name} yet; give the training images")
+    sampler = fit(x)
+    save_sampler(path, sampler)
+    return sampler
