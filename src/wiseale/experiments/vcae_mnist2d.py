@@ -105,7 +105,8 @@ def _report(data: str, quick: bool, plans: dict, methods: dict) -> str:
         "Per-feature histograms of the test codes (003 Fig. 5).", "",
         "![flow](fig8_flow_latents.png)", "",
         "Each method's codes z and the same codes mapped to the flow's base, w = NF^-1(z) "
-        "(003 Fig. 8): the flow closes the gaps between classes.", ""])
+        "(003 Fig. 8, where w has no gaps between the classes: samples drawn there avoid the "
+        "regions where the decoder is undefined).", ""])
 
 
 def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
