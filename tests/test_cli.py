@@ -169,6 +169,14 @@ def test_sample_from_prior_and_flow(capsys, tmp_path):
     assert np.array_equal(np.load(tmp_path / "flow2.npy"), first)
     code, _, err = _run(capsys, "sample", str(tmp_path / "r"), "--out", str(tmp_path / "x.png"))
     assert code == 1 and "use .npy" in err
+    code, out, err = _run(capsys, "sample", str(tmp_path / "r"), "--sampler", "mixture",
+                          "--components", "3", "--n", "5", "--out", str(tmp_path / "mix.npy"))
+    assert code == 0 and "fitted a mixture" in out, err
+    from wiseale.samplers import load_sampler
+
+    mixture = load_sampler(tmp_path / "r/mixture.safetensors")
+    assert (mixture.name, mixture.components) == ("mixture", 3)
+    assert np.load(tmp_path / "mix.npy").shape == (5, 1, 256)
 
 
 def test_evaluate_with_fid_on_labelled_images(capsys, tmp_path):

@@ -10,8 +10,14 @@ import torch
 from wiseale.config import RunConfig
 from wiseale.data import DATASETS, Dataset, load
 from wiseale.errors import WisealeError
-from wiseale.likelihoods import build_likelihood
-from wiseale.methods import build_model, get_method, resolve_options
+from wiseale.likelihoods import build_likelihood, needs_variance_head
+from wiseale.methods import (
+    build_model,
+    choose_likelihood,
+    get_method,
+    likelihood_options,
+    resolve_options,
+)
 from wiseale.model import Autoencoder
 from wiseale.nets import build_nets, default_net
 
@@ -58,12 +64,13 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if config.batch_size < 2 and any(t.kind == "mmd" for t in method.terms):
         raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
                            "or more")
-    if config.likelihood == "bernoulli" and not bool(((train.x >= 0) & (train.x <= 1)).all()):
+    likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train.x)
+    if likelihood == "bernoulli" and not bool(((train.x >= 0) & (train.x <= 1)).all()):
         raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
                            "use --likelihood gaussian")
     return dataclasses.replace(
         config, method=method.name, options=resolve_options(method, config.options),
-        likelihood=config.likelihood or default_likelihood(train.x),
+        likelihood=likelihood,
         net=config.net or default_net(train.sample_shape),
         sample_shape=list(train.sample_shape))
 
@@ -78,10 +85,12 @@ def model_from_config(config: RunConfig) -> Autoencoder:
 
 def _build(config: RunConfig) -> Autoencoder:
     try:
-        encoder, feature_dim, decoder = build_nets(config.net, tuple(config.sample_shape),
-                                                   config.latent_dim)
-        likelihood = build_likelihood(config.likelihood, config.sigma2)
+        encoder, feature_dim, decoder = build_nets(
+            config.net, tuple(config.sample_shape), config.latent_dim,
+            variance_head=needs_variance_head(config.likelihood))
         method = get_method(config.method)
+        likelihood = build_likelihood(config.likelihood, config.sigma2,
+                                      **likelihood_options(config.likelihood, config.options))
         return build_model(method, config.options, encoder, feature_dim, decoder, likelihood,
                            config.latent_dim)
     except ValueError as exc:

@@ -65,6 +65,7 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from wiseale.likelihoods import LIKELIHOODS
     from wiseale.nets import NETS
 
     p = sub.add_parser("train", help="train one method on one data set")
@@ -87,8 +88,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--data-dir", type=Path, help="directory that relative data paths are in")
-    p.add_argument("--likelihood", choices=("gaussian", "bernoulli"),
-                   help="default: bernoulli for 0/1 data, gaussian otherwise")
+    p.add_argument("--likelihood", choices=LIKELIHOODS,
+                   help="default: the method's (lv-vae: learned), else bernoulli for 0/1 data "
+                   "and gaussian otherwise; learned / optimal: one sigma^2 by gradient / in "
+                   "closed form (004 Eq. 9-10); pixel: 004 Eq. 11 (needs --net lv-mnist|lv-celeba)")
     p.add_argument("--sigma2", type=_positive_float, default=0.5,
                    help="variance of the Gaussian likelihood (default 0.5)")
     p.add_argument("--net", choices=tuple(NETS),
@@ -114,11 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--fid", action="store_true", help="add fid_prior (labelled image data: a "
                    "classifier is trained once per data set for its features)")
-    p = sub.add_parser("sample", help="decode samples of a trained run (prior or flow)")
+    p = sub.add_parser("sample", help="decode samples of a trained run (prior, flow or "
+                       "mixture)")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--sampler", choices=("prior", "flow"), default="prior",
-                   help="flow: a MAF fitted to the training latents (003 Eq. 8-9), fitted and "
-                   "saved in the run directory on first use")
+    p.add_argument("--sampler", choices=("prior", "flow", "mixture"), default="prior",
+                   help="flow: a MAF fitted to the training latents (003 Eq. 8-9); mixture: a "
+                   "Gaussian mixture fitted to them (004 Eq. 13); either is fitted and saved "
+                   "in the run directory on first use")
+    p.add_argument("--components", type=_positive_int, default=32,
+                   help="mixture components when the mixture is fitted (004: 32 for MNIST, "
+                   "500 for CelebA)")
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--out", type=Path, required=True, help="a .npy file (or .png for images)")
     p.add_argument("--seed", type=_seed, default=0)
@@ -181,7 +189,7 @@ def _sample(args: argparse.Namespace) -> None:
 
     from wiseale.build import load_split
     from wiseale.plots import plot_image_grid
-    from wiseale.samplers import FLOW_FILE, PriorSampler, run_flow
+    from wiseale.samplers import FLOW_FILE, MIXTURE_FILE, PriorSampler, run_flow, run_mixture
     from wiseale.storage import atomic_write_bytes
     from wiseale.training import load_run
 
@@ -191,13 +199,16 @@ def _sample(args: argparse.Namespace) -> None:
     if args.sampler == "prior":
         sampler = PriorSampler(model.latent_dim)
     else:
-        fitted = not (args.run_dir / FLOW_FILE).exists()
-        train_x = load_split(config, "train").x if fitted else None
-        sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
-                           seed=config.seed)
-        if fitted:
-            print(f"fitted a flow to {len(train_x)} training latents: "
-                  f"{args.run_dir / FLOW_FILE}")
+        file = args.run_dir / (FLOW_FILE if args.sampler == "flow" else MIXTURE_FILE)
+        train_x = None if file.exists() else load_split(config, "train").x
+        if args.sampler == "flow":
+            sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
+                               seed=config.seed)
+        else:
+            sampler = run_mixture(args.run_dir, model, train_x, components=args.components,
+                                  seed=config.seed)
+        if train_x is not None:
+            print(f"fitted a {args.sampler} to {len(train_x)} training latents: {file}")
     with torch.no_grad():
         x = model.sample(args.n, torch.Generator().manual_seed(args.seed), sampler).numpy()
     if args.out.suffix == ".png":

@@ -138,12 +138,14 @@ def bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:
     return per_dim.flatten(1).sum(dim=1)
 
 
-def pairwise_gaussian_nll(x: Tensor, mean: Tensor, logvar: float) -> Tensor:
-    """Matrix [i, j] = -log N(x_j | mean_i, exp(logvar) I), via one matrix product (Eq. 15)."""
+def pairwise_gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor | float) -> Tensor:
+    """Matrix [i, j] = -log N(x_j | mean_i, exp(logvar) I), via one matrix product (Eq. 15);
+    ``logvar`` is one global log-variance (a float or a scalar tensor)."""
+    logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
     xf, mf = x.flatten(1), mean.flatten(1)
     sq = mf.square().sum(1)[:, None] + xf.square().sum(1)[None, :] - 2.0 * mf @ xf.T
     d = xf.shape[1]
-    return 0.5 * (d * (LOG_2PI + logvar) + sq.clamp_min(0.0) * math.exp(-logvar))
+    return 0.5 * (d * (LOG_2PI + logvar) + sq.clamp_min(0.0) * torch.exp(-logvar))
 
 
 def pairwise_bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:
@@ -151,3 +153,24 @@ def pairwise_bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:
     xf, lf = x.flatten(1), logits.flatten(1)
     log_p, log_not_p = torch.nn.functional.logsigmoid(lf), torch.nn.functional.logsigmoid(-lf)
     return -(log_p @ xf.T + log_not_p @ (1.0 - xf).T)
+
+
+DIP_VARIANTS = ("i", "ii")
+
+
+def dip_covariance_penalty(mu: Tensor, logvar: Tensor, lambda_od: float, lambda_d: float,
+                           variant: str = "i") -> Tensor:
+    """The DIP-VAE regulariser (Kumar et al. 2018, Eq. 6-7): for a covariance C of the
+    aggregate posterior estimated on the batch, lambda_od * sum_{i != j} C_ij^2 +
+    lambda_d * sum_i (C_ii - 1)^2. Variant ``i``: C = Cov[mu(x)]; variant ``ii``:
+    C = Cov[mu(x)] + E[diag exp(logvar(x))] (the covariance of q(z) itself). The batch
+    covariance uses 1/M (the moment estimate)."""
+    if variant not in DIP_VARIANTS:
+        raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
+    centred = mu - mu.mean(0)
+    cov = centred.T @ centred / mu.shape[0]
+    if variant == "ii":
+        cov = cov + torch.diag(logvar.exp().mean(0))
+    diagonal = torch.diagonal(cov)
+    off_diagonal = cov.square().sum() - diagonal.square().sum()
+    return lambda_od * off_diagonal + lambda_d * (diagonal - 1.0).square().sum()

@@ -2,16 +2,24 @@
 
 Every likelihood gives the per-sample negative log-likelihood ([M], summed over data
 dimensions), the pairwise matrix used by the exact reconstruction term (001 Eq. 15), and the
-mean used as the reconstruction x_hat.
+mean used as the reconstruction x_hat. Gaussians also give ``variance(out)``, the predicted
+sigma^2 per data dimension (004 Fig. 3-4's uncertainty maps). A likelihood with an
+``end_epoch(epoch, row)`` method is called by the training loop after every epoch and
+returns values to log (the learned sigma^2, the stage of 004 Alg. 1).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from wiseale import functional as F
+
+SIGMA2_MIN = 1e-6  # floor of every learned or estimated variance (a numerical guard)
+LOGVAR_MIN = math.log(SIGMA2_MIN)
 
 
 class Bernoulli(nn.Module):
@@ -53,11 +61,161 @@ class FixedGaussian(nn.Module):
     def mean(self, out: Tensor) -> Tensor:
         return out
 
+    def variance(self, out: Tensor) -> Tensor:
+        return torch.full_like(out, self.sigma2)
 
-def build_likelihood(name: str, sigma2: float = 0.5) -> nn.Module:
-    """A likelihood by name: ``bernoulli`` or ``gaussian`` (fixed variance ``sigma2``)."""
-    if name == "bernoulli":
-        return Bernoulli()
+
+class LearnedGaussian(nn.Module):
+    """p(x|z) = N(x | decoder(z), sigma^2 I) with one global sigma^2 learned by gradient on
+    the ELBO together with the model (004 Eq. 9); sigma starts at 1 (004 Alg. 1) and
+    sigma^2 is floored at SIGMA2_MIN."""
+
+    name = "learned"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_sigma2 = nn.Parameter(torch.zeros(()))
+
+    def logvar(self) -> Tensor:
+        return self.log_sigma2.clamp_min(LOGVAR_MIN)
+
+    def nll(self, x: Tensor, out: Tensor) -> Tensor:
+        return F.gaussian_nll(x, out, self.logvar())
+
+    def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
+        return F.pairwise_gaussian_nll(x, out, self.logvar())
+
+    def mean(self, out: Tensor) -> Tensor:
+        return out
+
+    def variance(self, out: Tensor) -> Tensor:
+        return self.logvar().exp().detach().expand_as(out)
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
+        return {"sigma2": self.logvar().exp().item()}
+
+
+class OptimalGaussian(nn.Module):
+    """p(x|z) = N(x | decoder(z), sigma^2 I) with sigma^2 at its closed-form optimum
+    (004 Eq. 10): the mean squared error per data dimension of the current batch's
+    reconstructions from z ~ q(z|x), held constant in the gradient (at the optimum the
+    gradient through sigma^2 is zero anyway). Evaluation uses the running average of these
+    batch values (``running_sigma2``, momentum MOMENTUM), which the training steps update."""
+
+    name = "optimal"
+    MOMENTUM = 0.1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("running_sigma2", torch.ones(()))
+
+    def _logvar(self, x: Tensor, out: Tensor) -> Tensor:
+        if not self.training:
+            return self.running_sigma2.clamp_min(SIGMA2_MIN).log()
+        sigma2 = (x - out).detach().square().mean().clamp_min(SIGMA2_MIN)
+        with torch.no_grad():
+            self.running_sigma2.lerp_(sigma2.to(self.running_sigma2), self.MOMENTUM)
+        return sigma2.log()
+
+    def nll(self, x: Tensor, out: Tensor) -> Tensor:
+        return F.gaussian_nll(x, out, self._logvar(x, out))
+
+    def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
+        return F.pairwise_gaussian_nll(x, out, self.running_sigma2.clamp_min(SIGMA2_MIN).log())
+
+    def mean(self, out: Tensor) -> Tensor:
+        return out
+
+    def variance(self, out: Tensor) -> Tensor:
+        return self.running_sigma2.clamp_min(SIGMA2_MIN).expand_as(out)
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
+        return {"sigma2": self.running_sigma2.item()}
+
+
+class PixelGaussian(LearnedGaussian):
+    """004 Eq. 11 with the two stages of Alg. 1. The decoder returns [mean, v] concatenated
+    along dim 1 (a network with a variance branch: ``needs_variance_head``).
+
+    Stage 1 is :class:`LearnedGaussian` (the v channels are ignored). After an epoch whose
+    training ELBO improved by less than ``tolerance`` nats, or after ``stage1_epochs``
+    epochs, sigma^2_dataset is frozen and stage 2 uses the per-dimension, input-dependent
+    variance sigma_k^2(z) = v_k(z) + sigma^2_dataset / 2: the floor sigma^2_dataset / 2 keeps
+    the predicted variance from collapsing (Sec. 3.4). The stage and the last ELBO are buffers,
+    so a checkpoint resumes in the right stage.
+    """
+
+    name = "pixel"
+    needs_variance_head = True
+
+    def __init__(self, stage1_epochs: int = 16, tolerance: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(stage1_epochs, int) or stage1_epochs < 1:
+            raise ValueError(f"stage1_epochs must be a positive integer, got {stage1_epochs}")
+        self.stage1_epochs, self.tolerance = stage1_epochs, float(tolerance)
+        self.register_buffer("stage", torch.ones((), dtype=torch.long))
+        self.register_buffer("last_elbo", torch.tensor(-math.inf, dtype=torch.float64))
+
+    @staticmethod
+    def split(out: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, v) from the decoder's output [M, 2C, ...]."""
+        half = out.shape[1] // 2
+        return out[:, :half], out[:, half:]
+
+    def floor(self) -> Tensor:
+        """sigma^2_dataset / 2, the lower bound of the stage-2 variance."""
+        return 0.5 * self.logvar().detach().exp()
+
+    def variance(self, out: Tensor) -> Tensor:
+        mean, v = self.split(out)
+        if int(self.stage) == 1:
+            return super().variance(mean)
+        return v + self.floor()
+
+    def nll(self, x: Tensor, out: Tensor) -> Tensor:
+        mean, v = self.split(out)
+        if int(self.stage) == 1:
+            return F.gaussian_nll(x, mean, self.logvar())
+        return F.gaussian_nll(x, mean, (v + self.floor()).log())
+
+    def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
+        raise ValueError("the pixel-wise likelihood supports the per-sample reconstruction "
+                         "only; use -o reconstruction=sample")
+
+    def mean(self, out: Tensor) -> Tensor:
+        return self.split(out)[0]
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
+        """Switch to stage 2 when stage 1 has converged or run its epochs (004 Alg. 1);
+        logs the stage this epoch was trained in."""
+        trained_in = int(self.stage)
+        if trained_in == 1:
+            elbo = row.get("elbo")
+            elbo = -row["loss"] if elbo is None else elbo
+            stalled = elbo - float(self.last_elbo) < self.tolerance
+            self.last_elbo.fill_(elbo)
+            if stalled or epoch + 1 >= self.stage1_epochs:
+                self.stage.fill_(2)
+        return {"sigma2": self.logvar().exp().item(), "stage": trained_in}
+
+
+LIKELIHOOD_CLASSES: dict[str, type[nn.Module]] = {
+    cls.name: cls for cls in (FixedGaussian, Bernoulli, LearnedGaussian, OptimalGaussian,
+                              PixelGaussian)}
+LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
+
+
+def needs_variance_head(name: str | None) -> bool:
+    """Whether likelihood ``name`` needs a decoder with a variance branch (``pixel``)."""
+    return getattr(LIKELIHOOD_CLASSES.get(name or ""), "needs_variance_head", False)
+
+
+def build_likelihood(name: str, sigma2: float = 0.5, **options: Any) -> nn.Module:
+    """A likelihood by name: ``bernoulli``, ``gaussian`` (fixed variance ``sigma2``),
+    ``learned`` (004 Eq. 9), ``optimal`` (Eq. 10) or ``pixel`` (Eq. 11, Alg. 1; ``options``:
+    stage1_epochs, tolerance)."""
+    if name not in LIKELIHOOD_CLASSES:
+        raise ValueError(f"unknown likelihood {name!r}; use one of {', '.join(LIKELIHOODS)}")
     if name == "gaussian":
         return FixedGaussian(sigma2)
-    raise ValueError(f"unknown likelihood {name!r}; use 'gaussian' or 'bernoulli'")
+    return LIKELIHOOD_CLASSES[name](**options)

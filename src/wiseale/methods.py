@@ -36,9 +36,12 @@ class Method:
     terms: tuple[Term, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    likelihoods: tuple[str, ...] = ()  # the likelihoods it allows, default first; () = any
 
 
 NOISE_OPTIONS = {"fixed": ("sigma_eps",), "iaf": ("steps",)}  # noise kwargs from options
+LIKELIHOOD_OPTIONS = {"pixel": {"stage1_epochs": "stage1_epochs",  # likelihood kwarg: option
+                                "tolerance": "stage1_tolerance"}}
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -78,6 +81,22 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            (Term("mmd", {"weight": "lambda", "kernel": "kernel"}), Term("tc", {"weight": "gamma"})),
            {"lambda": 2500.0, "kernel": "imq", "gamma": 7.0, "sigma_eps": SIGMA_EPS},
            {"kernel": ("imq", "rbf")}),
+    Method("dip-vae", "VAE + DIP-VAE covariance penalty on q(z)",
+           "Kumar et al. 2018 (004 Table 2)", "gaussian",
+           (Term("kl", {"weight": "beta"}),
+            Term("dip", {"lambda_od": "lambda_od", "lambda_d": "lambda_d",
+                         "variant": "variant"})),
+           {"beta": 1.0, "lambda_od": 10.0, "lambda_d": 100.0, "variant": "i"},
+           {"variant": ("i", "ii")}),
+    Method("lv-vae", "VAE whose Gaussian likelihood variance is learned (gradient, or "
+           "--likelihood optimal: closed form)", "004 Eq. 9-10", "gaussian",
+           (Term("kl", {"weight": "beta"}),), {"beta": 1.0},
+           likelihoods=("learned", "optimal")),
+    Method("lv-vae-pixel", "VAE with a global, then per-pixel input-dependent likelihood "
+           "variance (two stages)", "004 Eq. 11, Alg. 1", "gaussian",
+           (Term("kl", {"weight": "beta"}),),
+           {"beta": 1.0, "stage1_epochs": 16, "stage1_tolerance": 0.0},
+           likelihoods=("pixel",)),
 )}
 ALIASES = {"vae": "aevb"}
 
@@ -121,6 +140,25 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
                                f"{', '.join(method.choices[key])}; got {value!r}")
         resolved[key] = value
     return resolved
+
+
+def likelihood_options(likelihood: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The likelihood's constructor arguments found among a method's resolved options."""
+    wanted = LIKELIHOOD_OPTIONS.get(likelihood, {})
+    return {arg: options[opt] for arg, opt in wanted.items() if opt in options}
+
+
+def choose_likelihood(method: Method, likelihood: str | None) -> str | None:
+    """The method's likelihood: the requested one if the method allows it, its default if
+    none was requested (None: the data decides)."""
+    if not method.likelihoods:
+        return likelihood
+    if likelihood is None:
+        return method.likelihoods[0]
+    if likelihood not in method.likelihoods:
+        raise WisealeError(f"{method.name} uses the {' or '.join(method.likelihoods)} "
+                           f"likelihood, not {likelihood!r}; drop --likelihood")
+    return likelihood
 
 
 def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,

@@ -74,6 +74,20 @@ class Autoencoder(nn.Module):
         return self.likelihood.mean(self.decode(z))
 
     @torch.no_grad()
+    def predicted_variance(self, z: Tensor) -> Tensor:
+        """The likelihood's sigma^2 per data dimension at latent codes z (Gaussian
+        likelihoods; 004 Fig. 3-4's uncertainty maps)."""
+        if not hasattr(self.likelihood, "variance"):
+            raise ValueError(f"the {self.likelihood.name} likelihood predicts no variance")
+        return self.likelihood.variance(self.decode(z))
+
+    def end_epoch(self, epoch: int, row: dict) -> dict:
+        """Called by the training loop after each epoch with its metrics row; returns values
+        to add to the row (a learned sigma^2, the stage of 004 Alg. 1)."""
+        hook = getattr(self.likelihood, "end_epoch", None)
+        return {} if hook is None else hook(epoch, row)
+
+    @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """x_hat decoded from the posterior mean."""
         return self.likelihood.mean(self.decode(self.encode(x, sample=False).mu))

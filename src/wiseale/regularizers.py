@@ -134,5 +134,23 @@ class TotalCorrelation(nn.Module):
         return nn.functional.cross_entropy(logits, labels)
 
 
+class DIPPenalty(nn.Module):
+    """The DIP-VAE term (Kumar et al. 2018): the batch covariance of q(z) pushed to I
+    (functional.dip_covariance_penalty); the weights live in lambda_od and lambda_d."""
+
+    name = "dip"
+
+    def __init__(self, lambda_od: float = 10.0, lambda_d: float = 100.0, variant: str = "i"):
+        super().__init__()
+        if variant not in F.DIP_VARIANTS:
+            raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
+        self.lambda_od, self.lambda_d, self.variant = float(lambda_od), float(lambda_d), variant
+
+    def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        value = F.dip_covariance_penalty(post.mu, _need_variance(post, "DIP-VAE"),
+                                         self.lambda_od, self.lambda_d, self.variant)
+        return value, value
+
+
 REGULARIZERS = {cls.name: cls for cls in (PriorKL, AggregateKL, PriorMMD, VariancePenalty,
-                                          TotalCorrelation)}
+                                          TotalCorrelation, DIPPenalty)}

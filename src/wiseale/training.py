@@ -174,6 +174,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
         row = {"epoch": epoch + 1, "lr": lr, "samples_per_s": n_batches * batch / elapsed,
                **{k: (v / n_batches).item() for k, v in totals.items()},
                **{f"test_{k}": v for k, v in evaluate(model, x_eval).items()}}
+        row.update(model.end_epoch(epoch, row))
         history.append(row)
         if progress:
             tqdm.write(_summary(config, row))
