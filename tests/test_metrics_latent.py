@@ -15,6 +15,7 @@ from wiseale.metrics.latent import (
     knn_accuracy,
     latent_total_variance,
     posterior_overlap,
+    sampler_prior_kl,
 )
 from wiseale.model import Autoencoder
 
@@ -161,3 +162,31 @@ def test_gaussianity_ks_matches_the_ks_statistic_and_separates_shapes():
     assert values[0] < 0.03 < 0.1 < values[1]
     with pytest.raises(ValueError, match="codes must be"):
         gaussianity_ks(torch.randn(1, 3))
+
+
+def test_iwae_with_the_prior_as_a_sampler_is_the_default_iwae():
+    from wiseale.samplers import PriorSampler
+
+    torch.manual_seed(0)
+    model = Autoencoder(nn.Linear(D, 8), GaussianNoise(8, DZ), nn.Linear(DZ, D),
+                        FixedGaussian(SIGMA2), []).eval()
+    x = torch.randn(40, D)
+    torch.manual_seed(1)
+    default = iwae(model, x, k=5)
+    torch.manual_seed(1)
+    assert iwae(model, x, k=5, prior=PriorSampler(DZ)) == pytest.approx(default, abs=1e-5)
+
+
+def test_sampler_prior_kl_matches_the_gaussian_closed_form():
+    from wiseale.samplers import fit_mixture
+
+    g = torch.Generator().manual_seed(0)
+    z = 0.5 + 0.7 * torch.randn(20_000, 2, generator=g, dtype=torch.float64)
+    mixture = fit_mixture(z, components=1)  # one component: the ML Gaussian of z
+    mean, cov = mixture.moments()
+    mean, cov = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(cov,
+                                                                              dtype=torch.float64)
+    closed = 0.5 * (torch.trace(cov) + mean @ mean - 2 - torch.logdet(cov)).item()
+    estimate, spread = sampler_prior_kl(mixture, n_samples=20_000, runs=5)
+    assert estimate == pytest.approx(closed, abs=4 * spread + 1e-3) and 0 < spread < 0.02
+    assert sampler_prior_kl(mixture, 1000, 3, seed=4) == sampler_prior_kl(mixture, 1000, 3, 4)

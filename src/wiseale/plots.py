@@ -115,6 +115,36 @@ def plot_feature_histograms(codes: dict[str, np.ndarray], path: Path, bins: int 
     save_figure(fig, path)
 
 
+def plot_log_densities(rows: dict[str, dict[str, np.ndarray]], extent: float,
+                       path: Path) -> None:
+    """004 Table 1: one row per density kind (e.g. the aggregate posterior and its mixture),
+    one column per model; each entry is a square grid of log-densities over
+    [-extent, extent]^2 (row index = second coordinate), drawn with a shared colour scale
+    per row."""
+    models = list(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), len(models), figsize=(2.6 * len(models),
+                                                               2.6 * len(rows)), squeeze=False)
+    for r, (kind, panels) in enumerate(rows.items()):
+        values = np.concatenate([v.ravel() for v in panels.values()])
+        top = values.max()
+        for c, name in enumerate(models):
+            ax = axes[r, c]
+            ax.imshow(panels[name], extent=(-extent, extent, -extent, extent), origin="lower",
+                      vmin=top - 20.0, vmax=top, cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(name if r == 0 else "", fontsize=8)
+        axes[r, 0].set_ylabel(kind, fontsize=8)
+    save_figure(fig, path)
+
+
+def scale_per_image(values: np.ndarray) -> np.ndarray:
+    """Each image [C, H, W] of ``values`` divided by its own maximum, for drawing variance
+    maps (004 Fig. 3-4) beside images in [0, 1]."""
+    top = values.reshape(len(values), -1).max(1).reshape(-1, *[1] * (values.ndim - 1))
+    return values / np.maximum(top, 1e-12)
+
+
 def plot_image_grid(rows: dict[str, np.ndarray], path: Path) -> None:
     """001 Fig. 5b: one row of images [N, C, H, W] in [0, 1] per entry (input first)."""
     n_rows, n_cols = len(rows), len(next(iter(rows.values())))

@@ -4,6 +4,8 @@ Definitions (docs/metrics.md gives them as formulas):
 - ``iwae``: the importance-weighted bound of Burda et al. with K samples;
 - ``aggregate_kl_mc``: KL(q_hat(z) || N(0, I)) by Monte Carlo (004 Table 1), with
   q_hat(z) = 1/N sum_i q(z|x_i) the aggregate posterior of N samples;
+- ``sampler_prior_kl``: KL(q_hat || N(0, I)) by Monte Carlo for a fitted sampler q_hat (the
+  Gaussian mixture of 004 Eq. 13; 004 Table 1, Fig. 1c);
 - ``latent_total_variance``: sum_k Var(z_k) of encoded samples (003 Tables 6-9);
 - ``gaussianity_ks``: per dimension, the Kolmogorov-Smirnov distance of the standardised
   codes to N(0, 1) (003 Fig. 5: how Gaussian each feature's histogram is);
@@ -20,6 +22,7 @@ from torch import Tensor
 
 from wiseale.functional import LOG_2PI, standard_normal_log_prob
 from wiseale.model import Autoencoder
+from wiseale.samplers import LatentSampler
 
 
 def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
@@ -30,13 +33,16 @@ def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100) -> float | None:
+def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100,
+         prior: LatentSampler | None = None) -> float | None:
     """Mean over x of log 1/K sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al.).
 
     Each x is encoded K times (so any posterior with a density works: diagonal Gaussian,
     fixed noise, or a flow with its ``log_q``). None for a deterministic encoder.
-    K = 1 gives the ELBO's estimate.
+    K = 1 gives the ELBO's estimate. ``prior`` replaces p(z) = N(0, I) by another density,
+    e.g. a mixture fitted to the aggregate posterior (004 Table 3's second row).
     """
+    log_prior = standard_normal_log_prob if prior is None else prior.log_prob
     values = []
     for batch in x.split(batch_size):
         copies = batch.repeat(k, *[1] * (batch.dim() - 1))
@@ -46,7 +52,7 @@ def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100) -> f
         log_q = post.log_q if post.log_q is not None else _log_normal(post.z, post.mu,
                                                                        post.logvar)
         log_px = -model.likelihood.nll(copies, model.decode(post.z))
-        log_w = (log_px + standard_normal_log_prob(post.z) - log_q).view(k, -1)
+        log_w = (log_px + log_prior(post.z).to(log_px) - log_q).view(k, -1)
         values.append(torch.logsumexp(log_w, dim=0) - math.log(k))
     return torch.cat(values).mean().item()
 
@@ -64,12 +70,18 @@ def aggregate_kl_mc(mu: Tensor, logvar: Tensor, n_samples: int = 10_000,
     index = torch.randint(n, (n_samples,), generator=generator, device=mu.device)
     noise = torch.randn((n_samples, d), generator=generator, device=mu.device, dtype=mu.dtype)
     z = mu[index] + (0.5 * logvar[index]).exp() * noise
-    terms = []
-    for chunk in z.split(chunk_size):
-        log_q = torch.logsumexp(_log_normal(chunk[:, None, :], mu[None], logvar[None]), dim=1)
-        terms.append(log_q - math.log(n) - standard_normal_log_prob(chunk))
-    values = torch.cat(terms)
+    values = aggregate_log_density(z, mu, logvar, chunk_size) - standard_normal_log_prob(z)
     return values.mean().item(), (values.std() / math.sqrt(n_samples)).item()
+
+
+@torch.no_grad()
+def aggregate_log_density(z: Tensor, mu: Tensor, logvar: Tensor,
+                          chunk_size: int = 512) -> Tensor:
+    """log q_hat(z) for each row of z, q_hat = 1/N sum_i N(mu_i, diag exp(logvar_i)): the
+    aggregate posterior of N encoded samples (004 Eq. 12), in chunks of z."""
+    return torch.cat([
+        torch.logsumexp(_log_normal(chunk[:, None, :], mu[None], logvar[None]), dim=1)
+        - math.log(len(mu)) for chunk in z.split(chunk_size)])
 
 
 def latent_total_variance(z: Tensor) -> float:
@@ -126,3 +138,20 @@ def gaussianity_ks(z: Tensor) -> list[float]:
     above = torch.arange(1, n + 1, dtype=z.dtype, device=z.device)[:, None] / n - cdf
     below = cdf - torch.arange(n, dtype=z.dtype, device=z.device)[:, None] / n
     return torch.maximum(above, below).amax(0).tolist()
+
+
+@torch.no_grad()
+def sampler_prior_kl(sampler: LatentSampler, n_samples: int = 10_000, runs: int = 10,
+                     seed: int = 0) -> tuple[float, float]:
+    """(mean, std over ``runs``) of the Monte Carlo estimate of KL(q_hat || N(0, I)) =
+    E_q_hat[log q_hat(z) - log N(z | 0, I)] with ``n_samples`` z ~ q_hat per run, for a fitted
+    sampler q_hat such as the Gaussian mixture of the aggregate posterior (004 Table 1: 10k
+    samples, 10 runs). Seeded; the global RNG is untouched."""
+    generator = torch.Generator().manual_seed(seed)
+    estimates = []
+    for _ in range(runs):
+        z = sampler.sample(n_samples, generator)
+        estimates.append((sampler.log_prob(z).double()
+                          - standard_normal_log_prob(z.double())).mean().item())
+    values = torch.tensor(estimates, dtype=torch.float64)
+    return values.mean().item(), (values.std().item() if runs > 1 else 0.0)
