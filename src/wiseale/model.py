@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,14 +102,18 @@ class Autoencoder(nn.Module):
         m = x.shape[0]
         return -(torch.logsumexp(-pairwise, dim=1) - math.log(m)).mean()
 
-    def forward(self, x: Tensor) -> LossOutput:
+    def forward(self, x: Tensor,
+                gather: Callable[[Posterior], Posterior] | None = None) -> LossOutput:
+        """The loss of batch x. ``gather`` maps this batch's posterior to the one the
+        regularisers see (the global batch of several processes: wiseale.distributed)."""
         post = self.encode(x)
         out = self.decode(post.z)
         own_nll = self.likelihood.nll(x, out)
         loss = self._reconstruction_term(x, out, own_nll)
         parts = {"recon": loss.detach(), "nll": own_nll.detach().mean()}
+        batch_post = post if gather is None else gather(post)
         for reg in self.regularizers:
-            value, contribution = reg(post)
+            value, contribution = reg(batch_post)
             loss = loss + contribution
             parts[reg.name] = value.detach()
         with torch.no_grad():

@@ -8,11 +8,22 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wiseale.build import load_split, model_from_config, resolve
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import Dataset
+from wiseale.distributed import (
+    World,
+    all_finite,
+    barrier,
+    check_supported,
+    finish,
+    gather_posterior,
+    init_world,
+    mean_over_ranks,
+)
 from wiseale.errors import WisealeError
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.model import Autoencoder
@@ -132,29 +143,60 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     config = resolve(config, train_data)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
-    _prepare_dir(out, resume)
-    device = torch.device(config.device)
+    world = init_world(config.device)
+    try:
+        return _train(config, out, resume, progress, train_data, test_data, world)
+    finally:
+        finish(world)
+
+
+def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_data: Dataset,
+           test_data: Dataset, world: World) -> Autoencoder:
+    """The loop of :func:`train`; with several processes (torchrun) each takes its slice of
+    every global batch of world.size x batch_size samples and rank 0 writes the files."""
+    if world.main:
+        _prepare_dir(out, resume)
+    barrier(world)
+    device = torch.device(config.device, torch.cuda.current_device()) \
+        if config.device == "cuda" else torch.device("cpu")
     model = model_from_config(config).to(device)
     optimizers = _optimizers(model, config.lr)
     optimizer, adversary = optimizers["optim"], optimizers.get("adversary")
     start, history = _restore(out, config, model, optimizers) if resume else (0, [])
+    step_model, gather = model, None
+    if world.distributed:
+        check_supported(model)
+        step_model = DistributedDataParallel(model)
+        gather = gather_posterior
 
     x = train_data.x.to(device)
     x_eval = test_data.x[:config.eval_size].to(device)
-    batch, n_batches = config.batch_size, len(x) // config.batch_size  # last partial dropped
+    batch = config.batch_size
+    global_batch = batch * world.size
+    n_batches = len(x) // global_batch  # the last partial global batch is dropped
+    if n_batches == 0:
+        raise WisealeError(f"{world.size} processes x batch-size {batch} is more than the "
+                           f"{len(x)} training samples; lower --batch-size")
     for epoch in range(start, config.epochs):
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(epoch_seed(config.seed, epoch))
-        x_epoch = x[torch.randperm(len(x), device=device)]
+        x_epoch = x[torch.randperm(len(x), device=device)]  # the same order on every rank
+        if world.distributed:  # then each rank its own encoder noise
+            torch.manual_seed(epoch_seed(config.seed, epoch) + 7919 * (world.rank + 1))
         totals: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
         bar = tqdm(range(n_batches), desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
-                   disable=None if progress else True, leave=False, mininterval=0.5)
+                   disable=None if progress and world.main else True, leave=False,
+                   mininterval=0.5)
         for step in bar:
-            output = model(x_epoch[step * batch:(step + 1) * batch])
-            if not torch.isfinite(output.loss):
+            first = step * global_batch + world.rank * batch
+            x_batch = x_epoch[first:first + batch]
+            output = step_model(x_batch) if gather is None else step_model(x_batch, gather)
+            finite = all_finite(output.loss) if world.distributed else bool(
+                torch.isfinite(output.loss))
+            if not finite:
                 kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch > 0
                         else "nothing was saved")
                 raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; {kept}; "
@@ -170,31 +212,46 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
                 output.parts["adversary_loss"] = adversary_loss.detach()
             for key, value in output.parts.items():
                 totals[key] = totals[key] + value if key in totals else value
+        if world.distributed:
+            totals = mean_over_ranks(totals)
         elapsed = time.perf_counter() - started
-        row = {"epoch": epoch + 1, "lr": lr, "samples_per_s": n_batches * batch / elapsed,
-               **{k: (v / n_batches).item() for k, v in totals.items()},
-               **{f"test_{k}": v for k, v in evaluate(model, x_eval).items()}}
+        row = {"epoch": epoch + 1, "lr": lr,
+               "samples_per_s": n_batches * global_batch / elapsed,
+               **{k: (v / n_batches).item() for k, v in totals.items()}}
+        if world.main:
+            row.update({f"test_{k}": v for k, v in evaluate(model, x_eval).items()})
         row.update(model.end_epoch(epoch, row))
         history.append(row)
-        if progress:
-            tqdm.write(_summary(config, row))
-        _write_metrics(out, history)
-        model_state = {f"model/{k}": v for k, v in model.state_dict().items()}
-        optim_state, groups = {}, {}
-        for prefix, opt in optimizers.items():
-            tensors, groups[prefix] = optimizer_tensors(opt, prefix)
-            optim_state.update(tensors)
-        save_tensors(out / CHECKPOINT, {**model_state, **optim_state},
-                     {"epoch": epoch + 1, "config": config.to_dict(), "param_groups": groups})
-        write_json(out / CONFIG, config.to_dict())
-    save_tensors(out / WEIGHTS, model.state_dict(), {"config": config.to_dict()})
-    n = len(test_data)
-    labels = (None if train_data.y is None else train_data.y[:n].to(device),
-              None if test_data.y is None else test_data.y.to(device))
-    write_json(out / EVALUATION, {
-        "train": evaluate_full(model, x[:n], labels[0]),
-        "test": evaluate_full(model, test_data.x.to(device), labels[1])})
+        if world.main:
+            if progress:
+                tqdm.write(_summary(config, row))
+            _save_epoch(out, config, model, optimizers, history, epoch)
+        barrier(world)
+    if world.main:
+        save_tensors(out / WEIGHTS, model.state_dict(), {"config": config.to_dict()})
+        n = len(test_data)
+        labels = (None if train_data.y is None else train_data.y[:n].to(device),
+                  None if test_data.y is None else test_data.y.to(device))
+        write_json(out / EVALUATION, {
+            "train": evaluate_full(model, x[:n], labels[0]),
+            "test": evaluate_full(model, test_data.x.to(device), labels[1])})
+    barrier(world)
     return model
+
+
+def _save_epoch(out: Path, config: RunConfig, model: Autoencoder,
+                optimizers: dict[str, torch.optim.Optimizer], history: list[dict],
+                epoch: int) -> None:
+    """metrics.jsonl, then the checkpoint (model and optimisers) and config.json."""
+    _write_metrics(out, history)
+    model_state = {f"model/{k}": v for k, v in model.state_dict().items()}
+    optim_state, groups = {}, {}
+    for prefix, opt in optimizers.items():
+        tensors, groups[prefix] = optimizer_tensors(opt, prefix)
+        optim_state.update(tensors)
+    save_tensors(out / CHECKPOINT, {**model_state, **optim_state},
+                 {"epoch": epoch + 1, "config": config.to_dict(), "param_groups": groups})
+    write_json(out / CONFIG, config.to_dict())
 
 
 def load_run(run_dir: str | Path) -> tuple[Autoencoder, RunConfig]:
