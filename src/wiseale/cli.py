@@ -75,6 +75,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--micro-batch", type=_positive_int, metavar="N",
+                   help="run the networks N samples at a time while the regularisers (e.g. "
+                   "WiSE-ALE's aggregate posterior) see the whole --batch-size (wide batches)")
     p.add_argument("--lr", type=_positive_float, default=5e-4)
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
                    help="step: x --lr-gamma at each of --lr-milestones (default 50%%, 75%%)")
@@ -159,7 +162,8 @@ def _train(args: argparse.Namespace) -> None:
         method=args.method, data=data, options=dict(args.option),
         data_options=dict(args.data_option), likelihood=args.likelihood,
         sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+        batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr,
+        lr_schedule=args.lr_schedule,
         lr_milestones=args.lr_milestones,
         lr_gamma=args.lr_gamma[0] if len(args.lr_gamma) == 1 else args.lr_gamma, seed=args.seed,
         device=args.device, n_train=args.n_train, n_test=args.n_test,

@@ -18,8 +18,9 @@ class RunConfig:
 
     ``likelihood``, ``net`` and ``sample_shape`` of None are resolved from the data when the
     run starts.
-    ``n_train``/``n_test`` of None use the whole split. ``eval_size`` test samples are
-    evaluated after every epoch (all of them at the end of the run).
+    ``n_train``/``n_test`` of None use the whole split. ``micro_batch`` splits each batch for
+    the networks while the regularisers see the whole batch (wiseale.wide). ``eval_size``
+    test samples are evaluated after every epoch (all of them at the end of the run).
     """
 
     method: str
@@ -31,6 +32,7 @@ class RunConfig:
     latent_dim: int = 4
     epochs: int = 10
     batch_size: int = 64
+    micro_batch: int | None = None
     lr: float = 5e-4
     lr_schedule: str = "constant"
     lr_milestones: list[int] | None = None
@@ -50,7 +52,7 @@ class RunConfig:
             if not isinstance(value, int) or value <= 0:
                 raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
                                    f"got {value}")
-        for name in ("n_train", "n_test"):
+        for name in ("n_train", "n_test", "micro_batch"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "

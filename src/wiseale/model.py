@@ -111,20 +111,34 @@ class Autoencoder(nn.Module):
         own_nll = self.likelihood.nll(x, out)
         loss = self._reconstruction_term(x, out, own_nll)
         parts = {"recon": loss.detach(), "nll": own_nll.detach().mean()}
-        batch_post = post if gather is None else gather(post)
-        for reg in self.regularizers:
-            value, contribution = reg(batch_post)
-            loss = loss + contribution
-            parts[reg.name] = value.detach()
-        with torch.no_grad():
-            x_hat = self.likelihood.mean(out)
-            parts["recon_error"] = (x - x_hat).square().flatten(1).sum(1).mean()
-            if post.logvar is not None or post.log_q is not None:
-                kl = parts["kl"] if "kl" in parts else F.posterior_kl(post).mean()
-                parts["kl_prior"] = kl
-                parts["elbo"] = -(parts["nll"] + kl)
+        penalty, reg_parts = self.regularize(post if gather is None else gather(post))
+        loss = loss + penalty
+        parts.update(reg_parts)
+        parts.update(self.diagnostics(x, out, post, parts))
         parts["loss"] = loss.detach()
         return LossOutput(loss, parts, post.z.detach())
+
+    def regularize(self, post: Posterior) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted sum of the latent regularisers on ``post`` (in the loss's units) and
+        each one's raw value, detached, for logging."""
+        total, parts = post.mu.new_zeros(()), {}
+        for reg in self.regularizers:
+            value, contribution = reg(post)
+            total = total + contribution
+            parts[reg.name] = value.detach()
+        return total, parts
+
+    @torch.no_grad()
+    def diagnostics(self, x: Tensor, out: Tensor, post: Posterior,
+                    parts: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Logged, not trained: the squared error of the decoded samples, and where the
+        posterior has a density its KL to the prior and the ELBO (batch means)."""
+        found = {"recon_error": (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
+        if post.logvar is not None or post.log_q is not None:
+            kl = parts["kl"] if "kl" in parts else F.posterior_kl(post).mean()
+            found["kl_prior"] = kl
+            found["elbo"] = -(parts["nll"] + kl)
+        return found
 
     def adversaries(self) -> list[nn.Module]:
         """Regularisers trained by their own objective (``adversary_loss``), not the loss."""

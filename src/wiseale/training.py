@@ -36,6 +36,7 @@ from wiseale.storage import (
     save_tensors,
     write_json,
 )
+from wiseale.wide import wide_batch_step
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors",
@@ -164,6 +165,10 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
     optimizer, adversary = optimizers["optim"], optimizers.get("adversary")
     start, history = _restore(out, config, model, optimizers) if resume else (0, [])
     step_model, gather = model, None
+    wide = config.micro_batch is not None and config.micro_batch < config.batch_size
+    if wide and world.distributed:
+        raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
+                           "of processes instead")
     if world.distributed:
         check_supported(model)
         step_model = DistributedDataParallel(model)
@@ -193,7 +198,11 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
         for step in bar:
             first = step * global_batch + world.rank * batch
             x_batch = x_epoch[first:first + batch]
-            output = step_model(x_batch) if gather is None else step_model(x_batch, gather)
+            optimizer.zero_grad(set_to_none=True)
+            if wide:
+                output = wide_batch_step(model, x_batch, config.micro_batch)
+            else:
+                output = step_model(x_batch) if gather is None else step_model(x_batch, gather)
             finite = all_finite(output.loss) if world.distributed else bool(
                 torch.isfinite(output.loss))
             if not finite:
@@ -201,8 +210,8 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
                         else "nothing was saved")
                 raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; {kept}; "
                                    "lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            output.loss.backward()
+            if not wide:
+                output.loss.backward()
             optimizer.step()
             if adversary is not None:  # after the autoencoder's step, on detached z
                 adversary.zero_grad(set_to_none=True)
