@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -254,3 +255,37 @@ def test_step_schedule_with_one_gamma_per_milestone():
         dataclasses.replace(config, lr_milestones=[30]).validate()
     with pytest.raises(WisealeError, match="lr-gamma must be finite positive"):
         dataclasses.replace(config, lr_gamma=[0.5, -1.0]).validate()
+
+
+def test_bf16_autocast_trains_with_float32_posterior_and_losses(tmp_path, tiny_sine):
+    from wiseale.build import load_split, model_from_config, resolve
+
+    config = resolve(dataclasses.replace(tiny_sine, precision="bf16"),
+                     load_split(tiny_sine, "train"))
+    model = model_from_config(config)
+    x = load_split(tiny_sine, "train").x[:32]
+    with torch.autocast("cpu", torch.bfloat16):
+        post = model.encode(x)
+        output = model(x)
+    assert post.mu.dtype == post.logvar.dtype == torch.float32
+    assert output.loss.dtype == torch.float32 and torch.isfinite(output.loss)
+    full = model(x).loss.item()
+    assert output.loss.item() == pytest.approx(full, rel=0.05)  # bf16 networks, not bf16 math
+    train(dataclasses.replace(tiny_sine, precision="bf16"), tmp_path / "run", progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    with pytest.raises(WisealeError, match="unknown precision 'fp16'"):
+        dataclasses.replace(tiny_sine, precision="fp16").validate()
+
+
+def test_lazy_finite_watch_reports_the_first_bad_step():
+    from wiseale.distributed import World
+    from wiseale.training import FiniteWatch
+
+    watch = FiniteWatch(torch.device("cpu"), World(), lazy=True)
+    for step, loss in enumerate([1.0, 2.0, float("nan"), 3.0, float("inf")]):
+        watch.update(torch.tensor(loss), step)
+    assert watch.lazy and watch.first_bad() == 2
+    clean = FiniteWatch(torch.device("cpu"), World())
+    clean.update(torch.tensor(1.0), 0)
+    assert not clean.lazy and clean.first_bad() is None

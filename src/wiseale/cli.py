@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wiseale.config import DEVICES, LR_SCHEDULES, RunConfig
+from wiseale.config import DEVICES, LR_SCHEDULES, PRECISIONS, RunConfig
 from wiseale.errors import WisealeError
 
 
@@ -90,6 +90,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=_positive_int, help="use the first N test samples")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: the networks under bfloat16 autocast; the posterior heads, "
+                   "likelihood and regularisers stay float32")
     p.add_argument("--data-dir", type=Path, help="directory that relative data paths are in")
     p.add_argument("--likelihood", choices=LIKELIHOODS,
                    help="default: the method's (lv-vae: learned), else bernoulli for 0/1 data "
@@ -166,7 +169,7 @@ def _train(args: argparse.Namespace) -> None:
         lr_schedule=args.lr_schedule,
         lr_milestones=args.lr_milestones,
         lr_gamma=args.lr_gamma[0] if len(args.lr_gamma) == 1 else args.lr_gamma, seed=args.seed,
-        device=args.device, n_train=args.n_train, n_test=args.n_test,
+        device=args.device, precision=args.precision, n_train=args.n_train, n_test=args.n_test,
         data_dir=None if args.data_dir is None else str(args.data_dir.resolve()))
     train(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"trained {args.method}: {args.out}/model.safetensors")

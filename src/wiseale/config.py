@@ -9,6 +9,7 @@ from typing import Any
 from wiseale.errors import WisealeError
 
 LR_SCHEDULES = ("constant", "cosine", "step")
+PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
 
 
@@ -39,6 +40,7 @@ class RunConfig:
     lr_gamma: float | list[float] = 0.1
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
     n_train: int | None = None
     n_test: int | None = None
     eval_size: int = 4096
@@ -67,6 +69,8 @@ class RunConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise WisealeError(f"unknown lr schedule {self.lr_schedule!r}; use one of "
                                f"{', '.join(LR_SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise WisealeError(f"unknown precision {self.precision!r}; use fp32 or bf16")
         if self.device not in DEVICES:
             raise WisealeError(f"unknown device {self.device!r}; use cpu or cuda")
         return self

@@ -91,11 +91,9 @@ def mean_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:
     return dict(zip(values, stacked / dist.get_world_size(), strict=True))
 
 
-def all_finite(loss: Tensor) -> bool:
-    """Whether the loss is finite on every rank (so that all stop together)."""
-    flag = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+def reduce_min(tensor: Tensor) -> None:
+    """In place: the minimum of ``tensor`` over the ranks."""
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
 
 
 def check_supported(model: torch.nn.Module) -> None:

@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from wiseale.samplers import LatentSampler
 
 RECONSTRUCTIONS = ("sample", "exact", "mixture")
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """t in float32 if autocast made it bfloat16 / float16, else unchanged (float64 stays)."""
+    return t.float() if t.dtype in LOW_PRECISION else t
 
 
 @dataclass
@@ -52,7 +58,11 @@ class Autoencoder(nn.Module):
         self.reconstruction = reconstruction
 
     def encode(self, x: Tensor, sample: bool = True) -> Posterior:
-        return self.noise(self.encoder(x), sample=sample)
+        """q(z|x). Under bf16 autocast the backbone runs in bf16 and the posterior's heads in
+        float32, so the latent regularisers get float32 posteriors."""
+        h = self.encoder(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.noise(full_precision(h), sample=sample)
 
     def decode(self, z: Tensor) -> Tensor:
         """The likelihood's parameters (logits or means) for latent codes z."""
@@ -107,11 +117,12 @@ class Autoencoder(nn.Module):
         """The loss of batch x. ``gather`` maps this batch's posterior to the one the
         regularisers see (the global batch of several processes: wiseale.distributed)."""
         post = self.encode(x)
-        out = self.decode(post.z)
-        own_nll = self.likelihood.nll(x, out)
-        loss = self._reconstruction_term(x, out, own_nll)
+        out = full_precision(self.decode(post.z))  # the likelihood in float32 under autocast
+        with torch.autocast(x.device.type, enabled=False):
+            own_nll = self.likelihood.nll(x, out)
+            loss = self._reconstruction_term(x, out, own_nll)
+            penalty, reg_parts = self.regularize(post if gather is None else gather(post))
         parts = {"recon": loss.detach(), "nll": own_nll.detach().mean()}
-        penalty, reg_parts = self.regularize(post if gather is None else gather(post))
         loss = loss + penalty
         parts.update(reg_parts)
         parts.update(self.diagnostics(x, out, post, parts))

@@ -16,13 +16,13 @@ from wiseale.config import RunConfig, learning_rate
 from wiseale.data import Dataset
 from wiseale.distributed import (
     World,
-    all_finite,
     barrier,
     check_supported,
     finish,
     gather_posterior,
     init_world,
     mean_over_ranks,
+    reduce_min,
 )
 from wiseale.errors import WisealeError
 from wiseale.metrics import evaluate, evaluate_full
@@ -166,6 +166,7 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
     start, history = _restore(out, config, model, optimizers) if resume else (0, [])
     step_model, gather = model, None
     wide = config.micro_batch is not None and config.micro_batch < config.batch_size
+    bf16 = config.precision == "bf16"
     if wide and world.distributed:
         raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
                            "of processes instead")
@@ -191,6 +192,7 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
         if world.distributed:  # then each rank its own encoder noise
             torch.manual_seed(epoch_seed(config.seed, epoch) + 7919 * (world.rank + 1))
         totals: dict[str, torch.Tensor] = {}
+        watch = FiniteWatch(device, world)
         started = time.perf_counter()
         bar = tqdm(range(n_batches), desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
                    disable=None if progress and world.main else True, leave=False,
@@ -199,17 +201,15 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
             first = step * global_batch + world.rank * batch
             x_batch = x_epoch[first:first + batch]
             optimizer.zero_grad(set_to_none=True)
-            if wide:
-                output = wide_batch_step(model, x_batch, config.micro_batch)
-            else:
-                output = step_model(x_batch) if gather is None else step_model(x_batch, gather)
-            finite = all_finite(output.loss) if world.distributed else bool(
-                torch.isfinite(output.loss))
-            if not finite:
-                kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch > 0
-                        else "nothing was saved")
-                raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; {kept}; "
-                                   "lower --lr or check the data")
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                if wide:
+                    output = wide_batch_step(model, x_batch, config.micro_batch)
+                else:
+                    output = (step_model(x_batch) if gather is None
+                              else step_model(x_batch, gather))
+            watch.update(output.loss, step)
+            if not watch.lazy and watch.first_bad() is not None:
+                _stop_non_finite(out, epoch, step)
             if not wide:
                 output.loss.backward()
             optimizer.step()
@@ -221,6 +221,8 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
                 output.parts["adversary_loss"] = adversary_loss.detach()
             for key, value in output.parts.items():
                 totals[key] = totals[key] + value if key in totals else value
+        if watch.lazy and watch.first_bad() is not None:  # one check per epoch on a GPU
+            _stop_non_finite(out, epoch, watch.first_bad())
         if world.distributed:
             totals = mean_over_ranks(totals)
         elapsed = time.perf_counter() - started
@@ -246,6 +248,39 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
             "test": evaluate_full(model, test_data.x.to(device), labels[1])})
     barrier(world)
     return model
+
+
+class FiniteWatch:
+    """Watches the step losses of an epoch for a non-finite value. On the CPU each step is
+    checked at once (the step is not applied); on a GPU the first bad step's index is kept
+    on the device and read once at the end of the epoch, so that no step waits for the host
+    (``lazy``; that epoch's weights are then not saved). Across processes the verdict is
+    shared, so all stop together."""
+
+    def __init__(self, device: torch.device, world: World, lazy: bool | None = None) -> None:
+        self.lazy = device.type == "cuda" if lazy is None else lazy
+        self.world = world
+        self.bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        finite = torch.isfinite(loss.detach())
+        self.bad = torch.where((self.bad < 0) & ~finite, step, self.bad)
+
+    def first_bad(self) -> int | None:
+        bad = self.bad
+        if self.world.distributed:
+            bad = torch.where(bad < 0, torch.iinfo(torch.long).max, bad)
+            reduce_min(bad)
+            bad = torch.where(bad == torch.iinfo(torch.long).max, -1, bad)
+        value = int(bad)
+        return None if value < 0 else value
+
+
+def _stop_non_finite(out: Path, epoch: int, step: int) -> None:
+    kept = (f"the checkpoint of epoch {epoch} is kept in {out}" if epoch > 0
+            else "nothing was saved")
+    raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; {kept}; "
+                       "lower --lr or check the data")
 
 
 def _save_epoch(out: Path, config: RunConfig, model: Autoencoder,

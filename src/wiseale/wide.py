@@ -27,7 +27,7 @@ from torch import Tensor
 
 from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
-from wiseale.model import Autoencoder, LossOutput
+from wiseale.model import Autoencoder, LossOutput, full_precision
 
 FIELDS = ("mu", "logvar", "z", "log_q")
 
@@ -60,7 +60,8 @@ def wide_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutp
     whole = Posterior(*(None if getattr(encoded[0], f) is None else
                         torch.cat([getattr(p, f) for p in encoded]).requires_grad_()
                         for f in FIELDS))
-    penalty, reg_parts = model.regularize(whole)
+    with torch.autocast(device.type, enabled=False):  # float32 under bf16 autocast
+        penalty, reg_parts = model.regularize(whole)
     if penalty.requires_grad:
         penalty.backward()
     grads = {f: getattr(whole, f).grad for f in FIELDS
@@ -70,8 +71,9 @@ def wide_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutp
     for chunk, state in zip(chunks, states, strict=True):
         _set_rng_state(state, device)
         post = model.encode(chunk)
-        out = model.decode(post.z)
-        own_nll = model.likelihood.nll(chunk, out)
+        out = full_precision(model.decode(post.z))
+        with torch.autocast(device.type, enabled=False):
+            own_nll = model.likelihood.nll(chunk, out)
         rows = slice(start, start + len(chunk))
         linear = sum((getattr(post, f) * g[rows]).sum() for f, g in grads.items())
         (own_nll.sum() / len(x) + linear).backward()
