@@ -112,15 +112,15 @@ def test_pixel_likelihood_switches_stage_and_floors_the_variance():
     assert int(stalled.stage) == 1
     stalled.end_epoch(1, {"elbo": -9.7})
     assert int(stalled.stage) == 2  # improved by < 0.5 nats
-    with torch.no_grad():
-        lik.log_sigma2.fill_(math.log(0.04))
+    assert float(lik.sigma2_dataset) == pytest.approx(1.0)  # the global variance, frozen
+    lik.sigma2_dataset.fill_(0.04)
     v = torch.rand_like(mean) * torch.tensor([0.0, 1.0]).repeat(4)  # some v exactly 0
     out = _pixel_out(mean, v)
     variance = lik.variance(out)
     assert variance.min().item() == pytest.approx(0.02) and torch.all(variance >= 0.02 - 1e-12)
     expected = -torch.distributions.Normal(mean, (v + 0.02).sqrt()).log_prob(x).sum(1)
     assert torch.allclose(lik.nll(x, out), expected, atol=1e-10)
-    log_sigma2 = lik.log_sigma2
+    log_sigma2 = lik.global_variance.log_sigma2
     v.requires_grad_()
     lik.nll(x, _pixel_out(mean, v)).sum().backward()
     assert log_sigma2.grad is None and v.grad is not None  # sigma^2_dataset is frozen
@@ -238,3 +238,15 @@ def test_004_presets_train_on_sine(tmp_path, tiny_sine, method, likelihood):
         assert saved["likelihood"] == (likelihood or "learned")
         assert 0 < rows[-1]["sigma2"] < 1  # moved from its start at 1 towards the MSE
         assert model.likelihood.name == saved["likelihood"]
+
+
+def test_pixel_stage_one_in_closed_form_freezes_the_running_optimum():
+    x, mean = _fixed_reconstructions(d=8)
+    lik = PixelGaussian(stage1_epochs=1, stage1="closed-form").double().train()
+    out = _pixel_out(mean, torch.rand_like(mean))
+    assert torch.allclose(lik.nll(x, out), OptimalGaussian().double().train().nll(x, mean))
+    running = float(lik.global_variance.running_sigma2)
+    assert lik.end_epoch(0, {"elbo": -1.0}) == {"sigma2": pytest.approx(running), "stage": 1}
+    assert float(lik.sigma2_dataset) == pytest.approx(running) and int(lik.stage) == 2
+    with pytest.raises(ValueError, match="unknown stage-1 variance"):
+        PixelGaussian(stage1="adam")

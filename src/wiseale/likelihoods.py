@@ -133,28 +133,38 @@ class OptimalGaussian(nn.Module):
         return {"sigma2": self.running_sigma2.item()}
 
 
-class PixelGaussian(LearnedGaussian):
+STAGE1_VARIANCES = ("gradient", "closed-form")
+
+
+class PixelGaussian(nn.Module):
     """004 Eq. 11 with the two stages of Alg. 1. The decoder returns [mean, v] concatenated
     along dim 1 (a network with a variance branch: ``needs_variance_head``).
 
-    Stage 1 is :class:`LearnedGaussian` (the v channels are ignored). After an epoch whose
-    training ELBO improved by less than ``tolerance`` nats, or after ``stage1_epochs``
-    epochs, sigma^2_dataset is frozen and stage 2 uses the per-dimension, input-dependent
-    variance sigma_k^2(z) = v_k(z) + sigma^2_dataset / 2: the floor sigma^2_dataset / 2 keeps
-    the predicted variance from collapsing (Sec. 3.4). The stage and the last ELBO are buffers,
-    so a checkpoint resumes in the right stage.
+    Stage 1 is one global variance (the v channels are ignored): learned by gradient
+    (:class:`LearnedGaussian`, Alg. 1) or at its closed-form optimum (``stage1="closed-form"``,
+    :class:`OptimalGaussian`, Eq. 10). After an epoch whose training ELBO improved by less
+    than ``tolerance`` nats, or after ``stage1_epochs`` epochs, its value is frozen as
+    sigma^2_dataset and stage 2 uses the per-dimension, input-dependent variance
+    sigma_k^2(z) = v_k(z) + sigma^2_dataset / 2: the floor keeps the predicted variance from
+    collapsing (Sec. 3.4). The stage, the last ELBO and sigma^2_dataset are buffers, so a
+    checkpoint resumes in the right stage.
     """
 
     name = "pixel"
     needs_variance_head = True
 
-    def __init__(self, stage1_epochs: int = 16, tolerance: float = 0.0) -> None:
+    def __init__(self, stage1_epochs: int = 16, tolerance: float = 0.0,
+                 stage1: str = "gradient") -> None:
         super().__init__()
         if not isinstance(stage1_epochs, int) or stage1_epochs < 1:
             raise ValueError(f"stage1_epochs must be a positive integer, got {stage1_epochs}")
+        if stage1 not in STAGE1_VARIANCES:
+            raise ValueError(f"unknown stage-1 variance {stage1!r}; use gradient or closed-form")
         self.stage1_epochs, self.tolerance = stage1_epochs, float(tolerance)
+        self.global_variance = LearnedGaussian() if stage1 == "gradient" else OptimalGaussian()
         self.register_buffer("stage", torch.ones((), dtype=torch.long))
         self.register_buffer("last_elbo", torch.tensor(-math.inf, dtype=torch.float64))
+        self.register_buffer("sigma2_dataset", torch.ones(()))
 
     @staticmethod
     def split(out: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,18 +174,18 @@ class PixelGaussian(LearnedGaussian):
 
     def floor(self) -> Tensor:
         """sigma^2_dataset / 2, the lower bound of the stage-2 variance."""
-        return 0.5 * self.logvar().detach().exp()
+        return 0.5 * self.sigma2_dataset
 
     def variance(self, out: Tensor) -> Tensor:
         mean, v = self.split(out)
         if int(self.stage) == 1:
-            return super().variance(mean)
+            return self.global_variance.variance(mean)
         return v + self.floor()
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
         mean, v = self.split(out)
         if int(self.stage) == 1:
-            return F.gaussian_nll(x, mean, self.logvar())
+            return self.global_variance.nll(x, mean)
         return F.gaussian_nll(x, mean, (v + self.floor()).log())
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
@@ -187,16 +197,19 @@ class PixelGaussian(LearnedGaussian):
 
     def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
         """Switch to stage 2 when stage 1 has converged or run its epochs (004 Alg. 1);
-        logs the stage this epoch was trained in."""
+        logs the stage this epoch was trained in and the global variance."""
         trained_in = int(self.stage)
         if trained_in == 1:
+            sigma2 = self.global_variance.end_epoch(epoch, row)["sigma2"]
             elbo = row.get("elbo")
             elbo = -row["loss"] if elbo is None else elbo
             stalled = elbo - float(self.last_elbo) < self.tolerance
             self.last_elbo.fill_(elbo)
             if stalled or epoch + 1 >= self.stage1_epochs:
+                self.sigma2_dataset.fill_(max(sigma2, SIGMA2_MIN))
                 self.stage.fill_(2)
-        return {"sigma2": self.logvar().exp().item(), "stage": trained_in}
+            return {"sigma2": sigma2, "stage": trained_in}
+        return {"sigma2": float(self.sigma2_dataset), "stage": trained_in}
 
 
 LIKELIHOOD_CLASSES: dict[str, type[nn.Module]] = {

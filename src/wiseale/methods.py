@@ -14,6 +14,7 @@ from torch import nn
 
 from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
+from wiseale.likelihoods import STAGE1_VARIANCES
 from wiseale.model import RECONSTRUCTIONS, Autoencoder
 from wiseale.regularizers import AGGREGATE_SCALINGS, REGULARIZERS
 
@@ -41,7 +42,8 @@ class Method:
 
 NOISE_OPTIONS = {"fixed": ("sigma_eps",), "iaf": ("steps",)}  # noise kwargs from options
 LIKELIHOOD_OPTIONS = {"pixel": {"stage1_epochs": "stage1_epochs",  # likelihood kwarg: option
-                                "tolerance": "stage1_tolerance"}}
+                                "tolerance": "stage1_tolerance",
+                                "stage1": "stage1_variance"}}
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -95,8 +97,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lv-vae-pixel", "VAE with a global, then per-pixel input-dependent likelihood "
            "variance (two stages)", "004 Eq. 11, Alg. 1", "gaussian",
            (Term("kl", {"weight": "beta"}),),
-           {"beta": 1.0, "stage1_epochs": 16, "stage1_tolerance": 0.0},
-           likelihoods=("pixel",)),
+           {"beta": 1.0, "stage1_epochs": 16, "stage1_tolerance": 0.0,
+            "stage1_variance": "gradient"},
+           {"stage1_variance": STAGE1_VARIANCES}, likelihoods=("pixel",)),
 )}
 ALIASES = {"vae": "aevb"}
 
