@@ -289,3 +289,17 @@ def test_lazy_finite_watch_reports_the_first_bad_step():
     clean = FiniteWatch(torch.device("cpu"), World())
     clean.update(torch.tensor(1.0), 0)
     assert not clean.lazy and clean.first_bad() is None
+
+
+def test_runs_written_before_newer_config_fields_still_load(tmp_path, tiny_sine):
+    train(tiny_sine, tmp_path / "run", progress=False)
+    path = tmp_path / "run/config.json"
+    old = json.loads(path.read_text())
+    del old["precision"], old["micro_batch"]  # a config.json from an earlier wiseale
+    path.write_text(json.dumps(old))
+    from wiseale.storage import save_tensors
+
+    tensors, meta = load_tensors(tmp_path / "run/model.safetensors")
+    save_tensors(tmp_path / "run/model.safetensors", tensors, {**meta, "config": old})
+    model, config = load_run(tmp_path / "run")
+    assert (config.precision, config.micro_batch) == ("fp32", None)

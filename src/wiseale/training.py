@@ -306,7 +306,7 @@ def load_run(run_dir: str | Path) -> tuple[Autoencoder, RunConfig]:
                            "`wiseale train`")
     tensors, meta = load_tensors(run_dir / WEIGHTS)
     config = RunConfig.from_dict(meta["config"])
-    on_disk = read_json(run_dir / CONFIG)
+    on_disk = RunConfig.from_dict(read_json(run_dir / CONFIG)).to_dict()  # older: defaults
     if on_disk != config.to_dict():
         raise WisealeError(f"{run_dir / CONFIG} does not match {WEIGHTS}; the run directory "
                            "was modified")

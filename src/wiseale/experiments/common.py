@@ -65,7 +65,7 @@ def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
         run_dir = out / "runs" / name
         finished = (run_dir / WEIGHTS).exists() and (run_dir / EVALUATION).exists()
         if finished:
-            saved = read_json(run_dir / "config.json")
+            saved = RunConfig.from_dict(read_json(run_dir / "config.json")).to_dict()
             if any(saved.get(k) != v for k, v in dataclasses.asdict(config).items()
                    if v is not None and k not in ("options",)):
                 raise WisealeError(f"{run_dir} holds a run with other settings; use another "
