@@ -5,6 +5,8 @@ from __future__ import annotations
 from wiseale.experiments import (
     celeba,
     embedding,
+    lv_fid,
+    lv_iwae,
     lv_sweep,
     prior_constraint,
     sine,
@@ -19,4 +21,5 @@ from wiseale.experiments.common import Experiment
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT,
     vcae_mog.EXPERIMENT, vcae_overfit.EXPERIMENT, vcae_shapes.EXPERIMENT,
-    vcae_table2.EXPERIMENT, vcae_mnist2d.EXPERIMENT, *lv_sweep.EXPERIMENTS)}
+    vcae_table2.EXPERIMENT, vcae_mnist2d.EXPERIMENT, *lv_sweep.EXPERIMENTS,
+    *lv_fid.EXPERIMENTS, lv_iwae.IWAE)}

@@ -1,0 +1,104 @@
+"""004 Table 2 (lv-fid) and Table 4 (lv-components) at a tiny scale, and their full settings."""
+
+import importlib
+import json
+import math
+
+import pytest
+
+from wiseale.errors import WisealeError
+from wiseale.experiments import lv_common, lv_fid
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    """Two epochs (one of stage 1) on 512 images, a cheap IWAE and FID classifier, its own
+    classifier cache (so no other test gets the weak one)."""
+    fid = importlib.import_module("wiseale.metrics.fid")  # wiseale.metrics.fid is a function
+    evaluation = importlib.import_module("wiseale.metrics.evaluation")
+
+    monkeypatch.setattr(lv_common, "QUICK", {"epochs": 2, "stage1_epochs": 1, "n_train": 512,
+                                             "n_test": 256})
+    monkeypatch.setattr(lv_fid, "QUICK_COUNTS", (2, 4))
+    monkeypatch.setattr(evaluation, "IWAE_K", 2)
+    monkeypatch.setattr(fid, "MIN_STEPS", 10)
+    monkeypatch.setenv("WISEALE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lv_fid, "N_SHOWN", 4)  # images per figure row
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == PNG
+
+
+def test_lv_fid_writes_table2_claims_and_samples(tmp_path, tiny):
+    report = lv_fid.FID.run(tmp_path / "out", quick=True, progress=False).read_text()
+    results = json.loads((tmp_path / "out/results.json").read_text())
+    assert results["experiment"] == "lv-fid" and results["quick"] is True
+    methods = results["methods"]
+    assert list(methods) == ["lv-vae", "vae", "beta-vae", "dip-vae", "wae"]
+    for name, entry in methods.items():
+        test = entry["test"]
+        assert math.isfinite(test["fid_prior"]) and test["fid_prior"] > 0
+        assert ("fid_mixture" in test) == (name != "wae")
+        assert (tmp_path / "out/runs" / name / "mixture.safetensors").exists() == (name != "wae")
+        assert entry["config"]["n_train"] == 512 and entry["config"]["epochs"] == 2
+    quick_lv = lv_common.lv_config("lv-vae", "fashion-mnist", True, 0, likelihood=None)
+    assert methods["lv-vae"]["config"]["likelihood"] == (quick_lv.likelihood or "learned")
+    assert "sigma2" in methods["lv-vae"]["history"][-1]
+    assert [methods[n]["config"]["sigma2"] for n in ("vae", "beta-vae", "dip-vae", "wae")] == \
+        [0.5, 1.0, 0.5, 0.5]
+    assert "| lv-vae |" in report and "| 10.6 |" in report  # 004's Fashion-MNIST row
+    assert "- lv-vae has the lowest FID: holds" in report or \
+        "- lv-vae has the lowest FID: does NOT hold" in report
+    assert "- every method's mixture FID is below its prior FID: " in report
+    assert _is_png(tmp_path / "out/fig2_samples.png")
+    assert lv_fid.FID.plot(tmp_path / "out") == [tmp_path / "out/fig2_samples.png"]
+
+
+def test_lv_components_fits_each_mixture_once(tmp_path, tiny):
+    out = tmp_path / "out"
+    report = lv_fid.COMPONENTS.run(out, quick=True, progress=False).read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert results["experiment"] == "lv-components" and list(results["methods"]) == ["lv-vae"]
+    entry = results["methods"]["lv-vae"]
+    assert list(entry["components"]) == ["2", "4"]
+    for m, value in entry["components"].items():
+        assert math.isfinite(value["fid"]) and value["n"] == 512
+        assert (out / "runs/lv-vae" / f"mixture-{m}.safetensors").exists()
+    assert entry["test"]["fid_prior"] > 0
+    assert "- every mixture's FID is below the prior's: " in report
+    assert "- the FID falls as M grows: " in report and "79.9" in report
+    for name in ("table4_fid_components.png", "table4_samples.png"):
+        assert _is_png(out / name)
+    # a second run reuses the run and the fitted mixtures
+    mixture = out / "runs/lv-vae/mixture-4.safetensors"
+    mtime = mixture.stat().st_mtime_ns
+    lv_fid.COMPONENTS.run(out, quick=True, progress=False)
+    assert mixture.stat().st_mtime_ns == mtime
+    assert json.loads((out / "results.json").read_text())["methods"]["lv-vae"]["components"] \
+        == entry["components"]
+
+
+def test_full_scale_follows_004_supp_b1():
+    plans = lv_fid.plans(lv_fid.FID_RUNS, "mnist", quick=False, seed=0)
+    assert list(plans) == ["lv-vae", "vae", "beta-vae", "dip-vae", "wae"]
+    for config in plans.values():
+        assert (config.net, config.latent_dim, config.batch_size, config.lr, config.epochs) == \
+            ("lv-mnist", 16, 256, 5e-4, 30)
+        assert config.n_train is None and config.n_test is None
+    assert [plans[n].method for n in plans] == ["lv-vae", "aevb", "aevb", "dip-vae", "wae"]
+    assert plans["lv-vae"].likelihood is None  # resolves to the learned global variance
+    assert {n: plans[n].sigma2 for n in ("vae", "beta-vae", "dip-vae", "wae")} == {
+        "vae": 0.5, "beta-vae": 1.0, "dip-vae": 0.5, "wae": 0.5}
+    assert lv_common.setting("mnist", quick=False)["components"] == 32
+    assert lv_fid.COUNTS == (500, 1000, 2000, 10_000) and lv_fid.FIT_IMAGES == 50_000
+    assert lv_fid.PAPER_TABLE2["fashion-mnist"] == (10.6, 123.8, 281.5, 103.6, 149.5)
+
+
+def test_lv_fid_refuses_celeba_before_training(tmp_path):
+    for experiment in (lv_fid.FID, lv_fid.COMPONENTS):
+        with pytest.raises(WisealeError, match="fashion-mnist | mnist data only"):
+            experiment.run(tmp_path, quick=True, data="celeba", progress=False)
+    assert not (tmp_path / "runs").exists()
