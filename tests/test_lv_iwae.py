@@ -51,6 +51,10 @@ def test_lv_iwae_reports_both_bounds_and_the_uncertainty(tmp_path, tiny):
     assert test["stage"] == 2 and test["variance_floor"] > 0
     assert test["variance_min"] >= test["variance_floor"]
     assert -1 <= test["variance_error_corr"] <= 1
+    # no variance below the floor: log p(x|z) <= 784 * -1/2 log(2 pi floor) for every z
+    assert test["iwae_prior"] < lv_iwae.floor_bound(test["variance_floor"], 784)
+    assert lv_iwae.floor_bound(1 / (2 * math.pi), 784) == 0
+    assert "log p(x) <= 784 * -1/2 log(2 pi floor)" in report
     assert "| lv-vae-pixel |" in report and "| 5708 | 5724 |" in report
     assert ("- pixel-wise variance gives a far higher IWAE than the global one: holds" in report
             or "- pixel-wise variance gives a far higher IWAE than the global one: does NOT "
