@@ -81,15 +81,24 @@ def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
     return methods
 
 
-def add_prior_fid(out: Path, methods: dict[str, Any], train_data: Dataset,
-                  test_data: Dataset) -> None:
-    """Add ``fid_prior`` (metrics.sample_fid) to every method's test metrics."""
+def add_sample_fids(out: Path, methods: dict[str, Any], train_data: Dataset,
+                    test_data: Dataset,
+                    fitted: Callable[[str, Path, Any], tuple[str, Any] | None] | None = None,
+                    ) -> None:
+    """Add ``fid_prior`` (metrics.sample_fid) to every method's test metrics, and
+    ``fid_<kind>`` where ``fitted(name, run_dir, model)`` returns a (kind, sampler) fitted to
+    that run's aggregate posterior (a flow, a mixture; None: none for this run)."""
     from wiseale.metrics import sample_fid
     from wiseale.training import load_run
 
     for name in methods:
         model = load_run(out / "runs" / name)[0]
-        methods[name]["test"]["fid_prior"] = sample_fid(model, train_data, test_data)
+        test = methods[name]["test"]
+        test["fid_prior"] = sample_fid(model, train_data, test_data)
+        found = None if fitted is None else fitted(name, out / "runs" / name, model)
+        if found is not None:
+            kind, sampler = found
+            test[f"fid_{kind}"] = sample_fid(model, train_data, test_data, sampler=sampler)
 
 
 def write_results(out: Path, experiment: str, quick: bool, methods: dict[str, Any]) -> None:
@@ -105,7 +114,7 @@ def compare_methods(experiment: str, out: Path, plans: dict[str, RunConfig], qui
     train_data, test_data = load_split(first, "train"), load_split(first, "test")
     methods = train_methods(plans, out, train_data, test_data, progress=progress)
     if prior_fid:
-        add_prior_fid(out, methods, train_data, test_data)
+        add_sample_fids(out, methods, train_data, test_data)
     write_results(out, experiment, quick, methods)
     return methods
 

@@ -17,9 +17,8 @@ from typing import Any
 
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
-from wiseale.metrics import sample_fid
+from wiseale.experiments.common import add_sample_fids as common_fids
 from wiseale.samplers import run_mixture
-from wiseale.training import load_run
 
 DATA = ("fashion-mnist", "mnist", "celeba")
 SETTINGS = {  # data kind -> 004 Supp. B
@@ -77,11 +76,10 @@ def add_sample_fids(out: Path, methods: dict[str, Any], train_data: Dataset,
     (``components`` Gaussians on posterior samples, fitted once per run and saved in it) is
     skipped for the names in ``without_mixture`` (004 Supp. D: not for WAE, whose posteriors
     are points)."""
-    for name in methods:
-        model = load_run(out / "runs" / name)[0]
-        test = methods[name]["test"]
-        test["fid_prior"] = sample_fid(model, train_data, test_data)
-        if name not in without_mixture:
-            mixture = run_mixture(out / "runs" / name, model, train_data.x,
-                                  components=components, seed=seed)
-            test["fid_mixture"] = sample_fid(model, train_data, test_data, sampler=mixture)
+    def mixture(name: str, run_dir: Path, model: Any) -> tuple[str, Any] | None:
+        if name in without_mixture:
+            return None
+        return "mixture", run_mixture(run_dir, model, train_data.x, components=components,
+                                      seed=seed)
+
+    common_fids(out, methods, train_data, test_data, fitted=mixture)
