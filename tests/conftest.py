@@ -15,3 +15,22 @@ def tiny_sine() -> RunConfig:
     """A sine run that trains in about a second."""
     return RunConfig(method="wise-ale", data="sine", n_train=256, n_test=64, epochs=2,
                      batch_size=32, eval_size=64, lr=1e-3)
+
+
+@pytest.fixture
+def random_inception(tmp_path, monkeypatch) -> torch.nn.Module:
+    """A FID Inception net with random weights (the 2015 weights are not available offline),
+    saved as safetensors with the 2015 file's 1008-class fc layer, and named by
+    $WISEALE_INCEPTION; returns the net."""
+    from safetensors.torch import save_file
+
+    from wiseale.metrics.fid import _FIDInception
+
+    net = _FIDInception()
+    state = {key: value.clone() for key, value in net.state_dict().items()
+             if not key.endswith("num_batches_tracked")}  # the 2015 weights have none
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
+    path = tmp_path / "inception.safetensors"
+    save_file(state, str(path))
+    monkeypatch.setenv("WISEALE_INCEPTION", str(path))
+    return net

@@ -4,10 +4,15 @@ import importlib
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
+from wiseale.data import Dataset
 from wiseale.errors import WisealeError
-from wiseale.experiments import lv_common, lv_fid
+from wiseale.experiments import lv_common, lv_fid, lv_iwae
+from wiseale.metrics import fid, sample_features, sample_fid
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -97,8 +102,75 @@ def test_full_scale_follows_004_supp_b1():
     assert lv_fid.PAPER_TABLE2["fashion-mnist"] == (10.6, 123.8, 281.5, 103.6, 149.5)
 
 
-def test_lv_fid_refuses_celeba_before_training(tmp_path):
+def _faces(root, n: int = 6) -> None:
+    """``n`` aligned-CelebA-sized (178 x 218) random JPEGs in root/celeba/img_align_celeba."""
+    folder = root / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i + 1:06d}.jpg")
+
+
+def test_celeba_needs_inception_features_before_training(tmp_path, monkeypatch):
+    _faces(tmp_path)
+    monkeypatch.delenv("WISEALE_INCEPTION", raising=False)
+    monkeypatch.setattr(lv_common, "QUICK", {"epochs": 1, "stage1_epochs": 1, "n_train": 4,
+                                             "n_test": 1})
     for experiment in (lv_fid.FID, lv_fid.COMPONENTS):
-        with pytest.raises(WisealeError, match="fashion-mnist | mnist data only"):
-            experiment.run(tmp_path, quick=True, data="celeba", progress=False)
-    assert not (tmp_path / "runs").exists()
+        with pytest.raises(WisealeError, match=r"needs Inception features .*WISEALE_INCEPTION"):
+            experiment.run(tmp_path / "out", quick=True, data="celeba", progress=False,
+                           data_dir=str(tmp_path))
+    assert not (tmp_path / "out" / "runs").exists()
+    with pytest.raises(WisealeError, match="fashion-mnist | mnist data only"):
+        lv_iwae.IWAE.run(tmp_path / "out", quick=True, data="celeba", progress=False)
+
+
+def test_celeba_settings_follow_004_supp_b2():
+    plans = lv_fid.plans(lv_fid.FID_RUNS, "celeba", quick=False, seed=0)
+    for config in plans.values():
+        assert (config.net, config.latent_dim, config.batch_size, config.epochs) == \
+            ("lv-celeba", 256, 256, 95)
+        assert config.data_options == {"crop": 178, "size": 128}
+    assert lv_common.setting("celeba", quick=False)["components"] == 500
+    assert "Supp. B.2" in lv_fid.setting_text(plans["vae"], quick=False)
+
+
+class _Decoded:
+    """A stand-in model whose samples are uniform noise images."""
+
+    def sample(self, n, generator, sampler=None):
+        return torch.rand(n, 3, 16, 16, generator=generator)
+
+
+class _MeanColour:
+    """Cheap features (each image's mean colour) that record what they were given."""
+
+    name = "mean-colour"
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, images):
+        self.seen.append(images)
+        return images.mean(dim=(2, 3)).double()
+
+
+def test_sample_fid_of_unlabelled_images_uses_inception(random_inception):
+    train = Dataset("faces-train", torch.rand(6, 3, 16, 16))
+    test = Dataset("faces-test", torch.rand(5, 3, 16, 16))
+    assert sample_features(train).name == "inception"
+    features = _MeanColour()
+    value = sample_fid(_Decoded(), train, test, n=4, features=features)
+    reference, samples = features.seen
+    assert torch.equal(reference, test.x[:4]) and samples.shape == (4, 3, 16, 16)
+    assert value == pytest.approx(fid(reference.mean(dim=(2, 3)), samples.mean(dim=(2, 3))))
+
+
+def test_sample_features_prefers_inception_and_names_the_fix(random_inception, monkeypatch):
+    labelled = Dataset("toy-train", torch.rand(8, 1, 8, 8), torch.arange(8) % 2)
+    assert sample_features(labelled).name == "inception"  # the papers' features when present
+    monkeypatch.delenv("WISEALE_INCEPTION")
+    assert sample_features(labelled).name.startswith("classifier:")
+    with pytest.raises(WisealeError, match="needs images"):
+        sample_features(Dataset("flat-train", torch.rand(8, 5)))

@@ -87,18 +87,22 @@ def add_sample_fids(out: Path, methods: dict[str, Any], train_data: Dataset,
                     ) -> None:
     """Add ``fid_prior`` (metrics.sample_fid) to every method's test metrics, and
     ``fid_<kind>`` where ``fitted(name, run_dir, model)`` returns a (kind, sampler) fitted to
-    that run's aggregate posterior (a flow, a mixture; None: none for this run)."""
-    from wiseale.metrics import sample_fid
+    that run's aggregate posterior (a flow, a mixture; None: none for this run), with
+    ``fid_features`` naming the features they are measured in."""
+    from wiseale.metrics import sample_features, sample_fid
     from wiseale.training import load_run
 
+    features = sample_features(train_data)
     for name in methods:
         model = load_run(out / "runs" / name)[0]
         test = methods[name]["test"]
-        test["fid_prior"] = sample_fid(model, train_data, test_data)
+        test["fid_features"] = features.name
+        test["fid_prior"] = sample_fid(model, train_data, test_data, features=features)
         found = None if fitted is None else fitted(name, out / "runs" / name, model)
         if found is not None:
             kind, sampler = found
-            test[f"fid_{kind}"] = sample_fid(model, train_data, test_data, sampler=sampler)
+            test[f"fid_{kind}"] = sample_fid(model, train_data, test_data, sampler=sampler,
+                                             features=features)
 
 
 def write_results(out: Path, experiment: str, quick: bool, methods: dict[str, Any]) -> None:

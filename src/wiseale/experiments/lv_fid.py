@@ -18,10 +18,13 @@ reports the mixture's FID where there is one, so the ``Table 2 FID`` column does
 ``--quick``, on posterior samples of the first ``FIT_IMAGES`` training images (004 fitted on
 50k latents); each is fitted once and saved in the run as ``mixture-<M>.safetensors``.
 
-Data: fashion-mnist (default) and mnist, not CelebA: ``sample_fid`` measures the FID in the
-features of a classifier trained on the data set's labels, and CelebA is loaded without labels
-(at 004's 128 x 128 its 162,770 training images would also take 32 GB as float32). FIDs are
-therefore not comparable with 004's Inception FIDs; only their order is.
+Data: fashion-mnist (default), mnist and celeba (004 Table 2's third row, Table 4's data; the
+`lv-celeba` network at 128 x 128, Supp. B.2). FIDs are measured in ``metrics.sample_features``:
+Inception when ``$WISEALE_INCEPTION`` names its weights (comparable with 004's numbers), else a
+classifier trained on the data set's labels (only the order of the methods is comparable).
+CelebA has no labels here, so it needs the Inception weights; this is checked before any
+training. At 128 x 128, CelebA's 162,770 training images take 32 GB as float32, so the full
+scale needs a machine with about 40 GB of memory (``--quick`` loads 10,000 and 2,000).
 """
 
 from __future__ import annotations
@@ -38,8 +41,14 @@ from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.experiments import common
 from wiseale.experiments.common import Experiment, first_config, read_results
-from wiseale.experiments.lv_common import QUICK_VARIANCE, add_sample_fids, lv_config, setting
-from wiseale.metrics import sample_fid
+from wiseale.experiments.lv_common import (
+    DATA,
+    QUICK_VARIANCE,
+    add_sample_fids,
+    lv_config,
+    setting,
+)
+from wiseale.metrics import sample_features, sample_fid
 from wiseale.model import Autoencoder
 from wiseale.plots import plot_image_grid, save_figure
 from wiseale.samplers import (
@@ -54,7 +63,7 @@ from wiseale.samplers import (
 from wiseale.storage import atomic_write_text
 from wiseale.training import load_run
 
-DATA = ("fashion-mnist", "mnist")  # no CelebA: see the module docstring
+IWAE_DATA = ("fashion-mnist", "mnist")  # 004 Table 3
 RUNS: dict[str, dict[str, Any]] = {  # run name -> lv_config's arguments (004 Sec. 5.2)
     "lv-vae": {"method": "lv-vae", "likelihood": None},  # learned global sigma^2 (Eq. 9)
     "lv-vae-pixel": {"method": "lv-vae-pixel", "likelihood": None},  # Eq. 11, Alg. 1
@@ -89,12 +98,16 @@ def plans(names: tuple[str, ...], data: str, quick: bool, seed: int,
 def train_runs(experiment: str, out: Path, names: tuple[str, ...], quick: bool, seed: int,
                data: str | None, progress: bool, data_dir: str | None,
                device: str) -> tuple[str, dict[str, Any], Dataset, Dataset]:
-    """Check the data set, train the runs ``names`` into ``out/runs`` (finished ones are
-    reused) and return (data set, the methods block of results.json, train and test data)."""
-    data = common.choose_data(experiment, data, DATA)
+    """Check the data set (and, for the FID experiments, that its FID features exist), train
+    the runs ``names`` into ``out/runs`` (finished ones are reused) and return (data set, the
+    methods block of results.json, train and test data)."""
+    fid = experiment != "lv-iwae"
+    data = common.choose_data(experiment, data, DATA if fid else IWAE_DATA)
     configs = plans(names, data, quick, seed, data_dir, device)
     first = next(iter(configs.values()))
     train_data, test_data = load_split(first, "train"), load_split(first, "test")
+    if fid:
+        sample_features(train_data)  # fails now, not after hours of training
     methods = common.train_methods(configs, out, train_data, test_data, progress=progress)
     return data, methods, train_data, test_data
 
@@ -142,17 +155,23 @@ def claim(statement: str, holds: bool, detail: str) -> str:
 
 def setting_text(config: RunConfig, quick: bool) -> str:
     """The training setting of a report, from the first run's config."""
-    return (f"004 Supp. B.1 setting{' scaled down by --quick' if quick else ''}: "
+    supplement = "B.2" if config.data == "celeba" else "B.1"
+    return (f"004 Supp. {supplement} setting{' scaled down by --quick' if quick else ''}: "
             f"{config.net} network, d_z = {config.latent_dim}, batch {config.batch_size}, "
             f"Adam {config.lr:g}, {config.epochs} epochs on {config.n_train or 'all'} "
             f"training images of {config.data}, {config.n_test or 'all'} test images."
             + (f" {QUICK_VARIANCE}" if quick else ""))
 
 
-FID_NOTE = ("FIDs compare up to 2,000 test images with as many decoded samples (clamped to "
-            "[0, 1]) in the features of a classifier trained on this data set "
-            "(docs/metrics.md): they rank models but are not comparable with 004's Inception "
-            "FIDs.")
+def fid_note(features: str) -> str:
+    """What the FIDs of a report are measured in (``features``: the extractor's name)."""
+    text = ("FIDs compare up to 2,000 test images with as many decoded samples (clamped to "
+            "[0, 1]) ")
+    if features == "inception":
+        return text + "in the FID Inception features, as 004's."
+    return text + ("in the features of a classifier trained on this data set "
+                   "(docs/metrics.md): they rank models but are not comparable with 004's "
+                   "Inception FIDs.")
 
 
 def write_report(out: Path, lines: list[str]) -> Path:
@@ -221,7 +240,7 @@ def run_fid(out: Path, quick: bool = False, seed: int = 0, data: str | None = No
         "full-covariance Gaussians fitted by EM on one posterior sample per training image "
         "(not for WAE). sigma^2: the likelihood variance at the end of training (lv-vae's own, "
         "fixed otherwise); test MSE: per pixel, reconstructing from the posterior mean. "
-        + FID_NOTE, "",
+        + fid_note(methods["lv-vae"]["test"]["fid_features"]), "",
         table(["run", "sigma^2", "test MSE", "FID prior", "FID mixture", "Table 2 FID",
                "004 Table 2"], rows),
         "", *_fid_claims(methods), sigma2_note(methods["lv-vae"], len(train_data)), "",
@@ -300,11 +319,14 @@ def run_components(out: Path, quick: bool = False, seed: int = 0, data: str | No
     run_dir = out / "runs" / "lv-vae"
     model = load_run(run_dir)[0]
     entry = methods["lv-vae"]
-    entry["test"]["fid_prior"] = sample_fid(model, train_data, test_data)
+    features = sample_features(train_data)
+    entry["test"]["fid_features"] = features.name
+    entry["test"]["fid_prior"] = sample_fid(model, train_data, test_data, features=features)
     components = QUICK_COUNTS if quick else COUNTS
     mixtures = component_mixtures(run_dir, model, train_data.x, components, seed)
     entry["components"] = {
-        str(m): {"fid": sample_fid(model, train_data, test_data, sampler=mixture),
+        str(m): {"fid": sample_fid(model, train_data, test_data, sampler=mixture,
+                                   features=features),
                  **mixture.fit_info} for m, mixture in mixtures.items()}
     common.write_results(out, "lv-components", quick, methods)
     plot_components(out)
@@ -317,7 +339,8 @@ def run_components(out: Path, quick: bool = False, seed: int = 0, data: str | No
         setting_text(first_config({"methods": methods}), quick),
         "One lv-vae run; each mixture is fitted by "
         f"EM (full covariances, k-means start) on one posterior sample of each of the first "
-        f"{min(FIT_IMAGES, len(train_data))} training images. " + FID_NOTE, "",
+        f"{min(FIT_IMAGES, len(train_data))} training images. "
+        + fid_note(entry["test"]["fid_features"]), "",
         table(["M", "FID", "latents", "EM iterations", "converged"], rows), "",
         f"Prior N(0, I): FID {entry['test']['fid_prior']:.4g}. 004 Table 4 (CelebA, Inception "
         "FID, 50k latents): " + ", ".join(f"M = {m}: {v:g}" for m, v in

@@ -32,7 +32,7 @@ from wiseale.experiments.common import (
     train_methods,
     write_results,
 )
-from wiseale.metrics import sample_fid
+from wiseale.metrics import sample_features, sample_fid
 from wiseale.plots import plot_image_grid
 from wiseale.samplers import run_flow
 from wiseale.storage import atomic_write_text
@@ -141,15 +141,19 @@ def _add_fids(out: Path, methods: dict, train_data, test_data, flow_epochs: int,
               seed: int, progress: bool) -> None:
     """fid_prior for Table 2's rows and Table 7's sweep; fid_flow where Table 2 has one."""
     needs_prior = set(ROWS.values()) | {f"cwae-lambda-{_label(v)}" for v in CWAE_LAMBDAS}
+    features = sample_features(train_data)
     for name in methods:
         model = load_run(out / "runs" / name)[0]
+        if name in needs_prior | set(WITH_FLOW):
+            methods[name]["test"]["fid_features"] = features.name
         if name in needs_prior:
-            methods[name]["test"]["fid_prior"] = sample_fid(model, train_data, test_data)
+            methods[name]["test"]["fid_prior"] = sample_fid(model, train_data, test_data,
+                                                            features=features)
         if name in WITH_FLOW:
             flow = run_flow(out / "runs" / name, model, train_data.x, epochs=flow_epochs,
                             seed=seed, progress=progress)
             methods[name]["test"]["fid_flow"] = sample_fid(model, train_data, test_data,
-                                                           sampler=flow)
+                                                           sampler=flow, features=features)
             methods[name]["test"]["flow_train_nll"] = flow.history[-1]
 
 

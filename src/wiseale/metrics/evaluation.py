@@ -11,7 +11,13 @@ from wiseale import functional as F
 from wiseale.data import Dataset
 from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
-from wiseale.metrics.fid import classifier_features, image_fid
+from wiseale.metrics.fid import (
+    INCEPTION_ENV,
+    FeatureExtractor,
+    classifier_features,
+    image_fid,
+    inception_features,
+)
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
     iwae,
@@ -112,15 +118,32 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
 FID_N = 2_000
 
 
+def sample_features(train: Dataset) -> FeatureExtractor:
+    """The features :func:`sample_fid` measures in: Inception when ``$WISEALE_INCEPTION`` names
+    its weights (the papers' FID), else a classifier trained once (cached) on the labelled
+    training images (docs/metrics.md: not comparable with Inception FIDs). Unlabelled images
+    (CelebA) need Inception. The extractor's ``name`` says which; record it with the FID."""
+    if train.x.dim() != 4:
+        raise WisealeError(f"the FID needs images (N x C x H x W); {train.name} has samples of "
+                           f"shape {tuple(train.x.shape[1:])}")
+    inception = inception_features()
+    if inception is not None:
+        return inception
+    if train.y is None:
+        raise WisealeError(f"the FID of {train.name} needs Inception features (it has no labels "
+                           f"to train classifier features on): set ${INCEPTION_ENV} to a "
+                           "safetensors copy of the FID Inception weights (docs/metrics.md)")
+    return classifier_features(train.name.rsplit("-", 1)[0], train.x, train.y)
+
+
 def sample_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N,
-               sampler: LatentSampler | None = None) -> float:
+               sampler: LatentSampler | None = None,
+               features: FeatureExtractor | None = None) -> float:
     """FID between ``n`` test images and ``n`` decoded samples (clamped to [0, 1]) with z from
-    the prior, or from ``sampler`` (e.g. a flow, 003 Table 2's Q_Z column), in the features of
-    a classifier trained once (cached) on the labelled training images (docs/metrics.md: not
-    comparable with Inception FIDs)."""
-    if test.x.dim() != 4 or train.y is None:
-        raise WisealeError("the FID needs labelled images (N x C x H x W with labels)")
-    features = classifier_features(train.name.rsplit("-", 1)[0], train.x, train.y)
+    the prior, or from ``sampler`` (e.g. a flow, 003 Table 2's Q_Z column; a mixture, 004
+    Eq. 13), in ``features`` (default: :func:`sample_features` of ``train``)."""
+    if features is None:
+        features = sample_features(train)
     reference = test.x[:n]
     samples = model.sample(len(reference), torch.Generator().manual_seed(EVAL_SEED), sampler)
     return image_fid(features, reference, samples.clamp(0, 1))  # Gaussian means can overshoot

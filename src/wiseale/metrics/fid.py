@@ -122,7 +122,10 @@ def fid(features_a: ArrayLike, features_b: ArrayLike) -> float:
 
 
 class FeatureExtractor(Protocol):
-    """Images [N, C, H, W] float in [0, 1] -> features [N, F]; batched, without gradients."""
+    """Images [N, C, H, W] float in [0, 1] -> features [N, F]; batched, without gradients.
+    ``name`` says which features (FIDs in different features are not comparable)."""
+
+    name: str
 
     def __call__(self, images: Tensor) -> Tensor: ...
 
