@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wiseale.config import DEVICES, LR_SCHEDULES, PRECISIONS, RunConfig
+from wiseale.config import DEVICES, LR_SCHEDULES, ON_NONFINITE, PRECISIONS, RunConfig
 from wiseale.errors import WisealeError
 
 
@@ -106,7 +106,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
     p.add_argument("--data-option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a data-set option, e.g. binarize=true")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--on-nonfinite", choices=ON_NONFINITE, default="stop",
+                   help="a non-finite loss stops the run (the last checkpoint is kept) or "
+                   "skips that batch's update")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (after a "
+                   "kill, or SIGINT / SIGTERM, which save a checkpoint and exit 130 / 143)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from wiseale.training import train
+    from wiseale.training import Interrupted, train
 
     data = args.data
     if args.data_dir is None and Path(data).suffix and Path(data).exists():
@@ -170,8 +174,13 @@ def _train(args: argparse.Namespace) -> None:
         lr_milestones=args.lr_milestones,
         lr_gamma=args.lr_gamma[0] if len(args.lr_gamma) == 1 else args.lr_gamma, seed=args.seed,
         device=args.device, precision=args.precision, n_train=args.n_train, n_test=args.n_test,
-        data_dir=None if args.data_dir is None else str(args.data_dir.resolve()))
-    train(config, args.out, resume=args.resume, progress=not args.no_progress)
+        data_dir=None if args.data_dir is None else str(args.data_dir.resolve()),
+        on_nonfinite=args.on_nonfinite)
+    try:
+        train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    except Interrupted as exc:
+        sys.stderr.write(f"wiseale: {exc}\n")
+        raise SystemExit(128 + exc.signum) from None
     print(f"trained {args.method}: {args.out}/model.safetensors")
 
 

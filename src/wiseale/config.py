@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from wiseale.errors import WisealeError
@@ -11,6 +11,7 @@ from wiseale.errors import WisealeError
 LR_SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
+ON_NONFINITE = ("stop", "skip")
 
 
 @dataclass
@@ -22,6 +23,8 @@ class RunConfig:
     ``n_train``/``n_test`` of None use the whole split. ``micro_batch`` splits each batch for
     the networks while the regularisers see the whole batch (wiseale.wide). ``eval_size``
     test samples are evaluated after every epoch (all of them at the end of the run).
+    ``on_nonfinite`` is what a non-finite training loss does: ``stop`` the run (the last
+    checkpoint is kept) or ``skip`` that step's update (docs/reliability.md).
     """
 
     method: str
@@ -47,6 +50,7 @@ class RunConfig:
     data_dir: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
     sample_shape: list[int] | None = None
+    on_nonfinite: str = "stop"
 
     def validate(self) -> RunConfig:
         for name in ("latent_dim", "epochs", "batch_size", "eval_size"):
@@ -73,6 +77,8 @@ class RunConfig:
             raise WisealeError(f"unknown precision {self.precision!r}; use fp32 or bf16")
         if self.device not in DEVICES:
             raise WisealeError(f"unknown device {self.device!r}; use cpu or cuda")
+        if self.on_nonfinite not in ON_NONFINITE:
+            raise WisealeError(f"unknown on-nonfinite {self.on_nonfinite!r}; use stop or skip")
         return self
 
     def _validate_lr_gamma(self) -> None:
@@ -89,11 +95,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        if not isinstance(data, dict):
+            raise WisealeError(f"a config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise WisealeError(f"config has unknown fields {sorted(unknown)}; it was written by "
                                "another version of wiseale")
+        missing = {f.name for f in fields(cls) if f.default is MISSING
+                   and f.default_factory is MISSING} - set(data)
+        if missing:
+            raise WisealeError(f"config lacks the fields {sorted(missing)}; it is corrupt")
         return cls(**data)
 
 

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-# Documented bounds (docs/deviations.md): sigma >= SIGMA_MIN keeps log sigma finite where the
-# paper's "FC -> ReLU" head (001 App. D.1) can output exactly 0.
+# Documented bounds (docs/deviations.md, docs/reliability.md): sigma >= SIGMA_MIN keeps
+# log sigma finite where the paper's "FC -> ReLU" head (001 App. D.1) can output exactly 0;
+# sigma <= SIGMA_MAX (log sigma^2 <= LOGVAR_MAX) keeps sigma^2, z and exp(logvar) finite
+# for any features, in float32 and under bf16 autocast alike.
 SIGMA_MIN = 1e-3
 LOGVAR_MAX = 20.0
+SIGMA_MAX = math.exp(LOGVAR_MAX / 2)  # about 22026
 
 
 @dataclass
@@ -33,7 +36,8 @@ class Posterior:
 class GaussianNoise(nn.Module):
     """q(z|x) = N(mu(x), diag sigma(x)^2), z = mu + sigma * eps (001 Alg. 1).
 
-    sigma = softplus(FC(h)) + SIGMA_MIN instead of the paper's FC -> ReLU, which can be 0.
+    sigma = softplus(FC(h)) + SIGMA_MIN instead of the paper's FC -> ReLU, which can be 0,
+    clamped at SIGMA_MAX; the sample and log-variance use the same clamped sigma.
     """
 
     def __init__(self, feature_dim: int, latent_dim: int):
@@ -43,8 +47,8 @@ class GaussianNoise(nn.Module):
 
     def forward(self, h: Tensor, sample: bool = True) -> Posterior:
         mu = self.mu_head(h)
-        sigma = nn.functional.softplus(self.sigma_head(h)) + SIGMA_MIN
-        logvar = (2.0 * sigma.log()).clamp(max=LOGVAR_MAX)
+        sigma = (nn.functional.softplus(self.sigma_head(h)) + SIGMA_MIN).clamp(max=SIGMA_MAX)
+        logvar = 2.0 * sigma.log()
         z = mu + sigma * torch.randn_like(mu) if sample else mu
         return Posterior(mu, logvar, z)
 

@@ -1,10 +1,15 @@
 """Files of a run: atomic writes, weights and checkpoints in safetensors, configs in JSON.
 
-Nothing here unpickles: loading a file can never execute code.
+Nothing here unpickles: loading a file can never execute code. Every file is written to a
+temporary file beside it, fsynced and renamed over it, so a crash (even SIGKILL or a power
+cut) leaves the old file or the new one; a SHA-256 of the tensors and meta in each
+safetensors header refuses a file whose bytes changed after it was written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -13,22 +18,24 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from wiseale.errors import WisealeError
 
 FORMAT_VERSION = 1
-META_KEY = "wiseale"
+META_KEY, DIGEST_KEY = "wiseale", "sha256"
+TEMPORARY = ".tmp"  # suffix of the files atomic_write_bytes writes before renaming them
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over
-    ``path``: readers see the old file or the new one, never a truncated one."""
+    ``path``: readers see the old file or the new one, never a truncated one. A failure
+    (full disk, no permission) raises a one-line WisealeError and leaves ``path`` as it was."""
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY)
         try:
             os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
             with os.fdopen(fd, "wb") as handle:
@@ -39,9 +46,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_directory(path.parent)
     except OSError as exc:
         raise WisealeError(f"cannot write {path}: {exc.strerror or exc}; check the directory's "
                            "permissions and free space") from None
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: not every file system can)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def check_writable(directory: Path) -> None:
+    """Raise a one-line WisealeError now if files cannot be created in ``directory``."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".write-test.", suffix=TEMPORARY)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise WisealeError(f"cannot write in {directory}: {exc.strerror or exc}; check its "
+                           "permissions and free space or choose another --out") from None
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Delete the temporary files that writes killed before their rename left behind."""
+    for path in Path(directory).glob(f".*{TEMPORARY}"):
+        path.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -61,31 +96,49 @@ def read_json(path: Path) -> Any:
         raise WisealeError(f"{path} is not valid JSON ({exc}); the file is corrupt") from None
 
 
+def _digest(tensors: dict[str, torch.Tensor], meta: str) -> str:
+    """SHA-256 of ``meta`` and every tensor's name, dtype, shape and bytes."""
+    sha = hashlib.sha256(meta.encode())
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        sha.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        sha.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return sha.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Tensors with a JSON ``meta`` block, as one safetensors file, written atomically."""
+    """Tensors with a JSON ``meta`` block and their SHA-256, as one safetensors file,
+    written atomically."""
     payload = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
-    header = {META_KEY: json.dumps({"format": FORMAT_VERSION, **meta})}
-    atomic_write_bytes(path, save(payload, metadata=header))
+    header = json.dumps({"format": FORMAT_VERSION, **meta})
+    atomic_write_bytes(path, save(payload, metadata={META_KEY: header,
+                                                     DIGEST_KEY: _digest(payload, header)}))
+
+
+def _header(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's bytes."""
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + size]).get("__metadata__") or {}
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, meta) of a file written by :func:`save_tensors`; refuses anything else."""
+    """(tensors, meta) of a file written by :func:`save_tensors`; refuses anything else:
+    a truncated or corrupt file, a changed byte, another format version."""
     path = Path(path)
     if not path.exists():
         raise WisealeError(f"{path} does not exist")
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        tensors = load_file(str(path))
+        data = path.read_bytes()
+        tensors, header = load(data), _header(data)
         meta = json.loads(header[META_KEY])
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+    except (SafetensorError, OSError, KeyError, ValueError, AttributeError) as exc:
         raise WisealeError(f"{path} is not a readable wiseale safetensors file ({exc}); it is "
                            "corrupt or truncated") from None
-    if meta.get("format") != FORMAT_VERSION:
-        raise WisealeError(f"{path} has format {meta.get('format')}, this wiseale reads "
-                           f"{FORMAT_VERSION}")
+    if DIGEST_KEY in header and header[DIGEST_KEY] != _digest(tensors, header[META_KEY]):
+        raise WisealeError(f"{path} fails its SHA-256 check; the file is corrupt")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise WisealeError(f"{path} has format {found}, this wiseale reads {FORMAT_VERSION}")
     return tensors, meta
 
 
@@ -100,9 +153,15 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer,
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                       param_groups: list, prefix: str = "optim") -> None:
+    """Load the state :func:`optimizer_tensors` saved; a one-line WisealeError if it belongs
+    to other parameters."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(f"{prefix}/"):
             _, index, name = key.split("/", 2)
             state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WisealeError(f"the saved {prefix} state does not fit this model's optimiser "
+                           f"({exc}); the file belongs to another run") from None
