@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,47 @@ DATASETS["toy-shapes"] = (load_toy_shapes, "64x64 squares with 4 known discrete 
 
 __all__ = ["DATASETS", "Dataset", "load"]
 
+COUNTS = ("n_train", "n_test", "limit")  # sample counts of a named set
+MAX_COUNT = 10_000_000  # more samples than any data set here holds
+
+
+def _requirement(key: str, value: Any, default: Any) -> str | None:
+    """What an option ``key`` with this ``default`` must be, or None if ``value`` is fine."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, float):
+        finite = (is_int or isinstance(value, float)) and math.isfinite(value)
+        return None if finite else "a finite number"
+    if key in COUNTS:
+        fine = (value is None and default is None) or (is_int and 0 < value <= MAX_COUNT)
+        return None if fine else f"a positive integer (at most {MAX_COUNT:,})"
+    if key == "seed":
+        return None if is_int and value >= 0 else "a non-negative integer"
+    if isinstance(default, int):
+        return None if is_int else "an integer"
+    return None
+
+
+def _check_options(name: str, loader: Callable[..., Dataset], options: dict[str, Any]) -> None:
+    """Each option must have its default's type (counts and seeds in range): a one-line error
+    here instead of a NumPy exception deep in the loader."""
+    params = inspect.signature(loader).parameters
+    for key, value in options.items():
+        need = _requirement(key, value, params[key].default)
+        if need is not None:
+            flag = f"--{key.replace('_', '-')}" if key in COUNTS[:2] else f"--data-option {key}"
+            raise WisealeError(f"data set {name}: option {key} must be {need}, got {value!r}; "
+                               f"fix {flag}")
+
+
+def _call(what: str, loader: Callable[..., Dataset], *args: Any, **kwargs: Any) -> Dataset:
+    try:
+        return loader(*args, **kwargs)
+    except MemoryError:
+        raise WisealeError(f"not enough memory to load {what}; lower --n-train / --n-test or "
+                           "the limit option, or use a smaller file") from None
+
 
 def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = None,
          **options: Any) -> Dataset:
@@ -50,6 +93,9 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
     """
     if split not in SPLITS:
         raise WisealeError(f"unknown split {split!r}; use 'train' or 'test'")
+    if not name_or_path.strip():
+        raise WisealeError(f"no data set given; use one of {', '.join(DATASETS)} or a path to "
+                           "a .npy/.npz file")
     if name_or_path in DATASETS:
         loader = DATASETS[name_or_path][0]
         try:
@@ -57,13 +103,15 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
         except TypeError as exc:
             raise WisealeError(f"data set {name_or_path} does not take these options ({exc}); "
                                "check --data-option") from None
-        return loader(split=split, data_dir=data_dir, **options)
+        _check_options(name_or_path, loader, options)
+        return _call(f"{name_or_path} ({split})", loader, split=split, data_dir=data_dir,
+                     **options)
     if options:
         raise WisealeError(f"a data file takes no options; got {', '.join(options)}")
     if data_dir is not None and not Path(name_or_path).is_absolute():
         name_or_path = str(Path(data_dir) / name_or_path)
     path = Path(name_or_path)
     if path.suffix in (".npy", ".npz") or path.exists():
-        return load_array_file(path, split=split, **options)
+        return _call(str(path), load_array_file, path, split=split)
     raise WisealeError(f"unknown data set {name_or_path!r}; use one of {', '.join(DATASETS)} "
                        "or a path to a .npy/.npz file")

@@ -3,33 +3,64 @@
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from wiseale.data.dataset import Dataset
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, one_line
 
 TEST_FRACTION = 0.1
+# what np.load raises for a corrupt file (a damaged header reaches Python's tokenizer; one that
+# claims a huge shape, the allocator)
+NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, OverflowError,
+                     tokenize.TokenError, SyntaxError, NotImplementedError, MemoryError)
+MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # the first bytes of each format
+
+
+def real_dtype(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` holds real numbers (integers or floats, not complex, text or bool)."""
+    return np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+
+
+def _check_magic(path: Path) -> None:
+    """A one-line error for a file that does not even start like a .npy (or .npz: zip) file."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(MAGIC[path.suffix]))
+    except OSError as exc:
+        raise WisealeError(f"cannot read {path}: {exc.strerror or one_line(exc)}; check the "
+                           "path and its permissions") from None
+    if head != MAGIC[path.suffix]:
+        what = "it is empty" if not head else f"not a {path.suffix} file (wrong magic bytes)"
+        raise WisealeError(f"cannot read {path}: {what}; save your array with numpy.save or "
+                           "numpy.savez")
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         raise WisealeError(f"data file {path} does not exist; check the path")
-    if path.suffix not in (".npy", ".npz"):
+    if path.suffix not in MAGIC:
         raise WisealeError(f"{path} is not a .npy or .npz file; save your array with numpy.save "
                            "or numpy.savez")
+    _check_magic(path)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
         else:
             arrays = {"x": np.load(path, allow_pickle=False)}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise WisealeError(f"cannot read {path} as a NumPy array ({exc}); save it with "
-                           "numpy.save or numpy.savez, without object arrays") from None
+    except NUMPY_READ_ERRORS as exc:
+        raise WisealeError(f"cannot read {path} as a NumPy array ({one_line(exc)}); save it "
+                           "with numpy.save or numpy.savez, without object arrays") from None
+    not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if not_arrays:
+        raise WisealeError(f"{path}: entries {', '.join(not_arrays)} are not .npy arrays; save "
+                           "the archive with numpy.savez")
     if "x" not in arrays:
         if len(arrays) != 1 or "x_test" in arrays:
             raise WisealeError(f"{path} holds {sorted(arrays)}; name the data array 'x'")
@@ -38,7 +69,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 
 def _as_float(path: Path, key: str, array: np.ndarray) -> torch.Tensor:
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+    if not real_dtype(array.dtype):
         raise WisealeError(f"{path}:{key} has dtype {array.dtype}; store real numbers")
     if array.ndim not in (2, 3, 4):
         raise WisealeError(f"{path}:{key} has shape {array.shape}; use N x D vectors, N x C x L "

@@ -74,7 +74,7 @@ def _read_partition(directory: Path) -> tuple[Path, dict[str, int]] | None:
             path = folder / name
             if path.is_file():
                 partition = {}
-                for line in path.read_text().splitlines():
+                for line in path.read_text(errors="replace").splitlines():
                     parts = line.replace(",", " ").split()
                     if len(parts) == 2 and parts[1] in ("0", "1", "2"):
                         partition[parts[0]] = int(parts[1])
@@ -114,7 +114,7 @@ def load_image(path: Path, crop: int, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-    except OSError as exc:
+    except Exception as exc:  # Pillow raises many types (OSError, ValueError, ...) when damaged
         raise WisealeError(f"cannot read image {path} ({' '.join(str(exc).split())}); remove "
                            "or replace it") from None
     width, height = image.size

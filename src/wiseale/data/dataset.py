@@ -39,7 +39,8 @@ class Dataset:
         if not torch.isfinite(self.x).all():
             bad = int((~torch.isfinite(self.x)).flatten(1).any(1).nonzero()[0])
             raise WisealeError(f"data set {self.name} has NaN or Inf values (first in sample "
-                               f"{bad}); clean or drop those samples")
+                               f"{bad}; float32 overflows beyond 3.4e38); clean, rescale or drop "
+                               "those samples")
 
     def __len__(self) -> int:
         return self.x.shape[0]

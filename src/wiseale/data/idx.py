@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import urllib.request
 import zlib
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from wiseale.data.dataset import Dataset
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, one_line
 
 # IDX type codes (third byte of the magic number) and their big-endian NumPy dtypes
 IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -55,11 +56,6 @@ DOWNLOAD_TIMEOUT = 20.0  # seconds per connection attempt
 BINARY_THRESHOLD = 0.5
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 def read_idx(path: str | Path) -> np.ndarray:
     """The array in an IDX file (gzipped files are decompressed), in its stored dtype.
 
@@ -75,7 +71,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise WisealeError(f"IDX file {path} does not exist; check the path") from None
     except (OSError, EOFError, zlib.error) as exc:
-        raise WisealeError(f"{bad} ({_one_line(exc)}); download it again") from None
+        raise WisealeError(f"{bad} ({one_line(exc)}); download it again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise WisealeError(f"{bad} (bad magic number); download it again")
     code, ndim = data[2], data[3]
@@ -85,7 +81,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise WisealeError(f"{bad} (truncated header); download it again")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     found = len(data) - 4 - 4 * ndim
     if found != expected:
         what = "truncated" if found < expected else "has trailing bytes"
@@ -147,7 +143,7 @@ def download_mnist(directory: Path, fetch: Callable[[str], bytes] | None = None)
             try:
                 data = fetch(mirror + file_name)
             except Exception as exc:  # any failure: try the next mirror
-                errors.append(f"{mirror}: {_one_line(exc)}")
+                errors.append(f"{mirror}: {one_line(exc)}")
                 continue
             if hashlib.sha256(data).hexdigest() != digest:
                 errors.append(f"{mirror}: SHA-256 mismatch")
@@ -226,7 +222,7 @@ def load_mnist(split: str = "train", data_dir: str | Path | None = None,
             if target.is_dir() and not any(target.iterdir()):
                 target.rmdir()  # leave no empty folder behind
             raise WisealeError(_not_found("MNIST", searched, f"{target} or pass --data-dir DIR")
-                               + f" (download failed: {_one_line(exc)})") from None
+                               + f" (download failed: {one_line(exc)})") from None
         directory = target
     return load_idx_split(directory, split, "mnist", binarize)
 

@@ -16,7 +16,6 @@ that shuffled split (the full sets are 12 GB and 24 GB as float32). x is float32
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wiseale.data.arrays import NUMPY_READ_ERRORS, real_dtype
 from wiseale.data.celeba import _positive_int
 from wiseale.data.dataset import Dataset
-from wiseale.data.idx import _candidates, _one_line
-from wiseale.errors import WisealeError
+from wiseale.data.idx import _candidates
+from wiseale.errors import WisealeError, one_line
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SHAPES3D_FILE = "3dshapes.h5"
@@ -87,7 +87,16 @@ def _take_rows(source: Any, idx: np.ndarray, block: int = 16_384) -> np.ndarray:
     return out
 
 
+def _real_array(source: Any) -> bool:
+    """Whether ``source`` is a NumPy array or h5py data set of real numbers."""
+    dtype = getattr(source, "dtype", None)
+    return hasattr(source, "shape") and isinstance(dtype, np.dtype) and real_dtype(dtype)
+
+
 def _check(path: Path, images: Any, factors: Any, ndim: int) -> None:
+    if not (_real_array(images) and _real_array(factors)):
+        raise WisealeError(f"{path}: its images and factors must be arrays of real numbers; use "
+                           "the published file")
     if images.ndim != ndim or tuple(images.shape[1:3]) != (SIZE, SIZE) or factors.ndim != 2 \
             or factors.shape[0] != images.shape[0] or factors.shape[1] != 6:
         raise WisealeError(f"{path} holds images {tuple(images.shape)} and factors "
@@ -114,8 +123,8 @@ def load_dsprites(split: str = "train", data_dir: str | Path | None = None,
                 raise WisealeError(f"{path} lacks {', '.join(sorted(missing))}; use the "
                                    "published dSprites .npz")
             images, values = npz["imgs"], npz["latents_values"]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise WisealeError(f"cannot read {path} ({_one_line(exc)}); download it again") from None
+    except NUMPY_READ_ERRORS as exc:
+        raise WisealeError(f"cannot read {path} ({one_line(exc)}); download it again") from None
     _check(path, images, values, 3)
     idx = shuffled_split(len(images), split, seed, limit)
     x = torch.from_numpy(_take_rows(images, idx)).to(torch.float32).unsqueeze(1)
@@ -144,8 +153,8 @@ def load_3dshapes(split: str = "train", data_dir: str | Path | None = None,
             _check(path, images, labels, 4)
             idx = shuffled_split(images.shape[0], split, seed, limit)
             pixels, values = _take_rows(images, idx), labels[()][idx]
-    except OSError as exc:
-        raise WisealeError(f"cannot read {path} ({_one_line(exc)}); download it again") from None
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # what h5py raises when corrupt
+        raise WisealeError(f"cannot read {path} ({one_line(exc)}); download it again") from None
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
     return Dataset(f"3dshapes-{split}", x, None, torch.from_numpy(values.astype(np.float32)))
 
