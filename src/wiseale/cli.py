@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wiseale.config import DEVICES, LR_SCHEDULES, ON_NONFINITE, PRECISIONS, RunConfig
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +60,7 @@ def _option(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"options are KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..." nested deeply
         return key, value
 
 
@@ -238,24 +238,46 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"{args.n} samples ({args.sampler}): {args.out}")
 
 
+def _metrics_row(path: Path, number: int, line: str, first: dict | None) -> dict:
+    """Line ``number`` of a metrics.jsonl: an object with an integer epoch and the keys of the
+    ``first`` row."""
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        row = None
+    if not (isinstance(row, dict) and isinstance(row.get("epoch"), int)
+            and (first is None or first.keys() <= row.keys())):
+        raise WisealeError(f"{path}: line {number} is not a metrics row like the others; the "
+                           "file is damaged: fix or delete that line")
+    return row
+
+
+def _history(path: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl, checked."""
+    rows: list[dict] = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if line.strip():
+            rows.append(_metrics_row(path, number, line, rows[0] if rows else None))
+    if not rows:
+        raise WisealeError(f"{path} is empty: no epoch has finished yet")
+    return rows
+
+
 def _plot(args: argparse.Namespace) -> None:
     from wiseale.experiments import EXPERIMENTS
     from wiseale.plots import plot_run_history
     from wiseale.storage import read_json
 
     directory = args.directory
-    if (directory / "results.json").exists():
-        name = read_json(directory / "results.json").get("experiment")
+    if (directory / "results.json").is_file():
+        results = read_json(directory / "results.json")
+        name = results.get("experiment") if isinstance(results, dict) else None
         if name not in EXPERIMENTS:
             raise WisealeError(f"{directory}/results.json names no known experiment ({name!r})")
         figures = EXPERIMENTS[name].plot(directory)
-    elif (directory / "metrics.jsonl").exists():
-        rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()
-                if line]
-        if not rows:
-            raise WisealeError(f"{directory}/metrics.jsonl is empty: no epoch has finished yet")
+    elif (directory / "metrics.jsonl").is_file():
         figures = [directory / "curves.png"]
-        plot_run_history(rows, figures[0])
+        plot_run_history(_history(directory / "metrics.jsonl"), figures[0])
     else:
         raise WisealeError(f"{directory} has neither results.json nor metrics.jsonl; give an "
                            "experiment or run directory")
@@ -298,6 +320,17 @@ def _reproduce(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _describe(exc: Exception) -> str:
+    """One line for an error: a WisealeError's message, the file and reason of an OSError
+    (e.g. a name too long), else the type and message of a bug or unforeseen input."""
+    if isinstance(exc, WisealeError):
+        return one_line(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot use {exc.filename}: {exc.strerror or one_line(exc)}; check the path"
+    return f"unexpected {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the " \
+        "traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "plot": _plot,
@@ -306,20 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "experiments": lambda _: _experiments()}
     try:
         handlers[args.command](args)
-    except WisealeError as exc:
-        if args.debug:
-            raise
-        sys.stderr.write(f"wiseale: error: {exc}\n")
-        return 1
     except KeyboardInterrupt:
         sys.stderr.write("wiseale: interrupted; finished epochs are kept: continue with "
                          "`train --resume` or by running the same `reproduce` again\n")
         return 130
-    except Exception as exc:  # a bug or an unforeseen input: one line, details with --debug
+    except Exception as exc:  # one line; the traceback with --debug
         if args.debug:
             raise
-        sys.stderr.write(f"wiseale: error: unexpected {type(exc).__name__}: {exc} (rerun with "
-                         "--debug for the traceback)\n")
+        sys.stderr.write(f"wiseale: error: {_describe(exc)}\n")
         return 1
     return 0
 
