@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors that name the command to get help from."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         raise SystemExit(2)
 
 
