@@ -8,6 +8,7 @@ from wiseale.config import RunConfig
 def _threads_and_cache(tmp_path_factory, monkeypatch):
     torch.set_num_threads(1)  # repeatable timings-free tests; CI has 2 cores
     monkeypatch.setenv("WISEALE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.delenv("WISEALE_INCEPTION", raising=False)  # a user's weights change the FIDs
 
 
 @pytest.fixture

@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--fid", action="store_true", help="add fid_prior (labelled image data: a "
-                   "classifier is trained once per data set for its features)")
+    p.add_argument("--fid", action="store_true", help="add fid_prior, in Inception features "
+                   "when $WISEALE_INCEPTION is set, else a classifier's trained once on the "
+                   "data's labels")
     p = sub.add_parser("sample", help="decode samples of a trained run (prior, flow or "
                        "mixture)")
     p.add_argument("run_dir", type=Path)
@@ -186,14 +187,17 @@ def _train(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.build import load_split
-    from wiseale.metrics import evaluate_full, sample_fid
+    from wiseale.metrics import evaluate_full, sample_features, sample_fid
     from wiseale.training import load_run
 
     model, config = load_run(args.run_dir)
     data = load_split(config, args.split)
     metrics = evaluate_full(model, data.x, data.y)
     if args.fid:
-        metrics["fid_prior"] = sample_fid(model, load_split(config, "train"), data)
+        train = load_split(config, "train")
+        features = sample_features(train)
+        metrics["fid_features"] = features.name
+        metrics["fid_prior"] = sample_fid(model, train, data, features=features)
     print(json.dumps(metrics, indent=2))
 
 
