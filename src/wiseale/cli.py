@@ -64,6 +64,15 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _data_option(text: str) -> tuple[str, Any]:
+    """A data-set option KEY=VALUE; the split and the data directory are not options."""
+    key, value = _option(text)
+    if key in ("split", "data_dir"):
+        raise argparse.ArgumentTypeError(f"{key} is not a data-set option; the command sets the "
+                                         "split, and --data-dir the directory")
+    return key, value
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from wiseale.likelihoods import LIKELIHOODS
     from wiseale.nets import NETS
@@ -104,7 +113,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="default: chosen from the data's shape")
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
-    p.add_argument("--data-option", type=_option, action="append", default=[],
+    p.add_argument("--data-option", type=_data_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a data-set option, e.g. binarize=true")
     p.add_argument("--on-nonfinite", choices=ON_NONFINITE, default="stop",
                    help="a non-finite loss stops the run (the last checkpoint is kept) or "

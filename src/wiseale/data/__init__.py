@@ -65,9 +65,14 @@ def _requirement(key: str, value: Any, default: Any) -> str | None:
 
 
 def _check_options(name: str, loader: Callable[..., Dataset], options: dict[str, Any]) -> None:
-    """Each option must have its default's type (counts and seeds in range): a one-line error
-    here instead of a NumPy exception deep in the loader."""
+    """Each option must be one of the loader's and have its default's type (counts and seeds
+    in range): a one-line error here instead of a NumPy exception deep in the loader."""
     params = inspect.signature(loader).parameters
+    known = [key for key in params if key not in ("split", "data_dir")]
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        raise WisealeError(f"data set {name} does not take these options: {', '.join(unknown)}; "
+                           f"its options: {', '.join(known) or 'none'} (--data-option KEY=VALUE)")
     for key, value in options.items():
         need = _requirement(key, value, params[key].default)
         if need is not None:
@@ -98,11 +103,6 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
                            "a .npy/.npz file")
     if name_or_path in DATASETS:
         loader = DATASETS[name_or_path][0]
-        try:
-            inspect.signature(loader).bind(split=split, data_dir=data_dir, **options)
-        except TypeError as exc:
-            raise WisealeError(f"data set {name_or_path} does not take these options ({exc}); "
-                               "check --data-option") from None
         _check_options(name_or_path, loader, options)
         return _call(f"{name_or_path} ({split})", loader, split=split, data_dir=data_dir,
                      **options)
