@@ -1,16 +1,19 @@
 """Forward + backward time and extra peak memory of the aggregate KL bound (001 Eq. 21):
-wiseale's blockwise form with its hand-written backward against the naive formula, which
+wiseale's blockwise form with its hand-written backward, with the eager and the compiled
+(torch.compile) kernels of ``wiseale.pairwise``, against the naive formula, which
 materialises M x M x d tensors and lets autograd keep them (as the public third-party
 WiSE-ALE code does; here `functional.aggregate_kl_upper_bound_reference`).
 
-Every measurement runs in a fresh subprocess, so its peak resident memory (ru_maxrss) minus
-the memory after creating the inputs is that implementation's extra peak. Implementations
-alternate for each (M, d) so the machine's noise hits both; the median of ``--repeats``
-timed calls (after one warm-up) is reported. The naive form is skipped where its tensors
-would not fit (estimated need above ``--naive-limit-gb``).
+Every measurement runs in a fresh subprocess; its extra peak memory is the resident peak of
+the timed calls (VmHWM, reset after the warm-up) minus the resident memory before them.
+Implementations alternate for each (M, d) so the machine's noise hits them all; the median of
+``--repeats`` timed calls is reported, after a warm-up on an 8 x d input (where the compiled
+kernel compiles: the figure in brackets). The naive form is skipped where its tensors would
+not fit (estimated need above ``--naive-limit-gb``), the eager kernel above ``--eager-limit``
+pairwise elements M^2 d (minutes per call).
 
 The last column is the fraction of the machine's float32 matmul rate (measured here with a
-2048^3 torch.mm, a practical peak) that the blockwise kernel reaches, counting 20 flops per
+2048^3 torch.mm, a practical peak) that the compiled kernel reaches, counting 20 flops per
 (i, j, k) element for forward + backward (sub, add, reciprocal, 2 mul, log and sum forward;
 recomputing those, 2 exp per pair, t^2 - 1/s and two weighted sums backward; a log counted
 as one flop, so this flatters a kernel dominated by transcendental functions).
@@ -22,41 +25,56 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from wiseale.functional import aggregate_kl_upper_bound, aggregate_kl_upper_bound_reference
 
-IMPLEMENTATIONS = {"blockwise": aggregate_kl_upper_bound,
-                   "naive": aggregate_kl_upper_bound_reference}
+IMPLEMENTATIONS = {
+    "eager": lambda mu, logvar: aggregate_kl_upper_bound(mu, logvar, kernel="eager"),
+    "compiled": lambda mu, logvar: aggregate_kl_upper_bound(mu, logvar, kernel="compiled"),
+    "naive": aggregate_kl_upper_bound_reference,
+}
 FLOPS_PER_ELEMENT = 20
 NAIVE_TENSORS = 6  # M x M x d float32 tensors alive at the naive form's peak (estimate)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _status_mb(key: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak since the last reset) of this process, in MB."""
+    return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text())[1]) / 1024
 
 
 def worker(impl: str, m: int, d: int, repeats: int, threads: int) -> dict:
-    """Time ``repeats`` forward+backward calls of ``impl``; report time and extra peak RSS."""
+    """Time ``repeats`` forward+backward calls of ``impl``; report time and extra peak RSS.
+
+    A warm-up call on an 8 x d input first (the compiled kernel compiles there, for every
+    shape: its shapes are dynamic); then the peak is reset (/proc/self/clear_refs) and the
+    extra peak is the resident peak of the timed calls minus the resident memory before them.
+    """
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(m, d, generator=g).requires_grad_()
     logvar = (0.5 * torch.randn(m, d, generator=g) - 1).requires_grad_()
-    baseline = _rss_mb()
     fn = IMPLEMENTATIONS[impl]
+    started = time.perf_counter()
+    fn(mu[:8].detach().requires_grad_(), logvar[:8].detach().requires_grad_()).backward()
+    warm_up = time.perf_counter() - started
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = _status_mb("VmRSS")
     times = []
-    for _ in range(repeats + 1):  # the first call warms up
+    for _ in range(repeats + 1):
         started = time.perf_counter()
         fn(mu, logvar).backward()
         times.append(time.perf_counter() - started)
         mu.grad = logvar.grad = None
-    return {"seconds": statistics.median(times[1:]), "extra_peak_mb": _rss_mb() - baseline}
+    return {"seconds": statistics.median(times[1:]), "first_seconds": times[0],
+            "warm_up_seconds": warm_up, "extra_peak_mb": _status_mb("VmHWM") - baseline}
 
 
 def matmul_flops(threads: int, n: int = 2048) -> float:
@@ -83,6 +101,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048, 4096, 16384])
     parser.add_argument("--dims", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--naive-limit-gb", type=float, default=12.0)
+    parser.add_argument("--eager-limit", type=int, default=2**31,
+                        help="skip the eager kernel above this many pairwise elements M^2 d")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "M", "D"))
     args = parser.parse_args()
     if args.worker:
@@ -91,26 +111,39 @@ def main() -> None:
         return
     peak = matmul_flops(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, matmul {peak / 1e9:.1f} GFLOP/s")
-    print("| M | d | blockwise s | naive s | speed-up | blockwise extra MB | naive extra MB "
-          "| memory ratio | blockwise / matmul rate |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| M | d | compiled s (compile s) | eager s | naive s | compiled speed-up | eager "
+          "speed-up | compiled / eager / naive extra MB | memory ratio | compiled / matmul rate |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for m in args.sizes:
         for d in args.dims:
-            ours = _measure("blockwise", m, d, args.repeats, args.threads)
+            ours = _measure("compiled", m, d, args.repeats, args.threads)
+            eager = (_measure("eager", m, d, args.repeats, args.threads)
+                     if m * m * d <= args.eager_limit else None)
             naive_gb = NAIVE_TENSORS * m * m * d * 4 / 2**30
             naive = (_measure("naive", m, d, args.repeats, args.threads)
                      if naive_gb <= args.naive_limit_gb else None)
-            rate = FLOPS_PER_ELEMENT * m * m * d / ours["seconds"] / peak
-            cells = [f"{ours['seconds']:.4f}",
-                     "skipped" if naive is None else f"{naive['seconds']:.4f}",
-                     "-" if naive is None else f"{naive['seconds'] / ours['seconds']:.1f}x",
-                     f"{ours['extra_peak_mb']:.0f}",
-                     f"> {naive_gb * 1024:.0f} (est.)" if naive is None
-                     else f"{naive['extra_peak_mb']:.0f}",
-                     "-" if naive is None else
-                     f"{ours['extra_peak_mb'] / max(naive['extra_peak_mb'], 1):.3f}",
-                     f"{rate:.1%}"]
-            print(f"| {m} | {d} | " + " | ".join(cells) + " |", flush=True)
+            print(f"| {m} | {d} | " + " | ".join(_cells(ours, eager, naive, naive_gb, m, d, peak))
+                  + " |", flush=True)
+
+
+def _cells(ours: dict, eager: dict | None, naive: dict | None, naive_gb: float, m: int,
+           d: int, peak: float) -> list[str]:
+    def seconds(r: dict | None) -> str:
+        return "skipped" if r is None else f"{r['seconds']:.4f}"
+
+    def speed_up(r: dict | None) -> str:
+        return "-" if r is None or naive is None else f"{naive['seconds'] / r['seconds']:.1f}x"
+
+    def megabytes(r: dict | None) -> str:
+        return "-" if r is None else f"{r['extra_peak_mb']:.0f}"
+
+    naive_mb = f"> {naive_gb * 1024:.0f} (est.)" if naive is None else megabytes(naive)
+    ratio = ("-" if naive is None
+             else f"{ours['extra_peak_mb'] / max(naive['extra_peak_mb'], 1):.3f}")
+    rate = FLOPS_PER_ELEMENT * m * m * d / ours["seconds"] / peak
+    return [f"{ours['seconds']:.4f} ({ours['warm_up_seconds']:.1f})", seconds(eager),
+            seconds(naive), speed_up(ours), speed_up(eager),
+            f"{megabytes(ours)} / {megabytes(eager)} / {naive_mb}", ratio, f"{rate:.1%}"]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wiseale import functional
+from wiseale import pairwise as pairwise_module
 from wiseale.encoders import Posterior
 from wiseale.functional import (
     aggregate_kl_upper_bound,
@@ -108,7 +108,7 @@ def test_blockwise_bound_equals_literal_eq21_value_and_gradient(params, chunk, d
     mu, logvar = params
     chunk = _block(chunk, mu.shape[0])
     if default:  # the default block size, from a BLOCK_ELEMENTS that gives `chunk` rows
-        with mock.patch.object(functional, "BLOCK_ELEMENTS", (chunk + 1) * mu.numel() - 1):
+        with mock.patch.object(pairwise_module, "BLOCK_ELEMENTS", (chunk + 1) * mu.numel() - 1):
             ours, ours_grad = _value_and_grads(aggregate_kl_upper_bound, mu, logvar,
                                                weight=weight)
     else:

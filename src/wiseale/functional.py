@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wiseale.pairwise import mean_log_overlap
+
 LOG_2PI = math.log(2.0 * math.pi)
-BLOCK_ELEMENTS = 2**18  # default size of the aggregate KL's pairwise blocks
 MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -23,76 +24,25 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=-1)
 
 
-def aggregate_kl_upper_bound(mu: Tensor, logvar: Tensor, chunk_size: int | None = None) -> Tensor:
+def aggregate_kl_upper_bound(mu: Tensor, logvar: Tensor, chunk_size: int | None = None,
+                             kernel: str = "auto") -> Tensor:
     """Eq. 21-24: analytic upper bound of KL(q(z|batch) || N(0, I)) for the batch, in nats.
 
     ``q(z|batch) = 1/M sum_j N(mu_j, diag(sigma_j^2))`` (Eq. 10). The product over latent
     dimensions in Eq. 21 is summed in log space and the inner mean over j is a log-sum-exp;
     the ``log 2 pi`` of Eq. 22 and Eq. 24 cancel analytically and are never formed. The
-    pairwise term runs in blocks of ``chunk_size`` rows (by default about BLOCK_ELEMENTS = 2^18
-    elements, 1 MB in float32, per ``chunk_size x M x d`` temporary: blocks that stay in cache
-    ran several times faster than 2^24-element ones on the development CPU) with a hand-written
-    backward that recomputes each block (:class:`_PairwiseLogOverlap`), so the extra memory is
-    O(M d) plus one block, not O(M^2 d).
+    pairwise term (:func:`wiseale.pairwise.mean_log_overlap`) runs in blocks of ``chunk_size``
+    rows with a hand-written backward that recomputes each block, so the extra memory is
+    O(M d) plus one block, not O(M^2 d); ``kernel`` is ``eager``, ``compiled``
+    (torch.compile) or ``auto`` (compiled for large batches where it works).
     """
     if mu.shape != logvar.shape or mu.dim() != 2:
         raise ValueError(f"mu and logvar must both be [M, d]; got {tuple(mu.shape)} and "
                          f"{tuple(logvar.shape)}")
-    m = mu.shape[0]
-    chunk_size = chunk_size or max(1, BLOCK_ELEMENTS // (m * mu.shape[1]))
     var = logvar.exp()
-    first = _PairwiseLogOverlap.apply(mu, var, chunk_size) - math.log(m)
+    first = mean_log_overlap(mu, var, chunk_size, kernel) - math.log(mu.shape[0])
     second = 0.5 * (var + mu.square()).sum(dim=-1).mean()  # Eq. 24 without its log 2 pi
     return first + second
-
-
-def _log_overlap_block(mu_i: Tensor, var_i: Tensor, mu: Tensor,
-                       var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For rows i of a block against all j: (a_ij, t_ijk, 1/s_ijk) with s = var_i + var_j,
-    t = (mu_i - mu_j) / s and a_ij = -1/2 sum_k [(mu_ik - mu_jk)^2 / s_ijk + log s_ijk], the
-    log of Eq. 21's product over k without its 2 pi (Eq. 22-23)."""
-    diff = mu_i[:, None, :] - mu[None, :, :]
-    pair_var = var_i[:, None, :] + var[None, :, :]
-    inv = pair_var.reciprocal()
-    t = diff * inv
-    a = -0.5 * (diff * t + pair_var.log()).sum(dim=-1)
-    return a, t, inv
-
-
-class _PairwiseLogOverlap(torch.autograd.Function):
-    """mean_i logsumexp_j a_ij (Eq. 21's first term plus log M) with a blockwise backward.
-
-    a is symmetric, so with W_ij = exp(a_ij - L_i), L_i = logsumexp_j a_ij, the gradient of
-    the mean is 1/M sum_j (W_ij + W_ji) da_ij, and W_ji = exp(a_ij - L_j): each block of rows
-    needs only L (saved, [M]) and its own recomputed a, t, 1/s. Then
-    d/dmu_i = -1/M sum_j c_ij t_ij and d/dvar_i = 1/(2M) sum_j c_ij (t_ij^2 - 1/s_ij) with
-    c_ij = W_ij + W_ji.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, mu: Tensor, var: Tensor, chunk_size: int) -> Tensor:
-        lse = torch.cat([torch.logsumexp(_log_overlap_block(mu[r:r + chunk_size],
-                                                            var[r:r + chunk_size], mu, var)[0],
-                                         dim=1)
-                         for r in range(0, mu.shape[0], chunk_size)])
-        ctx.save_for_backward(mu, var, lse)
-        ctx.chunk_size = chunk_size
-        return lse.mean()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
-        mu, var, lse = ctx.saved_tensors
-        m, chunk_size = mu.shape[0], ctx.chunk_size
-        grad_mu, grad_var = torch.empty_like(mu), torch.empty_like(var)
-        scale = grad / m
-        for r in range(0, m, chunk_size):
-            rows = slice(r, r + chunk_size)
-            a, t, inv = _log_overlap_block(mu[rows], var[rows], mu, var)
-            c = ((a - lse[rows, None]).exp() + (a - lse[None, :]).exp()) * scale
-            grad_mu[rows] = -torch.einsum("ij,ijk->ik", c, t)
-            grad_var[rows] = 0.5 * torch.einsum("ij,ijk->ik", c, t.square() - inv)
-        return grad_mu, grad_var, None
 
 
 def aggregate_kl_upper_bound_reference(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -1,0 +1,156 @@
+"""The pairwise term of the aggregate KL bound (001 Eq. 21-23): mean_i logsumexp_j a_ij with
+
+    a_ij = -1/2 sum_k [(mu_ik - mu_jk)^2 / s_ijk + log s_ijk],  s_ijk = var_ik + var_jk,
+
+the log of Eq. 21's product over k without its 2 pi, in blocks of rows with a hand-written
+backward (:class:`_PairwiseLogOverlap`), so the extra memory is O(M d) plus one block.
+
+Two kernels evaluate the same block functions:
+
+- ``eager``: PyTorch operations on materialised [rows, M, d] blocks; any device, no compiler.
+- ``compiled``: the block functions fused by ``torch.compile`` (C++/OpenMP on CPU, Triton on
+  GPU): the [rows, M, d] terms are never stored, only [rows, M]. Compiled once per process,
+  device and dtype (shapes are dynamic); docs/performance.md has the speed-up.
+
+``auto`` takes the compiled kernel when M^2 d >= COMPILE_MIN_ELEMENTS (below that, compiling
+costs more than it saves) and a probe on a tiny input compiled and ran (else one warning and
+eager from then on); ``$WISEALE_COMPILE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+KERNELS = ("auto", "compiled", "eager")
+BLOCK_ELEMENTS = 2**18  # eager: elements of each [rows, M, d] block (1 MB in float32)
+COMPILED_BLOCK_ELEMENTS = 2**24  # compiled: rows x M x d per call (only [rows, M] is stored)
+COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024, d = 4)
+COMPILE_ENV = "WISEALE_COMPILE"
+
+BlockLse = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+BlockGrad = Callable[..., tuple[Tensor, Tensor]]
+
+
+def _log_overlap(mu_i: Tensor, var_i: Tensor, mu: Tensor,
+                 var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For rows i of a block against all j: (a_ij, t_ijk, 1/s_ijk), t = (mu_i - mu_j) / s."""
+    diff = mu_i[:, None, :] - mu[None, :, :]
+    pair_var = var_i[:, None, :] + var[None, :, :]
+    inv = pair_var.reciprocal()
+    t = diff * inv
+    a = -0.5 * (diff * t + pair_var.log()).sum(dim=-1)
+    return a, t, inv
+
+
+def _weighted_sum(c: Tensor, t: Tensor) -> Tensor:
+    """sum_j c_ij t_ijk: one fused reduction when compiled, a batched matmul in eager mode."""
+    if torch.compiler.is_compiling():
+        return (c[:, :, None] * t).sum(dim=1)
+    return torch.einsum("ij,ijk->ik", c, t)
+
+
+def block_lse(mu_i: Tensor, var_i: Tensor, mu: Tensor, var: Tensor) -> Tensor:
+    """L_i = logsumexp_j a_ij for the rows i of a block."""
+    return torch.logsumexp(_log_overlap(mu_i, var_i, mu, var)[0], dim=1)
+
+
+def block_grad(mu_i: Tensor, var_i: Tensor, lse_i: Tensor, mu: Tensor, var: Tensor,
+               lse: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of ``scale * sum_i L_i`` for the rows i of a block (see _PairwiseLogOverlap)."""
+    a, t, inv = _log_overlap(mu_i, var_i, mu, var)
+    c = ((a - lse_i[:, None]).exp() + (a - lse[None, :]).exp()) * scale
+    return -_weighted_sum(c, t), 0.5 * _weighted_sum(c, t.square() - inv)
+
+
+class _PairwiseLogOverlap(torch.autograd.Function):
+    """mean_i L_i with a blockwise backward.
+
+    a is symmetric, so with W_ij = exp(a_ij - L_i) the gradient of the mean is
+    1/M sum_j (W_ij + W_ji) da_ij, and W_ji = exp(a_ij - L_j): each block of rows needs only
+    L (saved, [M]) and its own recomputed a, t, 1/s. Then d/dmu_i = -1/M sum_j c_ij t_ij and
+    d/dvar_i = 1/(2M) sum_j c_ij (t_ij^2 - 1/s_ij) with c_ij = W_ij + W_ji.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, mu: Tensor, var: Tensor, chunk_size: int, lse_fn: BlockLse,
+                grad_fn: BlockGrad) -> Tensor:
+        lse = torch.cat([lse_fn(mu[r:r + chunk_size], var[r:r + chunk_size], mu, var)
+                         for r in range(0, mu.shape[0], chunk_size)])
+        ctx.save_for_backward(mu, var, lse)
+        ctx.chunk_size, ctx.grad_fn = chunk_size, grad_fn
+        return lse.mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        mu, var, lse = ctx.saved_tensors
+        m, chunk_size = mu.shape[0], ctx.chunk_size
+        grad_mu, grad_var = torch.empty_like(mu), torch.empty_like(var)
+        scale = grad / m
+        for r in range(0, m, chunk_size):
+            rows = slice(r, r + chunk_size)
+            grad_mu[rows], grad_var[rows] = ctx.grad_fn(mu[rows], var[rows], lse[rows], mu, var,
+                                                        lse, scale)
+        return grad_mu, grad_var, None, None, None
+
+
+_compiled: tuple[BlockLse, BlockGrad] | None = None
+_probed: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _compiled_kernels() -> tuple[BlockLse, BlockGrad]:
+    global _compiled
+    if _compiled is None:
+        _compiled = (torch.compile(block_lse, dynamic=True),
+                     torch.compile(block_grad, dynamic=True))
+    return _compiled
+
+
+def compiles(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the compiled kernel builds and runs here (probed once per device type and
+    dtype on a 3 x 2 input, forward and backward; a failure warns once)."""
+    key = (device.type, dtype)
+    if key not in _probed:
+        try:
+            x = torch.rand(3, 2, device=device, dtype=dtype, requires_grad=True)
+            _PairwiseLogOverlap.apply(x, x.exp(), 2, *_compiled_kernels()).backward()
+            _probed[key] = True
+        except Exception as exc:  # any compiler or toolchain failure: fall back to eager
+            _probed[key] = False
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(f"torch.compile failed on {device.type} {dtype} ({first}); the "
+                          "aggregate KL uses its eager kernel (set WISEALE_COMPILE=0 to skip "
+                          "the attempt)", RuntimeWarning, stacklevel=3)
+    return _probed[key]
+
+
+def _use_compiled(mu: Tensor, kernel: str) -> bool:
+    if kernel == "compiled":
+        return True
+    if kernel == "eager" or os.environ.get(COMPILE_ENV, "1") == "0":
+        return False
+    m, d = mu.shape
+    return m * m * d >= COMPILE_MIN_ELEMENTS and compiles(mu.device, mu.dtype)
+
+
+def mean_log_overlap(mu: Tensor, var: Tensor, chunk_size: int | None = None,
+                     kernel: str = "auto") -> Tensor:
+    """mean_i logsumexp_j a_ij for posteriors N(mu_j, diag(var_j)) [M, d], differentiable,
+    with the ``kernel`` (one of KERNELS), in blocks of ``chunk_size`` rows (default: about
+    BLOCK_ELEMENTS, or COMPILED_BLOCK_ELEMENTS, elements of rows x M x d: eager blocks that
+    stay in cache ran several times faster than 2^24-element ones on the development CPU)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown aggregate KL kernel {kernel!r}; use one of "
+                         f"{', '.join(KERNELS)}")
+    compiled = _use_compiled(mu, kernel)
+    if chunk_size is None:
+        elements = COMPILED_BLOCK_ELEMENTS if compiled else BLOCK_ELEMENTS
+        chunk_size = max(1, elements // mu.numel())
+    kernels = _compiled_kernels() if compiled else (block_lse, block_grad)
+    return _PairwiseLogOverlap.apply(mu, var, chunk_size, *kernels)

@@ -1,0 +1,64 @@
+"""The aggregate KL's pairwise kernels (wiseale.pairwise): the compiled kernel against the
+literal Eq. 21 in float64, and how ``auto`` chooses."""
+
+import pytest
+import torch
+
+from wiseale import pairwise
+from wiseale.functional import aggregate_kl_upper_bound, aggregate_kl_upper_bound_reference
+
+
+def _inputs(m: int, d: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mu = (2 * torch.randn(m, d, generator=g, dtype=torch.float64)).to(dtype)
+    logvar = (torch.randn(m, d, generator=g, dtype=torch.float64) - 1).to(dtype)
+    return mu.requires_grad_(), logvar.requires_grad_()
+
+
+def _value_and_grads(fn, mu, logvar):
+    value = fn(mu, logvar)
+    grads = torch.autograd.grad(3.0 * value, (mu, logvar))
+    return value.detach().double(), [g.double() for g in grads]
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+def test_compiled_kernel_equals_the_literal_formula(dtype, tol):
+    """001 Eq. 21-24 through torch.compile: value and both gradients, blocks of 8 rows over
+    M = 37 (a partial last block) and the default block size."""
+    mu, logvar = _inputs(37, 5, dtype)
+    ref, ref_grads = _value_and_grads(aggregate_kl_upper_bound_reference,
+                                      *(t.detach().double().requires_grad_() for t in (mu, logvar)))
+    for chunk in (8, None):
+        value, grads = _value_and_grads(
+            lambda a, b, c=chunk: aggregate_kl_upper_bound(a, b, c, kernel="compiled"),
+            mu, logvar)
+        assert torch.allclose(value, ref, rtol=tol, atol=0)
+        for ours, theirs in zip(grads, ref_grads, strict=True):
+            assert torch.allclose(ours, theirs, rtol=tol, atol=tol * theirs.abs().max())
+
+
+def test_auto_compiles_only_large_batches(monkeypatch):
+    mu = torch.zeros(64, 4)
+    monkeypatch.setattr(pairwise, "compiles", lambda device, dtype: True)
+    assert not pairwise._use_compiled(mu, "auto")  # 64^2 * 4 < COMPILE_MIN_ELEMENTS
+    monkeypatch.setattr(pairwise, "COMPILE_MIN_ELEMENTS", 64 * 64 * 4)
+    assert pairwise._use_compiled(mu, "auto") and not pairwise._use_compiled(mu, "eager")
+    monkeypatch.setenv("WISEALE_COMPILE", "0")
+    assert not pairwise._use_compiled(mu, "auto") and pairwise._use_compiled(mu, "compiled")
+    with pytest.raises(ValueError, match="unknown aggregate KL kernel 'fused'; use one of auto"):
+        aggregate_kl_upper_bound(mu, mu, kernel="fused")
+
+
+def test_a_failing_compiler_warns_once_and_falls_back_to_eager(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no C++ compiler found\nsecond line")
+
+    monkeypatch.setattr(pairwise, "_compiled", (broken, broken))
+    monkeypatch.setattr(pairwise, "_probed", {})
+    monkeypatch.setattr(pairwise, "COMPILE_MIN_ELEMENTS", 1)
+    mu, logvar = _inputs(6, 3, torch.float32)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile failed on cpu torch.float32 \(no C"):
+        value = aggregate_kl_upper_bound(mu, logvar)
+    expected = aggregate_kl_upper_bound(mu, logvar, kernel="eager")
+    assert torch.equal(value, expected)
+    assert pairwise._probed == {("cpu", torch.float32): False}
