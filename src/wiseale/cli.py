@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -287,7 +288,12 @@ def _plot(args: argparse.Namespace) -> None:
         name = results.get("experiment") if isinstance(results, dict) else None
         if name not in EXPERIMENTS:
             raise WisealeError(f"{directory}/results.json names no known experiment ({name!r})")
-        figures = EXPERIMENTS[name].plot(directory)
+        try:
+            figures = EXPERIMENTS[name].plot(directory)
+        except (KeyError, TypeError, IndexError) as exc:  # a results.json written by hand
+            raise WisealeError(f"{directory}/results.json lacks what the {name} figures need "
+                               f"({type(exc).__name__}: {exc}); run `wiseale reproduce {name}` "
+                               "again to rewrite it") from None
     elif (directory / "metrics.jsonl").is_file():
         figures = [directory / "curves.png"]
         plot_run_history(_history(directory / "metrics.jsonl"), figures[0])
@@ -352,10 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "experiments": lambda _: _experiments()}
     try:
         handlers[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # training's Interrupted carries SIGINT or SIGTERM
         sys.stderr.write("wiseale: interrupted; finished epochs are kept: continue with "
                          "`train --resume` or by running the same `reproduce` again\n")
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception as exc:  # one line; the traceback with --debug
         if args.debug:
             raise

@@ -20,8 +20,9 @@ MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) for each row, shape [M] (the AEVB term, Eq. 26)."""
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) for each row, shape [M] (the AEVB term, Eq. 26);
+    exp(logvar) - 1 as expm1, which keeps each term >= 0 near logvar = 0 in float32."""
+    return 0.5 * (mu.square() + torch.expm1(logvar) - logvar).sum(dim=-1)
 
 
 def aggregate_kl_upper_bound(mu: Tensor, logvar: Tensor, chunk_size: int | None = None,
@@ -136,10 +137,12 @@ def bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:
 
 def pairwise_gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor | float) -> Tensor:
     """Matrix [i, j] = -log N(x_j | mean_i, exp(logvar) I), via one matrix product (Eq. 15);
-    ``logvar`` is one global log-variance (a float or a scalar tensor)."""
+    ``logvar`` is one global log-variance (a float or a scalar tensor). The squared distances
+    |m|^2 + |x|^2 - 2 m.x are formed in float64: in float32 they cancel when x is near the mean
+    (an error of 0.9 nats per image at sigma^2 = 1e-4 on 784 pixels)."""
     logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
-    xf, mf = x.flatten(1), mean.flatten(1)
-    sq = mf.square().sum(1)[:, None] + xf.square().sum(1)[None, :] - 2.0 * mf @ xf.T
+    xf, mf = x.flatten(1).double(), mean.flatten(1).double()
+    sq = (mf.square().sum(1)[:, None] + xf.square().sum(1)[None, :] - 2.0 * mf @ xf.T).to(x.dtype)
     d = xf.shape[1]
     return 0.5 * (d * (LOG_2PI + logvar) + sq.clamp_min(0.0) * torch.exp(-logvar))
 

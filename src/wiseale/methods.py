@@ -125,7 +125,7 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
         if isinstance(default, float) or default is None:  # None: a number, or derived
             try:
                 value = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise WisealeError(f"option {key} of {method.name} must be a number, got "
                                    f"{value!r}") from None
             if not value >= 0 or value == float("inf"):

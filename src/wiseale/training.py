@@ -309,10 +309,10 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
            test_data: Dataset, world: World) -> Autoencoder:
     """The loop of :func:`train`; with several processes (torchrun) each takes its slice of
     every global batch of world.size x batch_size samples and rank 0 writes the files."""
+    run = _setup(config, out, world)  # first: a network that does not fit writes nothing
     if world.main:
         _prepare_dir(out, resume)
     barrier(world)
-    run = _setup(config, out, world)
     state, history = _restore(run) if resume else (EpochState(0), [])
     x = train_data.x.to(run.device)
     x_eval = test_data.x[:config.eval_size].to(run.device)
@@ -536,6 +536,9 @@ def load_run(run_dir: str | Path) -> tuple[Autoencoder, RunConfig]:
     if not run_dir.is_dir():
         raise WisealeError(f"{run_dir} is not a directory; give a run directory made by "
                            "`wiseale train`")
+    if not (run_dir / WEIGHTS).is_file():
+        raise WisealeError(f"{run_dir} has no {WEIGHTS}: not a finished wiseale run; finish it "
+                           f"with `wiseale train --resume --out {run_dir} ...` or give another")
     tensors, meta = load_tensors(run_dir / WEIGHTS)
     config = RunConfig.from_dict(meta.get("config"))
     on_disk = RunConfig.from_dict(read_json(run_dir / CONFIG)).to_dict()  # older: defaults
