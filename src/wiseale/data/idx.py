@@ -28,6 +28,7 @@ import torch
 
 from wiseale.data.dataset import Dataset
 from wiseale.errors import WisealeError, one_line
+from wiseale.storage import atomic_write_bytes
 
 # IDX type codes (third byte of the magic number) and their big-endian NumPy dtypes
 IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -148,9 +149,7 @@ def download_mnist(directory: Path, fetch: Callable[[str], bytes] | None = None)
             if hashlib.sha256(data).hexdigest() != digest:
                 errors.append(f"{mirror}: SHA-256 mismatch")
                 continue
-            partial = target.with_suffix(".gz.part")
-            partial.write_bytes(data)
-            partial.replace(target)
+            atomic_write_bytes(target, data)  # a temporary file, fsynced, then renamed
             break
         else:
             raise OSError(f"cannot download {file_name} ({'; '.join(errors)})")

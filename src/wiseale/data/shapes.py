@@ -117,7 +117,7 @@ def load_dsprites(split: str = "train", data_dir: str | Path | None = None,
     limit = _options(limit, seed)
     path = _find("dsprites", DSPRITES_FILE, data_dir)
     try:
-        with np.load(path) as npz:
+        with np.load(path, allow_pickle=False) as npz:
             missing = {"imgs", "latents_values"} - set(npz.files)
             if missing:
                 raise WisealeError(f"{path} lacks {', '.join(sorted(missing))}; use the "
