@@ -7,8 +7,8 @@ WiSE-ALE code does; here `functional.aggregate_kl_upper_bound_reference`).
 Every measurement runs in a fresh subprocess; its extra peak memory is the resident peak of
 the timed calls (VmHWM, reset after the warm-up) minus the resident memory before them.
 Implementations alternate for each (M, d) so the machine's noise hits them all; the median of
-``--repeats`` timed calls is reported, after a warm-up on an 8 x d input (where the compiled
-kernel compiles: the figure in brackets). The naive form is skipped where its tensors would
+``--repeats`` timed calls is reported, after a warm-up call (where the compiled kernel
+compiles: the figure in brackets). The naive form is skipped where its tensors would
 not fit (estimated need above ``--naive-limit-gb``), the eager kernel above ``--eager-limit``
 pairwise elements M^2 d (minutes per call).
 
@@ -53,18 +53,22 @@ def _status_mb(key: str) -> float:
 def worker(impl: str, m: int, d: int, repeats: int, threads: int) -> dict:
     """Time ``repeats`` forward+backward calls of ``impl``; report time and extra peak RSS.
 
-    A warm-up call on an 8 x d input first (the compiled kernel compiles there, for every
-    shape: its shapes are dynamic); then the peak is reset (/proc/self/clear_refs) and the
-    extra peak is the resident peak of the timed calls minus the resident memory before them.
+    A warm-up call first: the compiled kernel's at full size (it compiles there, for this
+    shape), the others' on an 8 x d input (so that no big freed block is kept for the timed
+    calls); then the peak is reset (/proc/self/clear_refs) and the extra peak is the resident
+    peak of the timed calls minus the resident memory before them.
     """
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(m, d, generator=g).requires_grad_()
     logvar = (0.5 * torch.randn(m, d, generator=g) - 1).requires_grad_()
     fn = IMPLEMENTATIONS[impl]
+    warm = (mu, logvar) if impl == "compiled" else (t[:8].detach().requires_grad_()
+                                                    for t in (mu, logvar))
     started = time.perf_counter()
-    fn(mu[:8].detach().requires_grad_(), logvar[:8].detach().requires_grad_()).backward()
+    fn(*warm).backward()
     warm_up = time.perf_counter() - started
+    mu.grad = logvar.grad = None
     Path("/proc/self/clear_refs").write_text("5")
     baseline = _status_mb("VmRSS")
     times = []

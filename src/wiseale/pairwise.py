@@ -9,12 +9,15 @@ Two kernels evaluate the same block functions:
 
 - ``eager``: PyTorch operations on materialised [rows, M, d] blocks; any device, no compiler.
 - ``compiled``: the block functions fused by ``torch.compile`` (C++/OpenMP on CPU, Triton on
-  GPU): the [rows, M, d] terms are never stored, only [rows, M]. Compiled once per process,
-  device and dtype (shapes are dynamic); docs/performance.md has the speed-up.
+  GPU): the [rows, M, d] terms are never stored, only [rows, M]. The first shapes get kernels
+  specialised to them (at d = 4 about 3x faster than shape-generic ones), later new shapes
+  one shape-generic kernel (torch.compile's automatic dynamic shapes), so a training run
+  compiles a few times at most; docs/performance.md has the speed-up.
 
 ``auto`` takes the compiled kernel when M^2 d >= COMPILE_MIN_ELEMENTS (below that, compiling
-costs more than it saves) and a probe on a tiny input compiled and ran (else one warning and
-eager from then on); ``$WISEALE_COMPILE=0`` turns it off.
+costs more than it saves) and its first use on this device and dtype (forward and backward on
+a copy of the input) compiled and ran; else one warning and eager from then on.
+``$WISEALE_COMPILE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -107,24 +110,25 @@ _probed: dict[tuple[str, torch.dtype], bool] = {}
 def _compiled_kernels() -> tuple[BlockLse, BlockGrad]:
     global _compiled
     if _compiled is None:
-        _compiled = (torch.compile(block_lse, dynamic=True),
-                     torch.compile(block_grad, dynamic=True))
+        _compiled = (torch.compile(block_lse), torch.compile(block_grad))
     return _compiled
 
 
-def compiles(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the compiled kernel builds and runs here (probed once per device type and
-    dtype on a 3 x 2 input, forward and backward; a failure warns once)."""
-    key = (device.type, dtype)
+def compiles(mu: Tensor, var: Tensor, chunk_size: int) -> bool:
+    """Whether the compiled kernel builds and runs here, tried once per device type and dtype
+    with a forward and backward on a copy of this input (which compiles its shapes); a
+    failure warns once."""
+    key = (mu.device.type, mu.dtype)
     if key not in _probed:
         try:
-            x = torch.rand(3, 2, device=device, dtype=dtype, requires_grad=True)
-            _PairwiseLogOverlap.apply(x, x.exp(), 2, *_compiled_kernels()).backward()
+            trial = mu.detach().clone().requires_grad_()
+            _PairwiseLogOverlap.apply(trial, var.detach(), chunk_size,
+                                      *_compiled_kernels()).backward()
             _probed[key] = True
         except Exception as exc:  # any compiler or toolchain failure: fall back to eager
             _probed[key] = False
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            warnings.warn(f"torch.compile failed on {device.type} {dtype} ({first}); the "
+            warnings.warn(f"torch.compile failed on {key[0]} {key[1]} ({first}); the "
                           "aggregate KL uses its eager kernel (set WISEALE_COMPILE=0 to skip "
                           "the attempt)", RuntimeWarning, stacklevel=3)
     return _probed[key]
@@ -136,7 +140,12 @@ def _use_compiled(mu: Tensor, kernel: str) -> bool:
     if kernel == "eager" or os.environ.get(COMPILE_ENV, "1") == "0":
         return False
     m, d = mu.shape
-    return m * m * d >= COMPILE_MIN_ELEMENTS and compiles(mu.device, mu.dtype)
+    return m * m * d >= COMPILE_MIN_ELEMENTS
+
+
+def _chunk(mu: Tensor, compiled: bool) -> int:
+    elements = COMPILED_BLOCK_ELEMENTS if compiled else BLOCK_ELEMENTS
+    return max(1, elements // mu.numel())
 
 
 def mean_log_overlap(mu: Tensor, var: Tensor, chunk_size: int | None = None,
@@ -149,8 +158,8 @@ def mean_log_overlap(mu: Tensor, var: Tensor, chunk_size: int | None = None,
         raise ValueError(f"unknown aggregate KL kernel {kernel!r}; use one of "
                          f"{', '.join(KERNELS)}")
     compiled = _use_compiled(mu, kernel)
-    if chunk_size is None:
-        elements = COMPILED_BLOCK_ELEMENTS if compiled else BLOCK_ELEMENTS
-        chunk_size = max(1, elements // mu.numel())
+    if compiled and kernel == "auto":
+        compiled = compiles(mu, var, chunk_size or _chunk(mu, True))
+    chunk_size = chunk_size or _chunk(mu, compiled)
     kernels = _compiled_kernels() if compiled else (block_lse, block_grad)
     return _PairwiseLogOverlap.apply(mu, var, chunk_size, *kernels)
