@@ -22,7 +22,14 @@ $(BIN)/wiseale: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,shapes]'
 	touch $@
 
-install: $(BIN)/wiseale $(FASHION)
+# A C++ compiler for torch.compile (the fused aggregate KL kernel; without one wiseale warns
+# and uses its eager kernel).
+CXX_BIN := /usr/bin/g++
+$(CXX_BIN):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq g++
+
+install: $(BIN)/wiseale $(FASHION) $(CXX_BIN)
 
 demo: install
 	$(BIN)/wiseale reproduce sine --quick --out $(DEMO)
