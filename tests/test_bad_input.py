@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from wiseale import cli
 from wiseale.cli import main
 from wiseale.errors import WisealeError
 
@@ -180,3 +182,23 @@ def test_debug_shows_the_traceback(data_dir: Path) -> None:
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
     assert "WisealeError: unknown method 'nope'" in debug.stderr
     assert not (data_dir / "run").exists()
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 137438953408 bytes."),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_running_out_of_memory_says_what_to_lower(error: Exception, monkeypatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A size too large to allocate (e.g. --latent-dim 2147483647) is one line naming the
+    sizes to lower, not an 'unexpected' error (raised here in place of the allocation, which
+    an overcommitting machine would grant and then kill)."""
+    def allocate(args):
+        raise error
+
+    monkeypatch.setattr(cli, "_train", allocate)
+    code, err = _run(["train", "--method", "aevb", "--data", "sine", "--out", "x"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith("wiseale: error: out of memory (") and "lower --batch-size" in err

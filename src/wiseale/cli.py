@@ -339,13 +339,25 @@ def _reproduce(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _torch_oom() -> type[Exception]:
+    """torch's out-of-memory error (CUDA's and the CPU allocator's), imported late: the CLI
+    starts without torch."""
+    import torch
+
+    return torch.OutOfMemoryError
+
+
 def _describe(exc: Exception) -> str:
     """One line for an error: a WisealeError's message, the file and reason of an OSError
-    (e.g. a name too long), else the type and message of a bug or unforeseen input."""
+    (e.g. a name too long), out of memory, else the type and message of a bug or unforeseen
+    input."""
     if isinstance(exc, WisealeError):
         return one_line(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"cannot use {exc.filename}: {exc.strerror or one_line(exc)}; check the path"
+    if isinstance(exc, (MemoryError, _torch_oom())) or "can't allocate memory" in str(exc):
+        return (f"out of memory ({one_line(exc)}); lower --batch-size, --latent-dim or the "
+                "number of samples (--n-train, --n)")
     return f"unexpected {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the " \
         "traceback)"
 
