@@ -1,6 +1,8 @@
 """The aggregate KL's pairwise kernels (wiseale.pairwise): the compiled kernel against the
 literal Eq. 21 in float64, and how ``auto`` chooses."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -61,3 +63,17 @@ def test_a_failing_compiler_warns_once_and_falls_back_to_eager(monkeypatch):
     expected = aggregate_kl_upper_bound(mu, logvar, kernel="eager")
     assert torch.equal(value, expected)
     assert pairwise._probed == {("cpu", torch.float32): False}
+
+
+def test_auto_probes_the_compiler_under_no_grad_too(monkeypatch):
+    """Evaluation runs under no_grad: the probe (a forward and backward) must still work, and
+    the value equal the eager kernel's."""
+    monkeypatch.setattr(pairwise, "_probed", {})
+    monkeypatch.setattr(pairwise, "COMPILE_MIN_ELEMENTS", 1)
+    mu, logvar = (t.detach() for t in _inputs(37, 5, torch.float32, seed=2))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = aggregate_kl_upper_bound(mu, logvar)
+    assert pairwise._probed == {("cpu", torch.float32): True}
+    expected = aggregate_kl_upper_bound(mu, logvar, kernel="eager")
+    assert torch.allclose(value, expected, rtol=1e-5)

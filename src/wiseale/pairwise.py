@@ -121,9 +121,10 @@ def compiles(mu: Tensor, var: Tensor, chunk_size: int) -> bool:
     key = (mu.device.type, mu.dtype)
     if key not in _probed:
         try:
-            trial = mu.detach().clone().requires_grad_()
-            _PairwiseLogOverlap.apply(trial, var.detach(), chunk_size,
-                                      *_compiled_kernels()).backward()
+            with torch.enable_grad():  # the caller may be evaluating under no_grad
+                trial = mu.detach().clone().requires_grad_()
+                _PairwiseLogOverlap.apply(trial, var.detach(), chunk_size,
+                                          *_compiled_kernels()).backward()
             _probed[key] = True
         except Exception as exc:  # any compiler or toolchain failure: fall back to eager
             _probed[key] = False
