@@ -64,14 +64,14 @@ def _float64(value: ArrayLike, what: str) -> np.ndarray:
     return array
 
 
-def _psd_eigh(sigma: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of a covariance, its round-off negative eigenvalues set to 0."""
-    eigvals, eigvecs = np.linalg.eigh(sigma)
+def _psd(eigvals: np.ndarray, what: str) -> np.ndarray:
+    """A covariance's eigenvalues with round-off negative ones set to 0; an error if one is
+    clearly negative."""
     scale = max(float(np.abs(eigvals).max(initial=0.0)), np.finfo(np.float64).tiny)
     if eigvals.min(initial=0.0) < -1e-6 * scale:
         raise WisealeError(f"{what} is not positive semi-definite (eigenvalue "
                            f"{eigvals.min():.3g}); is it a covariance matrix?")
-    return np.clip(eigvals, 0.0, None), eigvecs
+    return np.clip(eigvals, 0.0, None)
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike,
@@ -92,8 +92,9 @@ def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike,
         raise WisealeError(f"frechet_distance needs means of shape (d,) and covariances (d, d) "
                            f"with one d; got {m1.shape}, {s1.shape}, {m2.shape}, {s2.shape}")
     s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
-    eigvals1, eigvecs1 = _psd_eigh(s1, "sigma1")
-    _psd_eigh(s2, "sigma2")
+    eigvals1, eigvecs1 = np.linalg.eigh(s1)
+    eigvals1 = _psd(eigvals1, "sigma1")
+    _psd(np.linalg.eigvalsh(s2), "sigma2")  # only checked: its eigenvalues suffice
     root1 = (eigvecs1 * np.sqrt(eigvals1)) @ eigvecs1.T
     middle = root1 @ s2 @ root1
     lambdas = np.linalg.eigvalsh((middle + middle.T) / 2)
