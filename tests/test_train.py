@@ -255,7 +255,7 @@ def test_bf16_autocast_trains_with_float32_posterior_and_losses(tmp_path, tiny_s
 
 def test_lazy_finite_watch_reports_the_first_bad_step():
     from wiseale.distributed import World
-    from wiseale.training import FiniteWatch
+    from wiseale.guards import FiniteWatch
 
     watch = FiniteWatch(torch.device("cpu"), World(), lazy=True)
     for step, loss in enumerate([1.0, 2.0, float("nan"), 3.0, float("inf")]):

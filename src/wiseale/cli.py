@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from wiseale.training import Interrupted, train
+    from wiseale.interrupts import Interrupted
+    from wiseale.training import train
 
     data = args.data
     if args.data_dir is None and Path(data).suffix and Path(data).exists():

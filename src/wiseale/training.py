@@ -5,20 +5,23 @@ on SIGINT or SIGTERM, one mid-epoch. docs/reliability.md lists the faults it sur
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wiseale.build import load_split, model_from_config, resolve
+from wiseale.checkpoint import (
+    EpochState,
+    load_weights,
+    restore,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import Dataset
 from wiseale.distributed import (
@@ -29,126 +32,27 @@ from wiseale.distributed import (
     gather_posterior,
     init_world,
     mean_over_ranks,
-    reduce_min,
 )
 from wiseale.errors import WisealeError
+from wiseale.guards import FiniteWatch, check_watch, stop_non_finite
+from wiseale.interrupts import StopSignals
 from wiseale.metrics import evaluate, evaluate_full
-from wiseale.model import Autoencoder, LossOutput
+from wiseale.model import Autoencoder
+from wiseale.run import CHECKPOINT, CONFIG, EVALUATION, METRICS, WEIGHTS, Run
 from wiseale.storage import (
     atomic_write_text,
     check_writable,
     load_tensors,
-    optimizer_tensors,
     read_json,
     remove_temporaries,
-    restore_optimizer,
     save_tensors,
     write_json,
 )
-from wiseale.wide import wide_batch_step
-
-CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
-    "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors",
-    "evaluation.json")
-RESUMABLE = ("epochs", "on_nonfinite")  # the settings a resumed run may change
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of an epoch's data order and noise: resuming at an epoch repeats it exactly."""
     return seed * 1_000_003 + epoch
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training once a checkpoint was saved; ``signum`` gives the
-    conventional exit status 128 + signum (130 for SIGINT, 143 for SIGTERM)."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-class StopSignals:
-    """While training: the first SIGINT or SIGTERM only sets ``signum``, and the loop then
-    saves a checkpoint at the next step boundary and raises :class:`Interrupted`; a second
-    one interrupts at once (KeyboardInterrupt). Installed only in the main thread of a
-    single-process run (torchrun's processes keep the default handlers)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopSignals:
-        if self.enabled:
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def check(self, out: Path, where: str) -> None:
-        """Raise :class:`Interrupted` if a signal came; the checkpoint ``where`` is saved."""
-        if self.signum is not None:
-            name = signal.Signals(self.signum).name
-            raise Interrupted(self.signum, f"{name}: stopped with the checkpoint {where} saved "
-                              f"in {out}; continue with `wiseale train ... --resume`")
-
-
-@dataclass
-class EpochState:
-    """How far epoch ``epoch`` (0-based) has got: ``step`` batches done, the sums of their
-    logged parts, the skipped batches, the seconds spent and, mid-epoch, the random
-    generators' states. A checkpoint saves it, so a resumed epoch goes on exactly."""
-
-    epoch: int
-    step: int = 0
-    totals: dict[str, torch.Tensor] = field(default_factory=dict)
-    skipped: list[int] = field(default_factory=list)
-    elapsed: float = 0.0
-    rng: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def where(self) -> str:
-        return (f"of epoch {self.epoch}" if self.step == 0
-                else f"at epoch {self.epoch + 1}, batch {self.step}")
-
-
-@dataclass
-class _Run:
-    """What every part of the loop uses: the resolved config, the run directory, the
-    processes, the model (``step_model``: DDP's wrapper of it) and its optimisers."""
-
-    config: RunConfig
-    out: Path
-    world: World
-    device: torch.device
-    model: Autoencoder
-    optimizers: dict[str, torch.optim.Optimizer]
-    step_model: torch.nn.Module
-    gather: Callable | None = None
-
-    @property
-    def wide(self) -> bool:
-        return self.config.micro_batch is not None and \
-            self.config.micro_batch < self.config.batch_size
-
-    def forward(self, x_batch: torch.Tensor) -> LossOutput:
-        if self.wide:  # backward runs inside
-            return wide_batch_step(self.model, x_batch, self.config.micro_batch)
-        return (self.step_model(x_batch) if self.gather is None
-                else self.step_model(x_batch, self.gather))
-
-    def kept(self) -> str:
-        """What a run that stops now leaves behind, for its error message."""
-        return (f"the last checkpoint is kept in {self.out}"
-                if (self.out / CHECKPOINT).exists() else "nothing was saved")
 
 
 def _prepare_dir(out: Path, resume: bool) -> None:
@@ -180,11 +84,11 @@ def _optimizers(model: Autoencoder, lr: float) -> dict[str, torch.optim.Optimize
     return optimizers
 
 
-def _setup(config: RunConfig, out: Path, world: World) -> _Run:
+def _setup(config: RunConfig, out: Path, world: World) -> Run:
     device = torch.device(config.device, torch.cuda.current_device()) \
         if config.device == "cuda" else torch.device("cpu")
     model = model_from_config(config).to(device)
-    run = _Run(config, out, world, device, model, _optimizers(model, config.lr), model)
+    run = Run(config, out, world, device, model, _optimizers(model, config.lr), model)
     if run.wide and world.distributed:
         raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
                            "of processes instead")
@@ -192,81 +96,6 @@ def _setup(config: RunConfig, out: Path, world: World) -> _Run:
         check_supported(model)
         run.step_model, run.gather = DistributedDataParallel(model), gather_posterior
     return run
-
-
-def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors named ``prefix/...``, without the prefix."""
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}/")}
-
-
-def _restore(run: _Run) -> tuple[EpochState, list[dict]]:
-    """Load the run's checkpoint into the model and optimisers; the position it was saved at
-    and the metrics rows of the epochs before it."""
-    path = run.out / CHECKPOINT
-    tensors, meta = load_tensors(path)
-    try:
-        saved = RunConfig.from_dict(meta["config"])
-        state = EpochState(int(meta["epoch"]), int(meta.get("step", 0)),
-                           skipped=[int(s) for s in meta.get("skipped", [])],
-                           elapsed=float(meta.get("elapsed", 0.0)))
-        groups = {prefix: meta["param_groups"][prefix] for prefix in run.optimizers}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WisealeError(f"{path} is not a training checkpoint (its metadata lacks or "
-                           f"garbles {exc}); choose another --out") from None
-    _check_resumable(run, saved, state, path)
-    load_weights(run.model, _section(tensors, "model"), path)
-    for prefix, optimizer in run.optimizers.items():
-        restore_optimizer(optimizer, tensors, groups[prefix], prefix)
-    state.totals = {k: v.to(run.device) for k, v in _section(tensors, "totals").items()}
-    state.rng = _section(tensors, "rng")
-    return state, _read_history(run.out, state.epoch)
-
-
-def _check_resumable(run: _Run, saved: RunConfig, state: EpochState, path: Path) -> None:
-    config, theirs = run.config, saved.to_dict()
-    differ = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE
-                    and theirs[k] != v)
-    if differ:
-        raise WisealeError(f"{run.out} was trained with other settings ({', '.join(differ)}); "
-                           "resume with the same options or choose another --out")
-    needed = state.epoch + (state.step > 0)
-    if config.epochs < needed:
-        raise WisealeError(f"{run.out} has already trained {state.epoch} epochs"
-                           f"{' and part of the next' if state.step else ''}; --epochs must be "
-                           f"at least {needed} to resume")
-    if config.epochs != saved.epochs and config.lr_schedule != "constant":
-        raise WisealeError(f"the {config.lr_schedule} schedule depends on --epochs; resume with "
-                           f"--epochs {saved.epochs} as the run was started")
-    if state.step and run.world.distributed:
-        raise WisealeError(f"{path} was saved mid-epoch by one process; resume it without "
-                           "torchrun")
-
-
-def _read_history(out: Path, epoch: int) -> list[dict]:
-    """The metrics rows of the first ``epoch`` epochs (later ones were not checkpointed)."""
-    path = out / METRICS
-    if not path.exists():
-        return []
-    try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-        return [row for row in rows if row["epoch"] <= epoch]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WisealeError(f"{path} is corrupt ({exc}); delete it to resume without the "
-                           "earlier epochs' metrics") from None
-
-
-def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Load ``state`` into ``model``, refusing missing, extra or wrongly shaped tensors."""
-    expected = model.state_dict()
-    if set(state) != set(expected):
-        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise WisealeError(f"{source} does not match this model (missing {missing[:3]}, "
-                           f"unexpected {extra[:3]}); it belongs to another method or network")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise WisealeError(f"{source}: {key} has shape {tuple(value.shape)}, the model "
-                               f"needs {tuple(expected[key].shape)}; check --latent-dim")
-    model.load_state_dict(state)
 
 
 def _summary(config: RunConfig, row: dict) -> str:
@@ -313,7 +142,7 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
     if world.main:
         _prepare_dir(out, resume)
     barrier(world)
-    state, history = _restore(run) if resume else (EpochState(0), [])
+    state, history = restore(run) if resume else (EpochState(0), [])
     x = train_data.x.to(run.device)
     x_eval = test_data.x[:config.eval_size].to(run.device)
     n_batches = _n_batches(len(x), config.batch_size, world)
@@ -329,7 +158,7 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
                 if progress:
                     tqdm.write(_summary(config, row))
                 _write_metrics(out, history)
-                _save_checkpoint(run, state)
+                save_checkpoint(run, state)
             barrier(world)
             signals.check(out, state.where())
     if world.main:
@@ -346,7 +175,7 @@ def _n_batches(n: int, batch: int, world: World) -> int:
     return n_batches
 
 
-def _epoch_order(run: _Run, n: int, epoch: int) -> torch.Tensor:
+def _epoch_order(run: Run, n: int, epoch: int) -> torch.Tensor:
     """The epoch's permutation of the training samples (the same on every rank), with the
     random generators then seeded for its encoder noise (each rank its own)."""
     seed = epoch_seed(run.config.seed, epoch)
@@ -357,20 +186,7 @@ def _epoch_order(run: _Run, n: int, epoch: int) -> torch.Tensor:
     return order
 
 
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _train_epoch(run: _Run, x: torch.Tensor, state: EpochState, n_batches: int,
+def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
                  signals: StopSignals, progress: bool) -> dict:
     """Train epoch ``state.epoch`` from batch ``state.step`` on and return the metrics row
     of its steps. After a signal: a mid-epoch checkpoint, then :class:`Interrupted`."""
@@ -380,7 +196,7 @@ def _train_epoch(run: _Run, x: torch.Tensor, state: EpochState, n_batches: int,
         group["lr"] = lr
     x_epoch = x[_epoch_order(run, len(x), epoch)]
     if state.rng:  # resumed mid-epoch
-        _set_rng_state(state.rng, run.device)
+        set_rng_state(state.rng, run.device)
     watch = FiniteWatch(run.device, run.world,
                         lazy=False if config.on_nonfinite == "skip" else None)
     started = time.perf_counter() - state.elapsed
@@ -392,11 +208,11 @@ def _train_epoch(run: _Run, x: torch.Tensor, state: EpochState, n_batches: int,
         _train_step(run, x_epoch, state, watch, step)
         state.step = step + 1
         if signals.signum is not None:
-            _check_watch(run, watch, epoch)
-            state.elapsed, state.rng = time.perf_counter() - started, _rng_state(run.device)
-            _save_checkpoint(run, state)
+            check_watch(run, watch, epoch)
+            state.elapsed, state.rng = time.perf_counter() - started, rng_state(run.device)
+            save_checkpoint(run, state)
             signals.check(run.out, state.where())
-    _check_watch(run, watch, epoch)
+    check_watch(run, watch, epoch)
     if state.skipped and run.world.main:
         tqdm.write(f"wiseale: epoch {epoch + 1}: skipped {len(state.skipped)} batches with a "
                    f"non-finite loss ({', '.join(map(str, state.skipped[:10]))})",
@@ -404,7 +220,7 @@ def _train_epoch(run: _Run, x: torch.Tensor, state: EpochState, n_batches: int,
     return _epoch_row(run, state, lr, n_batches, time.perf_counter() - started)
 
 
-def _train_step(run: _Run, x_epoch: torch.Tensor, state: EpochState, watch: FiniteWatch,
+def _train_step(run: Run, x_epoch: torch.Tensor, state: EpochState, watch: FiniteWatch,
                 step: int) -> None:
     """One optimiser step on batch ``step``. A non-finite loss stops the run or, with
     ``on_nonfinite="skip"``, leaves the weights and optimisers as they were."""
@@ -417,7 +233,7 @@ def _train_step(run: _Run, x_epoch: torch.Tensor, state: EpochState, watch: Fini
     watch.update(output.loss, step)
     if not watch.lazy and watch.first_bad() is not None:
         if run.config.on_nonfinite == "stop":
-            _stop_non_finite(run, state.epoch, step)
+            stop_non_finite(run, state.epoch, step)
         watch.clear()
         state.skipped.append(step)
         return
@@ -434,7 +250,7 @@ def _train_step(run: _Run, x_epoch: torch.Tensor, state: EpochState, watch: Fini
         state.totals[key] = state.totals[key] + value if key in state.totals else value
 
 
-def _epoch_row(run: _Run, state: EpochState, lr: float, n_batches: int,
+def _epoch_row(run: Run, state: EpochState, lr: float, n_batches: int,
                elapsed: float) -> dict:
     """The training part of an epoch's metrics row: means over the steps that were applied."""
     applied = n_batches - len(state.skipped)
@@ -450,76 +266,7 @@ def _epoch_row(run: _Run, state: EpochState, lr: float, n_batches: int,
     return row
 
 
-class FiniteWatch:
-    """Watches the step losses of an epoch for a non-finite value. On the CPU each step is
-    checked at once (the step is not applied); on a GPU the first bad step's index is kept
-    on the device and read once at the end of the epoch, so that no step waits for the host
-    (``lazy``; that epoch's weights are then not saved). Across processes the verdict is
-    shared, so all stop (or skip) together."""
-
-    def __init__(self, device: torch.device, world: World, lazy: bool | None = None) -> None:
-        self.lazy = device.type == "cuda" if lazy is None else lazy
-        self.world = world
-        self.bad = torch.full((), -1, dtype=torch.long, device=device)
-
-    def update(self, loss: torch.Tensor, step: int) -> None:
-        finite = torch.isfinite(loss.detach())
-        self.bad = torch.where((self.bad < 0) & ~finite, step, self.bad)
-
-    def clear(self) -> None:
-        """Forget the bad step seen (after it was skipped)."""
-        self.bad = torch.full_like(self.bad, -1)
-
-    def first_bad(self) -> int | None:
-        bad = self.bad
-        if self.world.distributed:
-            bad = torch.where(bad < 0, torch.iinfo(torch.long).max, bad)
-            reduce_min(bad)
-            bad = torch.where(bad == torch.iinfo(torch.long).max, -1, bad)
-        value = int(bad)
-        return None if value < 0 else value
-
-
-def _check_watch(run: _Run, watch: FiniteWatch, epoch: int) -> None:
-    bad = watch.first_bad()
-    if bad is not None:
-        _stop_non_finite(run, epoch, bad)
-
-
-def _stop_non_finite(run: _Run, epoch: int, step: int) -> None:
-    raise WisealeError(f"non-finite loss at epoch {epoch + 1}, batch {step}; {run.kept()}; "
-                       "lower --lr, check the data or add --on-nonfinite skip")
-
-
-def _check_finite_weights(run: _Run, state: EpochState) -> None:
-    """Refuse to save non-finite weights (a finite loss can still have an infinite
-    gradient): the previous checkpoint stays the last good one."""
-    params = dict(run.model.named_parameters())
-    if bool(torch.stack([torch.isfinite(p).all() for p in params.values()]).all()):
-        return
-    name = next(k for k, p in params.items() if not bool(torch.isfinite(p).all()))
-    raise WisealeError(f"non-finite weights ({name}) before the checkpoint {state.where()}; "
-                       f"{run.kept()}; lower --lr or check the data")
-
-
-def _save_checkpoint(run: _Run, state: EpochState) -> None:
-    """The model, the optimisers and the position ``state`` as checkpoint.safetensors, and
-    config.json."""
-    _check_finite_weights(run, state)
-    tensors = {f"model/{k}": v for k, v in run.model.state_dict().items()}
-    groups = {}
-    for prefix, optimizer in run.optimizers.items():
-        optimizer_state, groups[prefix] = optimizer_tensors(optimizer, prefix)
-        tensors.update(optimizer_state)
-    tensors.update({f"totals/{k}": v for k, v in state.totals.items()})
-    tensors.update({f"rng/{k}": v for k, v in state.rng.items()})
-    save_tensors(run.out / CHECKPOINT, tensors, {
-        "epoch": state.epoch, "step": state.step, "skipped": state.skipped,
-        "elapsed": state.elapsed, "config": run.config.to_dict(), "param_groups": groups})
-    write_json(run.out / CONFIG, run.config.to_dict())
-
-
-def _save_results(run: _Run, train_data: Dataset, test_data: Dataset) -> None:
+def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     """model.safetensors and evaluation.json (every test sample, as many training ones)."""
     device, n = run.device, len(test_data)
     save_tensors(run.out / WEIGHTS, run.model.state_dict(), {"config": run.config.to_dict()})

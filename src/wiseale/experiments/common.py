@@ -14,8 +14,9 @@ from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
+from wiseale.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS
 from wiseale.storage import read_json, write_json
-from wiseale.training import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, train
+from wiseale.training import train
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""A run's checkpoint (docs/reliability.md, "Resume, interrupts and exit status"): the model,
+the optimisers and the position in the run, saved after every epoch and on a signal, and
+restored by ``--resume`` so that the run goes on exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from wiseale.config import RunConfig
+from wiseale.errors import WisealeError
+from wiseale.guards import check_finite_weights
+from wiseale.model import Autoencoder
+from wiseale.run import CHECKPOINT, CONFIG, METRICS, Run
+from wiseale.storage import (
+    load_tensors,
+    optimizer_tensors,
+    restore_optimizer,
+    save_tensors,
+    write_json,
+)
+
+RESUMABLE = ("epochs", "on_nonfinite")  # the settings a resumed run may change
+
+
+@dataclass
+class EpochState:
+    """How far epoch ``epoch`` (0-based) has got: ``step`` batches done, the sums of their
+    logged parts, the skipped batches, the seconds spent and, mid-epoch, the random
+    generators' states. A checkpoint saves it, so a resumed epoch goes on exactly."""
+
+    epoch: int
+    step: int = 0
+    totals: dict[str, torch.Tensor] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def where(self) -> str:
+        return (f"of epoch {self.epoch}" if self.step == 0
+                else f"at epoch {self.epoch + 1}, batch {self.step}")
+
+
+def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors named ``prefix/...``, without the prefix."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}/")}
+
+
+def restore(run: Run) -> tuple[EpochState, list[dict]]:
+    """Load the run's checkpoint into the model and optimisers; the position it was saved at
+    and the metrics rows of the epochs before it."""
+    path = run.out / CHECKPOINT
+    tensors, meta = load_tensors(path)
+    try:
+        saved = RunConfig.from_dict(meta["config"])
+        state = EpochState(int(meta["epoch"]), int(meta.get("step", 0)),
+                           skipped=[int(s) for s in meta.get("skipped", [])],
+                           elapsed=float(meta.get("elapsed", 0.0)))
+        groups = {prefix: meta["param_groups"][prefix] for prefix in run.optimizers}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WisealeError(f"{path} is not a training checkpoint (its metadata lacks or "
+                           f"garbles {exc}); choose another --out") from None
+    _check_resumable(run, saved, state, path)
+    load_weights(run.model, _section(tensors, "model"), path)
+    for prefix, optimizer in run.optimizers.items():
+        restore_optimizer(optimizer, tensors, groups[prefix], prefix)
+    state.totals = {k: v.to(run.device) for k, v in _section(tensors, "totals").items()}
+    state.rng = _section(tensors, "rng")
+    return state, _read_history(run.out, state.epoch)
+
+
+def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path) -> None:
+    config, theirs = run.config, saved.to_dict()
+    differ = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE
+                    and theirs[k] != v)
+    if differ:
+        raise WisealeError(f"{run.out} was trained with other settings ({', '.join(differ)}); "
+                           "resume with the same options or choose another --out")
+    needed = state.epoch + (state.step > 0)
+    if config.epochs < needed:
+        raise WisealeError(f"{run.out} has already trained {state.epoch} epochs"
+                           f"{' and part of the next' if state.step else ''}; --epochs must be "
+                           f"at least {needed} to resume")
+    if config.epochs != saved.epochs and config.lr_schedule != "constant":
+        raise WisealeError(f"the {config.lr_schedule} schedule depends on --epochs; resume with "
+                           f"--epochs {saved.epochs} as the run was started")
+    if state.step and run.world.distributed:
+        raise WisealeError(f"{path} was saved mid-epoch by one process; resume it without "
+                           "torchrun")
+
+
+def _read_history(out: Path, epoch: int) -> list[dict]:
+    """The metrics rows of the first ``epoch`` epochs (later ones were not checkpointed)."""
+    path = out / METRICS
+    if not path.exists():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [row for row in rows if row["epoch"] <= epoch]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WisealeError(f"{path} is corrupt ({exc}); delete it to resume without the "
+                           "earlier epochs' metrics") from None
+
+
+def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load ``state`` into ``model``, refusing missing, extra or wrongly shaped tensors."""
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise WisealeError(f"{source} does not match this model (missing {missing[:3]}, "
+                           f"unexpected {extra[:3]}); it belongs to another method or network")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise WisealeError(f"{source}: {key} has shape {tuple(value.shape)}, the model "
+                               f"needs {tuple(expected[key].shape)}; check --latent-dim")
+    model.load_state_dict(state)
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The random generators' states, for a mid-epoch checkpoint."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(run: Run, state: EpochState) -> None:
+    """The model, the optimisers and the position ``state`` as checkpoint.safetensors, and
+    config.json."""
+    check_finite_weights(run, state.where())
+    tensors = {f"model/{k}": v for k, v in run.model.state_dict().items()}
+    groups = {}
+    for prefix, optimizer in run.optimizers.items():
+        optimizer_state, groups[prefix] = optimizer_tensors(optimizer, prefix)
+        tensors.update(optimizer_state)
+    tensors.update({f"totals/{k}": v for k, v in state.totals.items()})
+    tensors.update({f"rng/{k}": v for k, v in state.rng.items()})
+    save_tensors(run.out / CHECKPOINT, tensors, {
+        "epoch": state.epoch, "step": state.step, "skipped": state.skipped,
+        "elapsed": state.elapsed, "config": run.config.to_dict(), "param_groups": groups})
+    write_json(run.out / CONFIG, run.config.to_dict())

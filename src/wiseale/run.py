@@ -1,0 +1,50 @@
+"""A training run (001 App. C, Algorithm 1): the files of its directory and :class:`Run`,
+what every part of the loop uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from wiseale.config import RunConfig
+from wiseale.distributed import World
+from wiseale.model import Autoencoder, LossOutput
+from wiseale.wide import wide_batch_step
+
+CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
+    "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors",
+    "evaluation.json")
+
+
+@dataclass
+class Run:
+    """What every part of the loop uses: the resolved config, the run directory, the
+    processes, the model (``step_model``: DDP's wrapper of it) and its optimisers."""
+
+    config: RunConfig
+    out: Path
+    world: World
+    device: torch.device
+    model: Autoencoder
+    optimizers: dict[str, torch.optim.Optimizer]
+    step_model: torch.nn.Module
+    gather: Callable | None = None
+
+    @property
+    def wide(self) -> bool:
+        return self.config.micro_batch is not None and \
+            self.config.micro_batch < self.config.batch_size
+
+    def forward(self, x_batch: torch.Tensor) -> LossOutput:
+        if self.wide:  # backward runs inside
+            return wide_batch_step(self.model, x_batch, self.config.micro_batch)
+        return (self.step_model(x_batch) if self.gather is None
+                else self.step_model(x_batch, self.gather))
+
+    def kept(self) -> str:
+        """What a run that stops now leaves behind, for its error message."""
+        return (f"the last checkpoint is kept in {self.out}"
+                if (self.out / CHECKPOINT).exists() else "nothing was saved")
