@@ -119,20 +119,6 @@ def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Pat
     model.load_state_dict(state)
 
 
-def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """The random generators' states, for a mid-epoch checkpoint."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def save_checkpoint(run: Run, state: EpochState) -> None:
     """The model, the optimisers and the position ``state`` as checkpoint.safetensors, and
     config.json."""

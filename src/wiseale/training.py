@@ -14,14 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wiseale.build import load_split, model_from_config, resolve
-from wiseale.checkpoint import (
-    EpochState,
-    load_weights,
-    restore,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from wiseale.checkpoint import EpochState, load_weights, restore, save_checkpoint
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import Dataset
 from wiseale.distributed import (
@@ -38,6 +31,7 @@ from wiseale.guards import FiniteWatch, check_watch, stop_non_finite
 from wiseale.interrupts import StopSignals
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.model import Autoencoder
+from wiseale.rng import rng_state, set_rng_state
 from wiseale.run import CHECKPOINT, CONFIG, EVALUATION, METRICS, WEIGHTS, Run
 from wiseale.storage import (
     atomic_write_text,

@@ -28,19 +28,9 @@ from torch import Tensor
 from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput, full_precision
+from wiseale.rng import rng_state, set_rng_state
 
 FIELDS = ("mu", "logvar", "z", "log_q")
-
-
-def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state: tuple[Tensor, Tensor | None], device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
 
 
 def wide_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutput:
@@ -55,7 +45,7 @@ def wide_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutp
     states, encoded = [], []
     with torch.no_grad():
         for chunk in chunks:
-            states.append(_rng_state(device))
+            states.append(rng_state(device))
             encoded.append(model.encode(chunk))
     whole = Posterior(*(None if getattr(encoded[0], f) is None else
                         torch.cat([getattr(p, f) for p in encoded]).requires_grad_()
@@ -69,7 +59,7 @@ def wide_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutp
     totals: dict[str, Tensor] = {}
     start = 0
     for chunk, state in zip(chunks, states, strict=True):
-        _set_rng_state(state, device)
+        set_rng_state(state, device)
         post = model.encode(chunk)
         out = full_precision(model.decode(post.z))
         with torch.autocast(device.type, enabled=False):

@@ -1,0 +1,21 @@
+"""The random generators' states, saved and restored: for a mid-epoch checkpoint, and for
+wiseale.wide's second pass, which must draw the first pass's posterior noise again."""
+
+from __future__ import annotations
+
+import torch
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The CPU generator's state, and the device's on CUDA."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
