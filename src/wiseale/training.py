@@ -110,7 +110,8 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     Writes ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors`` and
     ``config.json`` (after every epoch), and at the end ``model.safetensors`` and
     ``evaluation.json``. A run stopped before its first checkpoint leaves no run behind.
-    SIGINT or SIGTERM saves a checkpoint at the next batch and raises :class:`Interrupted`.
+    SIGINT or SIGTERM saves a checkpoint at the next batch and raises
+    :class:`~wiseale.interrupts.Interrupted`.
     ``resume=True`` continues from the last checkpoint to the same weights as an
     uninterrupted run.
     """
@@ -183,7 +184,8 @@ def _epoch_order(run: Run, n: int, epoch: int) -> torch.Tensor:
 def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
                  signals: StopSignals, progress: bool) -> dict:
     """Train epoch ``state.epoch`` from batch ``state.step`` on and return the metrics row
-    of its steps. After a signal: a mid-epoch checkpoint, then :class:`Interrupted`."""
+    of its steps. After a signal: a mid-epoch checkpoint, then
+    :class:`~wiseale.interrupts.Interrupted`."""
     config, epoch = run.config, state.epoch
     lr = learning_rate(config, epoch)
     for group in run.optimizers["optim"].param_groups:
