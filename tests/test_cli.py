@@ -1,10 +1,13 @@
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import wiseale
 from wiseale.cli import main
 
 
@@ -192,3 +195,15 @@ def test_evaluate_with_fid_on_labelled_images(capsys, tmp_path):
     code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "s"))
     code, _, err = _run(capsys, "evaluate", str(tmp_path / "s"), "--fid")
     assert code == 1 and "the FID needs images" in err
+
+
+def test_help_lists_every_environment_variable_the_code_reads(capsys):
+    """`wiseale --help` names each $WISEALE_* variable found in the sources."""
+
+    root = Path(wiseale.__file__).parent
+    used = {name for path in root.rglob("*.py")
+            for name in re.findall(r"WISEALE_[A-Z]+", path.read_text())}
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert used and all(name in help_text for name in used), used

@@ -124,11 +124,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+ENVIRONMENT = """environment:
+  WISEALE_DATA       where named data sets are looked for (beside --data-dir)
+  WISEALE_CACHE      cache of the FID classifiers (default ~/.cache/wiseale)
+  WISEALE_INCEPTION  a safetensors copy of the FID Inception weights: FIDs in its features
+  WISEALE_COMPILE=0  the aggregate KL's eager kernel instead of torch.compile's"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from wiseale.experiments import EXPERIMENTS
 
     parser = _Parser(prog="wiseale", description="Autoencoders that regularise the aggregate "
-                     "posterior: train, evaluate, reproduce the papers.")
+                     "posterior: train, evaluate, reproduce the papers.", epilog=ENVIRONMENT,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
