@@ -4,7 +4,6 @@ restored by ``--resume`` so that the run goes on exactly."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.guards import check_finite_weights
 from wiseale.model import Autoencoder
-from wiseale.run import CHECKPOINT, CONFIG, METRICS, Run
+from wiseale.run import CHECKPOINT, CONFIG, METRICS, Run, read_metrics
 from wiseale.storage import (
     load_tensors,
     optimizer_tensors,
@@ -95,14 +94,7 @@ def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path) 
 def _read_history(out: Path, epoch: int) -> list[dict]:
     """The metrics rows of the first ``epoch`` epochs (later ones were not checkpointed)."""
     path = out / METRICS
-    if not path.exists():
-        return []
-    try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-        return [row for row in rows if row["epoch"] <= epoch]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WisealeError(f"{path} is corrupt ({exc}); delete it to resume without the "
-                           "earlier epochs' metrics") from None
+    return [row for row in read_metrics(path) if row["epoch"] <= epoch] if path.exists() else []
 
 
 def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Path) -> None:

@@ -261,26 +261,11 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"{args.n} samples ({args.sampler}): {args.out}")
 
 
-def _metrics_row(path: Path, number: int, line: str, first: dict | None) -> dict:
-    """Line ``number`` of a metrics.jsonl: an object with an integer epoch and the keys of the
-    ``first`` row."""
-    try:
-        row = json.loads(line)
-    except (json.JSONDecodeError, RecursionError):
-        row = None
-    if not (isinstance(row, dict) and isinstance(row.get("epoch"), int)
-            and (first is None or first.keys() <= row.keys())):
-        raise WisealeError(f"{path}: line {number} is not a metrics row like the others; the "
-                           "file is damaged: fix or delete that line")
-    return row
-
-
 def _history(path: Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl, checked."""
-    rows: list[dict] = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if line.strip():
-            rows.append(_metrics_row(path, number, line, rows[0] if rows else None))
+    """The rows of a run's metrics.jsonl, checked: each has the keys of the first."""
+    from wiseale.run import read_metrics
+
+    rows = read_metrics(path, same_keys=True)
     if not rows:
         raise WisealeError(f"{path} is empty: no epoch has finished yet")
     return rows

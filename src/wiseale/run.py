@@ -3,6 +3,7 @@ what every part of the loop uses."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from wiseale.config import RunConfig
 from wiseale.distributed import World
+from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput
 from wiseale.wide import wide_batch_step
 
@@ -48,3 +50,23 @@ class Run:
         """What a run that stops now leaves behind, for its error message."""
         return (f"the last checkpoint is kept in {self.out}"
                 if (self.out / CHECKPOINT).exists() else "nothing was saved")
+
+
+def read_metrics(path: Path, same_keys: bool = False) -> list[dict]:
+    """The rows of a run's metrics.jsonl, each an object with an integer ``epoch`` (and, with
+    ``same_keys``, at least the keys of the first row); a damaged line is a one-line error
+    that names it."""
+    rows: list[dict] = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("epoch"), int)
+                and (not same_keys or not rows or rows[0].keys() <= row.keys())):
+            raise WisealeError(f"{path}: line {number} is not a metrics row like the others; "
+                               "the file is damaged: fix or delete that line")
+        rows.append(row)
+    return rows

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
-from wiseale.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS
+from wiseale.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 from wiseale.storage import read_json, write_json
 from wiseale.training import train
 
@@ -75,7 +74,7 @@ def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
             train(config, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress,
                   train_data=train_data, test_data=test_data)
         evaluation = read_json(run_dir / EVALUATION)
-        history = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines()]
+        history = read_metrics(run_dir / METRICS)
         methods[name] = {"config": read_json(run_dir / "config.json"),
                          "train": evaluation["train"], "test": evaluation["test"],
                          "history": history}
