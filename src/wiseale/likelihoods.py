@@ -165,6 +165,19 @@ class PixelGaussian(nn.Module):
         self.register_buffer("stage", torch.ones((), dtype=torch.long))
         self.register_buffer("last_elbo", torch.tensor(-math.inf, dtype=torch.float64))
         self.register_buffer("sigma2_dataset", torch.ones(()))
+        self._stage: int | None = None  # the buffer's value, read once (no per-step sync)
+        self.register_load_state_dict_post_hook(PixelGaussian._forget_stage)
+
+    @staticmethod
+    def _forget_stage(module: PixelGaussian, incompatible_keys: Any) -> None:
+        module._stage = None  # a loaded checkpoint may be in another stage
+
+    def current_stage(self) -> int:
+        """The stage (1 or 2), read from its buffer only after construction or loading, so
+        that no training step waits for the device."""
+        if self._stage is None:
+            self._stage = int(self.stage)
+        return self._stage
 
     @staticmethod
     def split(out: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,13 +191,13 @@ class PixelGaussian(nn.Module):
 
     def variance(self, out: Tensor) -> Tensor:
         mean, v = self.split(out)
-        if int(self.stage) == 1:
+        if self.current_stage() == 1:
             return self.global_variance.variance(mean)
         return v + self.floor()
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
         mean, v = self.split(out)
-        if int(self.stage) == 1:
+        if self.current_stage() == 1:
             return self.global_variance.nll(x, mean)
         return F.gaussian_nll(x, mean, (v + self.floor()).log())
 
@@ -198,7 +211,7 @@ class PixelGaussian(nn.Module):
     def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
         """Switch to stage 2 when stage 1 has converged or run its epochs (004 Alg. 1);
         logs the stage this epoch was trained in and the global variance."""
-        trained_in = int(self.stage)
+        trained_in = self.current_stage()
         if trained_in == 1:
             sigma2 = self.global_variance.end_epoch(epoch, row)["sigma2"]
             elbo = row.get("elbo")
@@ -208,6 +221,7 @@ class PixelGaussian(nn.Module):
             if stalled or epoch + 1 >= self.stage1_epochs:
                 self.sigma2_dataset.fill_(max(sigma2, SIGMA2_MIN))
                 self.stage.fill_(2)
+                self._stage = 2
             return {"sigma2": sigma2, "stage": trained_in}
         return {"sigma2": float(self.sigma2_dataset), "stage": trained_in}
 
