@@ -11,13 +11,7 @@ from wiseale import functional as F
 from wiseale.data import Dataset
 from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
-from wiseale.metrics.fid import (
-    INCEPTION_ENV,
-    FeatureExtractor,
-    classifier_features,
-    image_fid,
-    inception_features,
-)
+from wiseale.metrics.fid import FeatureExtractor, feature_extractor, image_fid
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
     iwae,
@@ -126,14 +120,7 @@ def sample_features(train: Dataset) -> FeatureExtractor:
     if train.x.dim() != 4:
         raise WisealeError(f"the FID needs images (N x C x H x W); {train.name} has samples of "
                            f"shape {tuple(train.x.shape[1:])}")
-    inception = inception_features()
-    if inception is not None:
-        return inception
-    if train.y is None:
-        raise WisealeError(f"the FID of {train.name} needs Inception features (it has no labels "
-                           f"to train classifier features on): set ${INCEPTION_ENV} to a "
-                           "safetensors copy of the FID Inception weights (docs/metrics.md)")
-    return classifier_features(train.name.rsplit("-", 1)[0], train.x, train.y)
+    return feature_extractor(train.name.rsplit("-", 1)[0], train.x, train.y)
 
 
 def sample_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N,

@@ -547,7 +547,14 @@ def inception_features(path: str | Path | None = None) -> InceptionFeatures | No
 def feature_extractor(name: str, x: Tensor, y: Any, cache_dir: str | Path | None = None,
                       ) -> InceptionFeatures | ClassifierFeatures:
     """Inception features when their weights are available locally (see
-    :func:`inception_features`), else :func:`classifier_features` of the labelled set (x, y).
-    Record the extractor's ``name`` with every FID: the two are not comparable."""
+    :func:`inception_features`), else :func:`classifier_features` of the labelled set (x, y);
+    unlabelled images (``y`` None) need Inception. Record the extractor's ``name`` with every
+    FID: the two are not comparable."""
     inception = inception_features()
-    return inception if inception is not None else classifier_features(name, x, y, cache_dir)
+    if inception is not None:
+        return inception
+    if y is None:
+        raise WisealeError(f"the FID of {name} needs Inception features (it has no labels to "
+                           f"train classifier features on): set ${INCEPTION_ENV} to a "
+                           "safetensors copy of the FID Inception weights (docs/metrics.md)")
+    return classifier_features(name, x, y, cache_dir)
