@@ -25,12 +25,22 @@ SIGMA_MAX = math.exp(LOGVAR_MAX / 2)  # about 22026
 class Posterior:
     """q(z|x) for a batch: means, log-variances (None when deterministic or not a diagonal
     Gaussian) and a sample z; ``log_q`` [M] is log q(z|x) of that sample when q is not a
-    diagonal Gaussian (an inverse autoregressive flow)."""
+    diagonal Gaussian (an inverse autoregressive flow).
+
+    ``code`` is the posterior's one deterministic code, the z that every reconstruction,
+    embedding and latent-space measure decodes or shows: the mean ``mu`` (the default), and
+    for a flow the flow's output at eps = 0, since its decoder only ever sees flow outputs.
+    """
 
     mu: Tensor
     logvar: Tensor | None
     z: Tensor
     log_q: Tensor | None = None
+    code: Tensor = None  # type: ignore[assignment]  # set to mu when not given
+
+    def __post_init__(self) -> None:
+        if self.code is None:
+            self.code = self.mu
 
 
 class GaussianNoise(nn.Module):
@@ -88,15 +98,17 @@ class IAFNoise(nn.Module):
     transforms conditioned on a context vector h(x), with reversed orders in turn.
 
     log q(z_T|x) = log N(z_0; mu, sigma^2) - sum_t log |det dz_t / dz_{t-1}|; ``mu`` is z_0's
-    mean (the code reconstructed by ``Autoencoder.reconstruct``).
+    mean and the posterior's ``code`` is the flow applied to it (eps = 0). The context vector
+    has length d_z: 003 App. B, "another vector of z_dim length ... provided as an additional
+    input to the normalising flows".
     """
 
-    def __init__(self, feature_dim: int, latent_dim: int, steps: int = 2, context_dim: int = 32,
-                 hidden: int = 64):
+    def __init__(self, feature_dim: int, latent_dim: int, steps: int = 2, hidden: int = 64):
         super().__init__()
         from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 
         self.base = GaussianNoise(feature_dim, latent_dim)
+        context_dim = latent_dim
         self.context_head = nn.Linear(feature_dim, context_dim)
         order = torch.arange(latent_dim)
         self.steps = nn.ModuleList(
@@ -108,17 +120,24 @@ class IAFNoise(nn.Module):
     def mu_head(self) -> nn.Linear:
         return self.base.mu_head
 
-    def forward(self, h: Tensor, sample: bool = True) -> Posterior:
-        base = self.base(h, sample=sample)
-        if not sample:
-            return Posterior(base.mu, None, base.mu)
-        eps = (base.z - base.mu) * torch.exp(-0.5 * base.logvar)
-        log_q = -0.5 * (math.log(2 * math.pi) + base.logvar + eps.square()).sum(-1)
-        context, z = self.context_head(h), base.z
+    def _flow(self, context: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z_T and sum_t log |det dz_t / dz_{t-1}| for z_0 = ``z``."""
+        ladj_sum = z.new_zeros(z.shape[0])
         for step in self.steps:
             z, ladj = step(context).call_and_ladj(z)
-            log_q = log_q - ladj
-        return Posterior(base.mu, None, z, log_q)
+            ladj_sum = ladj_sum + ladj
+        return z, ladj_sum
+
+    def forward(self, h: Tensor, sample: bool = True) -> Posterior:
+        base = self.base(h, sample=sample)
+        context = self.context_head(h)
+        code = self._flow(context, base.mu)[0]
+        if not sample:
+            return Posterior(base.mu, None, code, code=code)
+        eps = (base.z - base.mu) * torch.exp(-0.5 * base.logvar)
+        log_q = -0.5 * (math.log(2 * math.pi) + base.logvar + eps.square()).sum(-1)
+        z, ladj = self._flow(context, base.z)
+        return Posterior(base.mu, None, z, log_q - ladj, code)
 
 
 NOISES = {"gaussian": GaussianNoise, "fixed": FixedNoise, "none": NoNoise, "iaf": IAFNoise}

@@ -98,10 +98,15 @@ class Autoencoder(nn.Module):
         hook = getattr(self.likelihood, "end_epoch", None)
         return {} if hook is None else hook(epoch, row)
 
+    def code(self, x: Tensor) -> Tensor:
+        """The posterior's deterministic code of x (``Posterior.code``: the mean, or for a flow
+        posterior the flow at eps = 0): what reconstructions and latent figures use."""
+        return self.encode(x, sample=False).code
+
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        """x_hat decoded from the posterior mean."""
-        return self.likelihood.mean(self.decode(self.encode(x, sample=False).mu))
+        """x_hat decoded from the posterior's code (:meth:`code`)."""
+        return self.likelihood.mean(self.decode(self.code(x)))
 
     def _reconstruction_term(self, x: Tensor, out: Tensor, own_nll: Tensor) -> Tensor:
         if self.reconstruction == "sample":

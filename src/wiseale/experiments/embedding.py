@@ -116,7 +116,7 @@ def plot(out: Path) -> list[Path]:
     with torch.no_grad():
         for name in results["methods"]:
             post = load_run(out / "runs" / name)[0].encode(test_data.x[shown], sample=False)
-            panels[name] = (post.mu.numpy(),
+            panels[name] = (post.code.numpy(),
                             None if post.logvar is None else post.logvar.numpy())
     figure = out / "fig1_embeddings.png"
     plot_embeddings(panels, test_data.y[shown].numpy(), figure)

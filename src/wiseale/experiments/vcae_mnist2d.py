@@ -68,7 +68,7 @@ def configs(data: str, quick: bool, seed: int, data_dir: str | None = None,
 
 def _codes(out: Path, name: str, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return load_run(out / "runs" / name)[0].encode(x, sample=False).mu
+        return load_run(out / "runs" / name)[0].code(x)
 
 
 def _errors_table(methods: dict) -> str:

@@ -85,7 +85,7 @@ def plot(out: Path) -> list[Path]:
     panels = {"data (2-D source)": (test_data.factors[shown].numpy(), None)}
     with torch.no_grad():
         for name in results["methods"]:
-            mu = load_run(out / "runs" / name)[0].encode(test_data.x[shown], sample=False).mu
+            mu = load_run(out / "runs" / name)[0].code(test_data.x[shown])
             panels[name] = (mu.numpy(), None)
     figure = out / "fig2_mog_latents.png"
     plot_embeddings(panels, test_data.y[shown].numpy(), figure)

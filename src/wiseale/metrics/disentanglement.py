@@ -118,8 +118,8 @@ def factorvae_score(encode: Callable[[Tensor], Tensor],
     """FactorVAE disentanglement score (Kim & Mnih, 2018, Sec. 4; reported in 003 Table 3).
 
     Args:
-        encode: images [n, ...] -> latent representations [n, d], the posterior means (e.g.
-            ``lambda x: model.encode(x, sample=False).mu``); called under ``torch.no_grad``;
+        encode: images [n, ...] -> latent representations [n, d], the posterior codes (e.g.
+            ``model.code``); called under ``torch.no_grad``;
             put the model in eval mode first.
         factors: integer factor classes [N, K] of the data set, one row per image.
         sample_images: data indices (a 1-D ``torch.long`` tensor on the CPU) -> the images at

@@ -30,7 +30,8 @@ EVAL_SEED = 1234
 def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str, float | None]:
     """Test metrics, each a mean over the samples of ``x``:
 
-    - ``recon_error``: sum_d (x - x_hat)^2 with x_hat decoded from the posterior mean;
+    - ``recon_error``: sum_d (x - x_hat)^2 with x_hat decoded from the posterior's code
+      (``Posterior.code``: the mean; for a flow posterior the flow at eps = 0);
     - ``mse``: recon_error / number of data dimensions;
     - ``kl_prior``: KL(q(z|x) || N(0, I)), the "AEVB KL" of Fig. 6;
     - ``elbo``: log p(x|z) - KL(q(z|x) || N(0, I)) with one z ~ q(z|x) (seeded);
@@ -47,7 +48,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
         torch.manual_seed(EVAL_SEED)
         for batch in x.split(batch_size):
             post = model.encode(batch, sample=True)
-            x_hat = model.likelihood.mean(model.decode(post.mu))
+            x_hat = model.likelihood.mean(model.decode(post.code))
             sse.append((batch - x_hat).square().flatten(1).sum(1))
             if post.logvar is None and post.log_q is None:
                 continue
@@ -92,6 +93,7 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
         subset = x[:LATENT_N]
         posts = [model.encode(batch) for batch in subset.split(1024)]
         mu = torch.cat([p.mu for p in posts])
+        code = torch.cat([p.code for p in posts])
         z = torch.cat([p.z for p in posts])
         logvar = None if posts[0].logvar is None else torch.cat([p.logvar for p in posts])
         result["latent_total_variance"] = latent_total_variance(z)
@@ -101,7 +103,7 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
         if logvar is not None:
             result["aggregate_kl_mc"], result["aggregate_kl_mc_se"] = aggregate_kl_mc(
                 mu, logvar, MC_SAMPLES)
-        result["knn_accuracy"] = None if y is None else knn_accuracy(mu, y[:LATENT_N])
+        result["knn_accuracy"] = None if y is None else knn_accuracy(code, y[:LATENT_N])
         if isinstance(model.noise, FixedNoise):
             result["information_rate_bits"] = F.information_rate_bits(model.latent_dim,
                                                                       model.noise.sigma_eps)

@@ -116,7 +116,7 @@ def proposition1(model: Autoencoder, x: Tensor, sigma_eps: float | None = None,
         return model.likelihood.mean(model.decode(z))
 
     with _eval_mode(model):
-        mu = model.encode(x, sample=False).mu
+        mu = model.code(x)
         x_flat = x.flatten(1)
         deterministic = (x_flat - mean(mu).flatten(1)).square().sum(1)
         jacobian = sigma ** 2 * decoder_jacobian_sq_norm(mean, mu)
