@@ -73,21 +73,21 @@ def test_mnist_vcae_last_layer_is_tensorflows_same_transposed_conv():
     4x4 kernel that conv2d pads (1, 2). The decoder's pad + conv equals that gradient."""
     torch.manual_seed(1)
     _, _, dec = build_nets("mnist-vcae", (1, 28, 28), 16)
-    pad, conv = dec[-2], dec[-1]
-    kernel = torch.randn(256, 1, 4, 4)  # TensorFlow's filter: 1 channel in, 256 out
+    pad, conv = dec[-2], dec[-1].double()  # float64: the sums of 4,096 products are ~70
+    kernel = torch.randn(256, 1, 4, 4, dtype=torch.float64)  # TensorFlow's: 1 in, 256 out
     with torch.no_grad():
         conv.weight.copy_(kernel.transpose(0, 1).flip(-2, -1))
         conv.bias.zero_()
-    y = torch.randn(2, 1, 28, 28, requires_grad=True)
-    g = torch.randn(2, 256, 28, 28)
+    y = torch.randn(2, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 256, 28, 28, dtype=torch.float64)
     forward = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (1, 2, 1, 2)), kernel)
     assert forward.shape == (2, 256, 28, 28)
     (forward * g).sum().backward()
     with torch.no_grad():
-        assert torch.allclose(conv(pad(g)), y.grad, atol=1e-4)
+        assert torch.allclose(conv(pad(g)), y.grad, rtol=1e-12, atol=1e-10)
         # and PyTorch's own transposed convolution, cropped (1 before, 2 after), agrees
         full = torch.nn.functional.conv_transpose2d(g, kernel)
-        assert torch.allclose(full[..., 1:-2, 1:-2], y.grad, atol=1e-4)
+        assert torch.allclose(full[..., 1:-2, 1:-2], y.grad, rtol=1e-12, atol=1e-10)
 
 
 def test_mnist_vcae_parameter_counts():

@@ -286,6 +286,26 @@ def test_stop_then_resume_skipping_the_nonfinite_batch(capsys, tmp_path, monkeyp
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
 
 
+def test_epoch_means_are_over_the_applied_batches(tmp_path, tiny_sine, monkeypatch):
+    """A logged part that is 1 at every step has the epoch mean 1 when a batch is skipped
+    (the mean is over the 7 applied batches, not the 8 of the epoch)."""
+    real_forward, count = Autoencoder.forward, {"n": 0}
+
+    def forward(self, x, *args):
+        count["n"] += 1
+        out = real_forward(self, x, *args)
+        out.parts["probe"] = torch.ones(())
+        if count["n"] == 3:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Autoencoder, "forward", forward)
+    train(dataclasses.replace(tiny_sine, on_nonfinite="skip", epochs=1), tmp_path / "run",
+          progress=False)
+    row = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[0])
+    assert row["skipped_steps"] == 1 and row["probe"] == 1.0
+
+
 def test_skipping_every_batch_stops(tmp_path, tiny_sine, monkeypatch):
     _poison(monkeypatch, set(range(1, 100)))
     with pytest.raises(WisealeError, match="every batch of epoch 1 had a non-finite loss; "

@@ -278,3 +278,15 @@ def test_runs_written_before_newer_config_fields_still_load(tmp_path, tiny_sine)
     save_tensors(tmp_path / "run/model.safetensors", tensors, {**meta, "config": old})
     model, config = load_run(tmp_path / "run")
     assert (config.precision, config.micro_batch) == ("fp32", None)
+
+
+def test_the_learning_rate_schedule_reaches_the_optimiser(tmp_path, tiny_sine):
+    """After a milestone with gamma 1e-30 Adam's steps (about lr each) change no float32
+    weight: two epochs end where one did. Without the schedule written to the optimiser the
+    second epoch would train at 1e-3."""
+    config = dataclasses.replace(tiny_sine, lr_schedule="step", lr_milestones=[1],
+                                 lr_gamma=1e-30)
+    train(dataclasses.replace(config, epochs=1), tmp_path / "one", progress=False)
+    train(config, tmp_path / "two", progress=False)
+    one, two = (_weights(tmp_path / name / "model.safetensors") for name in ("one", "two"))
+    assert all(torch.allclose(one[k], two[k], rtol=0, atol=1e-20) for k in one)
