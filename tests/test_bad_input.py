@@ -5,6 +5,7 @@ The table below is docs/reliability.md's "Bad input" table; keep the two in step
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,11 @@ BAD_INPUTS = [
     ("complex-dtype", _file("complex.npy"), 1, "has dtype complex128; store real numbers"),
     ("object-dtype", _file("object.npy"), 1, "without object arrays"),
     ("float-labels", _file("float_labels.npz"), 1, "must hold 40 integer labels"),
+    ("negative-labels", _file("negative_labels.npz"), 1,
+     "labels must be class indices in [0, 100000), got values from -1 to 2"),
+    ("huge-labels", _file("huge_labels.npz"), 1, "got values from 0 to 4398046511104"),
+    ("fifo-as-data", _file("fifo.npy"), 1, "is not a regular file; give a .npy or .npz file"),
+    ("directory-as-data", _file("history.npy"), 1, "is not a regular file"),
     ("empty-data-set", _file("empty.npy"), 1, "is empty; give it at least one sample"),
     ("empty-test-split", _file("empty_test.npz"), 1, "x_test is empty"),
     ("zero-features", _file("zero_features.npy"), 1, "has samples of size 0"),
@@ -131,6 +137,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.save(d / f"{name}.npy", array)
     np.save(d / "object.npy", np.array([[1, None]] * 40, dtype=object), allow_pickle=True)
     np.savez(d / "float_labels.npz", x=good, y=np.zeros(40))
+    np.savez(d / "negative_labels.npz", x=good, y=np.arange(40) % 4 - 1)
+    np.savez(d / "huge_labels.npz", x=good, y=np.where(np.arange(40) == 7, 2**42, 0))
+    os.mkfifo(d / "fifo.npy")  # opening it for reading would block until a writer comes
+    (d / "history.npy").mkdir()
     np.savez(d / "empty_test.npz", x=good, x_test=np.zeros((0, 3)))
     (d / "empty_file.npy").write_bytes(b"")
     (d / "garbage.npy").write_bytes(b"garbage " * 20)

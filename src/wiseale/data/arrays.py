@@ -44,6 +44,9 @@ def _check_magic(path: Path) -> None:
 def _read(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         raise WisealeError(f"data file {path} does not exist; check the path")
+    if not path.is_file():  # a FIFO, device or socket would block or never end
+        raise WisealeError(f"data file {path} is not a regular file; give a .npy or .npz file "
+                           "saved on disk")
     if path.suffix not in MAGIC:
         raise WisealeError(f"{path} is not a .npy or .npz file; save your array with numpy.save "
                            "or numpy.savez")

@@ -10,6 +10,7 @@ from torch import Tensor
 from wiseale.errors import WisealeError
 
 SPLITS = ("train", "test")
+MAX_CLASSES = 100_000  # labels index one-hot votes and classifier heads: a bound on their size
 
 
 @dataclass
@@ -36,6 +37,12 @@ class Dataset:
         if self.y is not None and (len(self.y) != len(self.x) or self.y.dtype != torch.int64):
             raise WisealeError(f"data set {self.name}: labels must be {len(self.x)} integers, "
                                f"one per sample; got {len(self.y)} of type {self.y.dtype}")
+        if self.y is not None and len(self.y):
+            low, high = int(self.y.min()), int(self.y.max())
+            if low < 0 or high >= MAX_CLASSES:
+                raise WisealeError(f"data set {self.name}: labels must be class indices in "
+                                   f"[0, {MAX_CLASSES}), got values from {low} to {high}; "
+                                   "renumber the classes 0, 1, 2, ...")
         if not torch.isfinite(self.x).all():
             bad = int((~torch.isfinite(self.x)).flatten(1).any(1).nonzero()[0])
             raise WisealeError(f"data set {self.name} has NaN or Inf values (first in sample "
