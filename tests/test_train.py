@@ -20,7 +20,7 @@ def test_run_directory_contents(tmp_path, tiny_sine):
     train(tiny_sine, tmp_path / "run", progress=False)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == ["checkpoint.safetensors", "config.json", "evaluation.json", "metrics.jsonl",
-                     "model.safetensors"]
+                     "model.safetensors", "writer.lock"]
     rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     for key in ("loss", "recon", "aggregate_kl", "recon_error", "kl_prior", "elbo",
@@ -153,7 +153,7 @@ def test_failure_before_the_first_checkpoint_leaves_no_run(tmp_path, tiny_sine, 
     monkeypatch.setattr(Autoencoder, "forward", nan_at_once)
     with pytest.raises(WisealeError, match="epoch 1, batch 0; nothing was saved"):
         train(tiny_sine, tmp_path / "run", progress=False)
-    assert list((tmp_path / "run").iterdir()) == []
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["writer.lock"]  # no run files
     monkeypatch.setattr(Autoencoder, "forward", real_forward)
     train(tiny_sine, tmp_path / "run", progress=False)  # the same directory works again
 

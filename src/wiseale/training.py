@@ -4,6 +4,7 @@ on SIGINT or SIGTERM, one mid-epoch. docs/reliability.md lists the faults it sur
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -29,6 +30,7 @@ from wiseale.distributed import (
 from wiseale.errors import WisealeError
 from wiseale.guards import FiniteWatch, check_watch, stop_non_finite
 from wiseale.interrupts import StopSignals
+from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.model import Autoencoder
 from wiseale.rng import rng_state, set_rng_state
@@ -49,11 +51,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def _prepare_dir(out: Path, resume: bool) -> None:
+def _prepare_dir(out: Path, resume: bool, held: contextlib.ExitStack) -> None:
+    """Make ``out`` and take its writer's lock (wiseale.lock) into ``held``; refuse a run
+    directory that holds a run unless resuming."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WisealeError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+    held.enter_context(exclusive(out))
     if resume and not (out / CHECKPOINT).exists():
         raise WisealeError(f"{out} has no {CHECKPOINT} to resume from; drop --resume")
     if not resume and ((out / CHECKPOINT).exists() or (out / WEIGHTS).exists()):
@@ -134,9 +139,16 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
     """The loop of :func:`train`; with several processes (torchrun) each takes its slice of
     every global batch of world.size x batch_size samples and rank 0 writes the files."""
     run = _setup(config, out, world)  # first: a network that does not fit writes nothing
-    if world.main:
-        _prepare_dir(out, resume)
-    barrier(world)
+    with contextlib.ExitStack() as held:
+        if world.main:
+            _prepare_dir(out, resume, held)
+        barrier(world)
+        return _loop(run, resume, progress, train_data, test_data)
+
+
+def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
+          test_data: Dataset) -> Autoencoder:
+    config, out, world = run.config, run.out, run.world
     state, history = restore(run) if resume else (EpochState(0), [])
     x = train_data.x.to(run.device)
     x_eval = test_data.x[:config.eval_size].to(run.device)

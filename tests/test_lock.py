@@ -1,0 +1,59 @@
+"""One writer per run directory (issue 17, point 1): a second writer is refused in one line
+naming the holder; the lock dies with its process, SIGKILL included."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wiseale.errors import WisealeError
+from wiseale.lock import LOCK, exclusive
+from wiseale.training import train
+
+HOLD = ("import sys, time; from pathlib import Path; from wiseale.lock import exclusive\n"
+        "with exclusive(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)")
+
+
+def _holder(directory):
+    """A process holding the lock of ``directory`` (started, and holding, on return)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_is_refused_then_admitted_after_a_sigkill(tmp_path, tiny_sine):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = _holder(run)
+    try:
+        with pytest.raises(WisealeError, match=f"is being written by another wiseale process "
+                           f"\\(PID {holder.pid}\\); wait for it to end"):
+            train(tiny_sine, run, progress=False)
+        assert sorted(p.name for p in run.iterdir()) == [LOCK]  # the refused run wrote nothing
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    train(dataclasses.replace(tiny_sine, epochs=1), run, progress=False)  # the lock died with it
+    assert (run / "model.safetensors").is_file()
+
+
+def test_the_lock_is_exclusive_within_a_process_and_released_on_exit(tmp_path):
+    with exclusive(tmp_path):
+        with pytest.raises(WisealeError, match=f"PID {os.getpid()}"), exclusive(tmp_path):
+            pass
+    with exclusive(tmp_path):  # released by the first block's end
+        assert (tmp_path / LOCK).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_writer_killed_while_holding_leaves_nothing_to_clean(tmp_path):
+    holder = _holder(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    start = time.monotonic()
+    with exclusive(tmp_path):
+        assert time.monotonic() - start < 5
