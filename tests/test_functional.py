@@ -17,7 +17,10 @@ import math
 import pytest
 import torch
 
+from wiseale.encoders import Posterior
+from wiseale.errors import WisealeError
 from wiseale.functional import (
+    MMD_SCALE_SETS,
     MMD_SCALES,
     aggregate_kl_upper_bound,
     aggregate_kl_upper_bound_reference,
@@ -27,7 +30,10 @@ from wiseale.functional import (
     mmd,
     pairwise_bernoulli_nll,
     pairwise_gaussian_nll,
+    total_variance,
+    variance_penalty,
 )
+from wiseale.regularizers import PriorMMD
 
 F64 = torch.float64
 # Jensen gap of the bound for a single Gaussian (and for well-separated mixture components):
@@ -275,14 +281,15 @@ def test_gaussian_kl_zero_at_prior():
 # 6. MMD.
 # --------------------------------------------------------------------------------------------
 
-def _brute_force_mmd(x: torch.Tensor, y: torch.Tensor, kernel: str) -> float:
+def _brute_force_mmd(x: torch.Tensor, y: torch.Tensor, kernel: str,
+                     scales=(0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)) -> float:
     xs, ys = x.tolist(), y.tolist()
     d = len(xs[0])
 
     def k(a, b):
         sq = sum((ai - bi) ** 2 for ai, bi in zip(a, b, strict=True))
         total = 0.0
-        for scale in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
+        for scale in scales:
             c = 2.0 * d * scale
             total += c / (c + sq) if kernel == "imq" else math.exp(-sq / c)
         return total
@@ -296,6 +303,40 @@ def _brute_force_mmd(x: torch.Tensor, y: torch.Tensor, kernel: str) -> float:
 
 def test_mmd_default_scales():
     assert tuple(MMD_SCALES) == (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+    assert MMD_SCALE_SETS == {"single": (1.0,), "multi": MMD_SCALES}  # C = 2 d_z (003 App. B)
+
+
+@pytest.mark.parametrize("kernel", ["imq", "rbf"])
+def test_single_scale_mmd_matches_the_literal_u_statistic(kernel):
+    """003 App. B: one kernel C / (C + |x - y|^2), C = 2 d_z sigma_z^2 with sigma_z^2 = 1."""
+    torch.manual_seed(5)
+    x, y = torch.randn(7, 4, dtype=F64) * 1.3, torch.randn(9, 4, dtype=F64) + 0.2
+    value = mmd(x, y, kernel, scales=MMD_SCALE_SETS["single"]).item()
+    assert value == pytest.approx(_brute_force_mmd(x, y, kernel, scales=(1.0,)), rel=1e-10)
+
+
+def _rbf_gaussian_mmd(d: int, s1: float, s2: float, shift: float, c: float) -> float:
+    """Closed-form MMD^2 between N(shift 1, s1^2 I) and N(0, s2^2 I) under exp(-|u|^2 / c):
+    for u ~ N(m, s^2 I), E exp(-|u|^2 / c) = (1 + 2 s^2 / c)^(-d/2) exp(-|m|^2 / (c + 2 s^2))."""
+    def expect(var: float, sq_mean: float) -> float:
+        return (1 + 2 * var / c) ** (-d / 2) * math.exp(-sq_mean / (c + 2 * var))
+    return (expect(2 * s1**2, 0.0) + expect(2 * s2**2, 0.0)
+            - 2 * expect(s1**2 + s2**2, d * shift**2))
+
+
+def test_single_scale_rbf_mmd_is_unbiased_for_the_closed_form_between_gaussians():
+    """The U-statistic's mean over many batches of 100 equals the closed-form MMD^2 of two
+    Gaussians under the single-C kernel (C = 2 d = 12) within 5 standard errors."""
+    d, s1, s2, shift, reps = 6, 1.5, 1.0, 0.3, 400
+    gen = torch.Generator().manual_seed(11)
+    values = torch.stack([
+        mmd(s1 * torch.randn(100, d, generator=gen, dtype=F64) + shift,
+            s2 * torch.randn(100, d, generator=gen, dtype=F64), "rbf",
+            scales=MMD_SCALE_SETS["single"]) for _ in range(reps)])
+    truth = _rbf_gaussian_mmd(d, s1, s2, shift, c=2.0 * d)
+    se = values.std().item() / math.sqrt(reps)
+    assert abs(values.mean().item() - truth) < 5 * se and se < 0.1 * truth, (values.mean(),
+                                                                               truth, se)
 
 
 @pytest.mark.parametrize("kernel", ["imq", "rbf"])
@@ -327,6 +368,21 @@ def test_mmd_symmetric(kernel):
     x = torch.randn(7, 4, dtype=F64)
     y = torch.randn(10, 4, dtype=F64) * 2.0
     assert mmd(x, y, kernel).item() == pytest.approx(mmd(y, x, kernel).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_prior_mmd_term_compares_codes_with_standard_normal_draws(scale):
+    """PriorMMD's value on codes z ~ N(0, scale^2 I), averaged over batches of 100, is the
+    closed-form MMD^2 to N(0, I): about 0 at scale 1, clearly positive at scale 2."""
+    d, reps = 4, 300
+    term = PriorMMD(weight=1.0, kernel="rbf", scales="single")
+    torch.manual_seed(13)
+    values = torch.stack([term(Posterior(z, None, z))[0] for z in
+                          (scale * torch.randn(reps, 100, d, dtype=F64))])
+    truth = _rbf_gaussian_mmd(d, scale, 1.0, 0.0, c=2.0 * d)
+    se = values.std().item() / math.sqrt(reps)
+    assert abs(values.mean().item() - truth) < 5 * se < 0.01, (values.mean(), truth, se)
+    assert truth > 0.05 if scale == 2.0 else truth == 0.0
 
 
 def test_mmd_unknown_kernel_raises():
@@ -443,3 +499,25 @@ def test_aggregate_kl_permutation_invariant(chunk_size):
     # Permuting mu and logvar inconsistently (breaking the row pairing) must change the value.
     mismatched = aggregate_kl_upper_bound(mu[perm], logvar, chunk_size=chunk_size).item()
     assert abs(mismatched - base) > 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# 10. VCAE total variance (003 Eq. 6-7).
+# --------------------------------------------------------------------------------------------
+
+def test_batch_total_variance_is_unbiased_for_a_known_variance():
+    """Batches of M = 4 from N(0, diag(s^2)): the mean of the batch estimate over many batches
+    is sum(s^2) = 3.5 (the 1/M moment would give 3/4 of it, 2.625)."""
+    s2 = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
+    gen = torch.Generator().manual_seed(3)
+    batches = torch.randn(20_000, 4, 3, generator=gen, dtype=F64) * s2.sqrt()
+    values = torch.stack([total_variance(b) for b in batches])
+    se = values.std().item() / math.sqrt(len(values))
+    assert abs(values.mean().item() - s2.sum().item()) < 5 * se < 0.1
+
+
+def test_variance_penalty_hand_computed():
+    z = torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=F64)  # deviations +-1 in each dimension
+    assert variance_penalty(z, 2.0).item() == pytest.approx(2.0)  # |4 / (2 - 1) - 2|
+    with pytest.raises(WisealeError, match="at least 2 samples"):
+        total_variance(z[:1])

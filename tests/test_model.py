@@ -143,9 +143,9 @@ def test_prior_sampling():
 def test_variance_penalty_and_information_rate():
     z = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5],
                                                                   dtype=torch.float64)
-    biased = z.numpy().var(axis=0).sum()
-    assert math.isclose(F.total_variance(z).item(), biased, rel_tol=1e-12)
-    assert math.isclose(F.variance_penalty(z, 3.0).item(), abs(biased - 3.0), rel_tol=1e-12)
+    unbiased = z.numpy().var(axis=0, ddof=1).sum()  # 003 Eq. 6's population value, estimated
+    assert math.isclose(F.total_variance(z).item(), unbiased, rel_tol=1e-12)
+    assert math.isclose(F.variance_penalty(z, 3.0).item(), abs(unbiased - 3.0), rel_tol=1e-12)
     assert F.information_rate_bits(16, math.sqrt(0.1)) == pytest.approx(8 * math.log2(10))
 
 

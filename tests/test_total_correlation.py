@@ -1,8 +1,10 @@
 import dataclasses
 import math
 
+import pytest
 import torch
 
+from wiseale.encoders import Posterior
 from wiseale.likelihoods import FixedGaussian
 from wiseale.methods import build_model, get_method, resolve_options
 from wiseale.nets import build_nets
@@ -59,7 +61,9 @@ def test_permute_dims_keeps_marginals_and_breaks_dependence():
     assert abs(torch.corrcoef(p.T)[0, 1]) < 0.05 < torch.corrcoef(z.T)[0, 1]
 
 
-def test_discriminator_estimates_the_total_correlation_of_a_gaussian():
+def test_regularizer_value_estimates_the_total_correlation_of_a_gaussian():
+    """The term's value, after training its discriminator, is the closed-form TC of a
+    correlated Gaussian (positive): a sign error or a swapped logit fails it."""
     torch.manual_seed(0)
     rho = 0.9
     truth = -0.5 * math.log(1 - rho**2)  # TC of a bivariate Gaussian with correlation rho
@@ -71,10 +75,11 @@ def test_discriminator_estimates_the_total_correlation_of_a_gaussian():
         optimizer.zero_grad()
         tc.adversary_loss(dist.sample((512,))).backward()
         optimizer.step()
+    z = dist.sample((20_000,))
     with torch.no_grad():
-        logits = tc.discriminator(dist.sample((20_000,)))
-    estimate = (logits[:, 0] - logits[:, 1]).mean().item()
-    assert abs(estimate - truth) < 0.2, (estimate, truth)
+        value, loss = tc(Posterior(z, None, z))
+    assert abs(value.item() - truth) < 0.2, (value.item(), truth)
+    assert loss.item() == pytest.approx(value.item())  # weight 1
 
 
 def test_factorvae_resume_is_exact(tmp_path, tiny_sine, monkeypatch):

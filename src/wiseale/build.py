@@ -61,7 +61,7 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if config.batch_size > len(train):
         raise WisealeError(f"batch-size {config.batch_size} is larger than the {len(train)} "
                            "training samples; lower --batch-size")
-    if config.batch_size < 2 and any(t.kind == "mmd" for t in method.terms):
+    if config.batch_size < 2 and any(t.kind in ("mmd", "variance") for t in method.terms):
         raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
                            "or more")
     likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train.x)

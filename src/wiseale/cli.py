@@ -299,12 +299,13 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _methods() -> None:
-    from wiseale.methods import ALIASES, METHODS
+    from wiseale.methods import ALIASES, DERIVED_DEFAULTS, METHODS
 
     for method in METHODS.values():
         aliases = [a for a, target in ALIASES.items() if target == method.name]
         alias = f" (alias {', '.join(aliases)})" if aliases else ""
-        options = ", ".join(f"{k}={'d_z' if v is None else v}" for k, v in method.defaults.items())
+        options = ", ".join(f"{k}={DERIVED_DEFAULTS[k] if v is None else v}"
+                            for k, v in method.defaults.items())
         print(f"{method.name}{alias}: {method.summary} [{method.source}]; options: {options}")
 
 

@@ -13,10 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wiseale.errors import WisealeError
 from wiseale.pairwise import mean_log_overlap
 
 LOG_2PI = math.log(2.0 * math.pi)
-MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # Tolstikhin et al.'s code (WAE)
+# The kernel sets of the MMD term, by name: "single" is 003 App. B's one C = 2 d_z sigma_z^2
+# (sigma_z^2 = 1 for N(0, I)); "multi" sums Tolstikhin et al.'s seven scales.
+MMD_SCALE_SETS = {"single": (1.0,), "multi": MMD_SCALES}
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -78,9 +82,10 @@ def mmd(z: Tensor, z_prior: Tensor, kernel: str = "imq",
         scales: tuple[float, ...] = MMD_SCALES) -> Tensor:
     """Unbiased estimate of MMD^2 between samples ``z`` [n, d] and ``z_prior`` [m, d].
 
-    WAE-MMD (Tolstikhin et al., as used for the WAE baseline of 001 Sec. 5): the IMQ kernel
-    k(x, y) = C / (C + |x - y|^2) with C = 2 d s summed over the scales s; ``kernel="rbf"``
-    uses exp(-|x - y|^2 / C) over the same C. Within-set sums exclude the diagonal.
+    The IMQ kernel k(x, y) = C / (C + |x - y|^2) with C = 2 d s summed over the scales s
+    (003 App. B: one scale, C = 2 d_z sigma_z^2; Tolstikhin et al.'s code: ``MMD_SCALES``);
+    ``kernel="rbf"`` uses exp(-|x - y|^2 / C) over the same C. Within-set sums exclude the
+    diagonal (the U-statistic of Gretton et al. 2012).
     """
     n, m, d = z.shape[0], z_prior.shape[0], z.shape[1]
     if n < 2 or m < 2:
@@ -107,12 +112,19 @@ def posterior_kl(post: Any) -> Tensor:
 
 
 def total_variance(z: Tensor) -> Tensor:
-    """E||z - E[z]||^2 over the rows of z [M, d]: the summed per-dimension (biased) variance."""
-    return (z - z.mean(dim=0)).square().sum(dim=1).mean()
+    """The unbiased batch estimate of 003 Eq. 6's E_{Z~Q_Z}||Z - E[Z]||^2 from the rows of
+    z [M, d]: sum_i ||z_i - mean(z)||^2 / (M - 1). (The 1/M moment would settle Q_Z's total
+    variance at v M / (M - 1) under the penalty.)"""
+    m = z.shape[0]
+    if m < 2:
+        raise WisealeError("the total variance of a batch needs at least 2 samples; use "
+                           "--batch-size 2 or more")
+    return (z - z.mean(dim=0)).square().sum() / (m - 1)
 
 
 def variance_penalty(z: Tensor, target: float) -> Tensor:
-    """|E||z - E[z]||^2 - v| on a batch: the VCAE variance constraint (003 Eq. 7)."""
+    """|total_variance(z) - v| on a batch: the VCAE penalty of 003 Eq. 7 ("computed per
+    batch"; Alg. 1's lambda |var(z) - v|)."""
     return (total_variance(z) - target).abs()
 
 
@@ -161,9 +173,9 @@ def dip_covariance_penalty(mu: Tensor, logvar: Tensor, lambda_od: float, lambda_
                            variant: str = "i") -> Tensor:
     """The DIP-VAE regulariser (Kumar et al. 2018, Eq. 6-7): for a covariance C of the
     aggregate posterior estimated on the batch, lambda_od * sum_{i != j} C_ij^2 +
-    lambda_d * sum_i (C_ii - 1)^2. Variant ``i``: C = Cov[mu(x)]; variant ``ii``:
-    C = Cov[mu(x)] + E[diag exp(logvar(x))] (the covariance of q(z) itself). The batch
-    covariance uses 1/M (the moment estimate)."""
+    lambda_d * sum_i (C_ii - 1)^2. Variant ``i``: C = Cov_p(x)[mu(x)]; variant ``ii``:
+    C = Cov_p(x)[mu(x)] + E_p(x)[diag exp(logvar(x))] = Cov_q(z)[z]. The batch covariance
+    uses 1/M (the moment estimate). The weights' defaults are in regularizers.DIPPenalty."""
     if variant not in DIP_VARIANTS:
         raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
     centred = mu - mu.mean(0)

@@ -14,6 +14,7 @@ from torch import nn
 
 from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
+from wiseale.functional import MMD_SCALE_SETS
 from wiseale.likelihoods import STAGE1_VARIANCES
 from wiseale.model import RECONSTRUCTIONS, Autoencoder
 from wiseale.regularizers import AGGREGATE_SCALINGS, REGULARIZERS
@@ -45,6 +46,11 @@ LIKELIHOOD_OPTIONS = {"pixel": {"stage1_epochs": "stage1_epochs",  # likelihood 
                                 "tolerance": "stage1_tolerance",
                                 "stage1": "stage1_variance"}}
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
+MMD = Term("mmd", {"weight": "lambda", "kernel": "kernel", "scales": "scales"})
+MMD_CHOICES = {"kernel": ("imq", "rbf"), "scales": tuple(MMD_SCALE_SETS)}
+TC_SOURCE = "003 Sec. 4, 6.4, App. B.5"
+# How a None default is derived, for `wiseale methods`.
+DERIVED_DEFAULTS = {"v": "d_z", "lambda_d": "10*lambda_od (variant i) or lambda_od (ii)"}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("aevb", "VAE: per-sample KL to N(0, I)", "001 Eq. 26 (Kingma & Welling)",
@@ -57,11 +63,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            {"weight": 1.0, "scaling": "batch", "reconstruction": "sample"},
            {"scaling": AGGREGATE_SCALINGS, "reconstruction": RECONSTRUCTIONS}),
     Method("wae", "deterministic encoder, MMD to N(0, I)", "Tolstikhin et al. (003 Eq. 3)",
-           "none", (Term("mmd", {"weight": "lambda", "kernel": "kernel"}),),
-           {"lambda": 10.0, "kernel": "imq"}, {"kernel": ("imq", "rbf")}),
-    Method("cwae", "fixed encoder noise sigma_eps, MMD to N(0, I)", "003 Eq. 3", "fixed",
-           (Term("mmd", {"weight": "lambda", "kernel": "kernel"}),),
-           {"lambda": 100.0, "kernel": "imq", "sigma_eps": SIGMA_EPS}, {"kernel": ("imq", "rbf")}),
+           "none", (MMD,), {"lambda": 10.0, "kernel": "imq", "scales": "multi"}, MMD_CHOICES),
+    Method("cwae", "fixed encoder noise sigma_eps, MMD to N(0, I)", "003 Eq. 3, App. B",
+           "fixed", (MMD,),
+           {"lambda": 100.0, "kernel": "imq", "scales": "single", "sigma_eps": SIGMA_EPS},
+           MMD_CHOICES),
     Method("vcae", "fixed encoder noise, |total variance of z - v| per batch",
            "003 Eq. 6-7, Alg. 1", "fixed",
            (Term("variance", {"weight": "lambda", "target": "v"}),),
@@ -72,23 +78,23 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "Kingma et al. 2016 (003 Table 2)", "iaf", (Term("kl", {"weight": "beta"}),),
            {"beta": 1.0, "steps": 2}),
     Method("factorvae", "VAE + gamma * total correlation (discriminator)",
-           "Kim & Mnih 2018 (003 Sec. 6.3)", "gaussian",
+           f"Kim & Mnih 2018 ({TC_SOURCE})", "gaussian",
            (Term("kl", {"weight": "beta"}), Term("tc", {"weight": "gamma"})),
            {"beta": 1.0, "gamma": 7.0}),
-    Method("tc-vcae", "VCAE + gamma * total correlation", "003 Sec. 6.3", "fixed",
+    Method("tc-vcae", "VCAE + gamma * total correlation", TC_SOURCE, "fixed",
            (Term("variance", {"weight": "lambda", "target": "v"}),
             Term("tc", {"weight": "gamma"})),
            {"lambda": 1.0, "v": None, "gamma": 7.0, "sigma_eps": SIGMA_EPS}),
-    Method("tc-cwae", "cWAE + gamma * total correlation", "003 Sec. 6.3", "fixed",
-           (Term("mmd", {"weight": "lambda", "kernel": "kernel"}), Term("tc", {"weight": "gamma"})),
-           {"lambda": 2500.0, "kernel": "imq", "gamma": 7.0, "sigma_eps": SIGMA_EPS},
-           {"kernel": ("imq", "rbf")}),
+    Method("tc-cwae", "cWAE + gamma * total correlation", TC_SOURCE, "fixed",
+           (MMD, Term("tc", {"weight": "gamma"})),
+           {"lambda": 2500.0, "kernel": "imq", "scales": "single", "gamma": 7.0,
+            "sigma_eps": SIGMA_EPS}, MMD_CHOICES),
     Method("dip-vae", "VAE + DIP-VAE covariance penalty on q(z)",
            "Kumar et al. 2018 (004 Table 2)", "gaussian",
            (Term("kl", {"weight": "beta"}),
             Term("dip", {"lambda_od": "lambda_od", "lambda_d": "lambda_d",
                          "variant": "variant"})),
-           {"beta": 1.0, "lambda_od": 10.0, "lambda_d": 100.0, "variant": "i"},
+           {"beta": 1.0, "lambda_od": 10.0, "lambda_d": None, "variant": "i"},
            {"variant": ("i", "ii")}),
     Method("lv-vae", "VAE whose Gaussian likelihood variance is learned (gradient, or "
            "--likelihood optimal: closed form)", "004 Eq. 9-10", "gaussian",
@@ -172,7 +178,9 @@ def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, fea
     regularizers = []
     for term in method.terms:
         cls = REGULARIZERS[term.kind]
-        kwargs = {arg: options[opt] for arg, opt in term.params.items()}
+        # An option a config saved before it existed lacks takes the class default, which
+        # is what that run trained with (PriorMMD: scales=multi).
+        kwargs = {arg: options[opt] for arg, opt in term.params.items() if opt in options}
         if getattr(cls, "needs_latent_dim", False):
             kwargs["latent_dim"] = latent_dim
         regularizers.append(cls(**kwargs))

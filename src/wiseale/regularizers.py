@@ -62,24 +62,35 @@ class AggregateKL(nn.Module):
 
 
 class PriorMMD(nn.Module):
-    """lambda * MMD^2(q(z), N(0, I)) on the batch's samples z (WAE-MMD, 003 Eq. 3)."""
+    """lambda * MMD^2(q(z), N(0, I)) on the batch's samples z (WAE-MMD, 003 Eq. 3).
+
+    ``scales`` names the kernel set (functional.MMD_SCALE_SETS): ``single``, 003 App. B's
+    one C = 2 d_z sigma_z^2; ``multi``, Tolstikhin et al.'s seven scales (about 4-7x the
+    single-C value at batch 100, docs/deviations.md). ``multi`` is the default of a config
+    saved before the option existed.
+    """
 
     name = "mmd"
 
-    def __init__(self, weight: float = 10.0, kernel: str = "imq"):
+    def __init__(self, weight: float = 10.0, kernel: str = "imq", scales: str = "multi"):
         super().__init__()
         if kernel not in ("imq", "rbf"):
             raise ValueError(f"unknown MMD kernel {kernel!r}; use 'imq' or 'rbf'")
-        self.weight, self.kernel = float(weight), kernel
+        if scales not in F.MMD_SCALE_SETS:
+            raise ValueError(f"unknown MMD scales {scales!r}; use one of "
+                             f"{', '.join(F.MMD_SCALE_SETS)}")
+        self.weight, self.kernel, self.scales = float(weight), kernel, scales
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
-        value = F.mmd(post.z, torch.randn_like(post.z), kernel=self.kernel)
+        value = F.mmd(post.z, torch.randn_like(post.z), kernel=self.kernel,
+                      scales=F.MMD_SCALE_SETS[self.scales])
         return value, self.weight * value
 
 
 class VariancePenalty(nn.Module):
     """lambda * |total variance of the batch's z - v|: the VCAE constraint on the aggregate
-    posterior's total variance (003 Eq. 6-7, computed per batch); v = d_z by default."""
+    posterior's total variance (003 Eq. 6-7, computed per batch with the unbiased estimate,
+    functional.total_variance); v = d_z by default (003 Sec. 4)."""
 
     name = "variance"
 
@@ -103,7 +114,7 @@ def permute_dims(z: Tensor) -> Tensor:
 class TotalCorrelation(nn.Module):
     """gamma * TC(z), TC estimated by a discriminator between q(z) and prod_j q(z_j)
     (Kim & Mnih 2018: 6 fully connected layers of 1000 units, LeakyReLU 0.2, two logits;
-    003 Sec. 6.3 adds it to VCAE and cWAE with gamma = 7).
+    003 Sec. 4 adds it to VCAE, Sec. 6.4 and App. B.5 to VCAE and cWAE with gamma = 7).
 
     TC(z) ~= E_q(z)[log D(z) / (1 - D(z))] = mean(logit_0 - logit_1). The discriminator is
     trained by :meth:`adversary_loss` on detached z, so its update never reaches the encoder.
@@ -136,14 +147,19 @@ class TotalCorrelation(nn.Module):
 
 class DIPPenalty(nn.Module):
     """The DIP-VAE term (Kumar et al. 2018): the batch covariance of q(z) pushed to I
-    (functional.dip_covariance_penalty); the weights live in lambda_od and lambda_d."""
+    (functional.dip_covariance_penalty). ``lambda_d`` None follows Kumar et al.: 10 lambda_od
+    for DIP-VAE-I, lambda_od for DIP-VAE-II (``LAMBDA_D_FACTOR``)."""
 
     name = "dip"
+    LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
 
-    def __init__(self, lambda_od: float = 10.0, lambda_d: float = 100.0, variant: str = "i"):
+    def __init__(self, lambda_od: float = 10.0, lambda_d: float | None = None,
+                 variant: str = "i"):
         super().__init__()
         if variant not in F.DIP_VARIANTS:
             raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
+        if lambda_d is None:
+            lambda_d = self.LAMBDA_D_FACTOR[variant] * lambda_od
         self.lambda_od, self.lambda_d, self.variant = float(lambda_od), float(lambda_d), variant
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:

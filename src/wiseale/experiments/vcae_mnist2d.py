@@ -2,11 +2,12 @@
 with a 2-D latent on MNIST: reconstruction errors, the latent codes by class, per-feature
 histograms, and the codes mapped through a flow to its Gaussian base, w = NF^-1(z).
 
-003 App. B.2: the Table 4 MNIST network, VCAE lambda 1 and v = 2, cWAE lambda 100 and
-P_Z = N(0, I_2), sigma_eps^2 = 0.01, Adam 1e-4, batch 200, no schedule. App. C.1 raises cWAE's
-lambda to 3,000 for its histograms: that run is here too (``cwae-lambda-3000``). The epoch
-count is not given (ours: 100). 003 reports train/test errors 25.52/27.67 (VCAE) and
-30.09/31.50 (cWAE), which are per-image sums of squared errors (``recon_error``).
+003 App. B.2: the Table 4 MNIST network, VCAE lambda 1 and v = 2, cWAE lambda 100 and P_Z =
+N(0, I_2) (App. B's single-scale MMD kernel), sigma_eps^2 = 0.01, Adam 1e-4, batch 200, no
+schedule. App. C.1 raises cWAE's lambda to 3,000 for its histograms: that run is here too
+(``cwae-lambda-3000``). The epoch count is not given (ours: 100). 003 reports train/test errors
+25.52/27.67 (VCAE) and 30.09/31.50 (cWAE), which are per-image sums of squared errors
+(``recon_error``).
 
 ``--quick`` trains 10 epochs on 10,000 Fashion-MNIST images with 001's smaller App. D.2
 network at Adam 1e-3 (1e-4 leaves the quick runs far from converged); the flow (Table 5 MAF)

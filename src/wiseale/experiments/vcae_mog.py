@@ -1,10 +1,10 @@
 """003 Sec. 6.1 and Fig. 2a-c: VCAE against cWAE on four 2-D Gaussians projected into 100-D.
 
 Both use a fixed-noise encoder z = mu(x) + eps and a 2-D latent; cWAE pushes q(z) to N(0, I)
-by MMD (lambda 100), VCAE only fixes its total variance to v = 2 (lambda 1). 003 gives no
-network or schedule for this toy: an MLP (512-256), batch 100, Adam 1e-3 and
-sigma_eps^2 = 0.01 (its 2-D MNIST toy, App. B) are ours. 003 reports MSE 0.067 (VCAE) and
-0.13 (cWAE) on its own, unpublished data scale; compare the ratio, not the values.
+by MMD (lambda 100, 003 App. B's single-scale kernel), VCAE only fixes its total variance to
+v = 2 (lambda 1). 003 gives no network or schedule for this toy: an MLP (512-256), batch 100,
+Adam 1e-3 and sigma_eps^2 = 0.01 (its 2-D MNIST toy, App. B) are ours. 003 reports MSE 0.067
+(VCAE) and 0.13 (cWAE) on its own, unpublished data scale; compare the ratio, not the values.
 """
 
 from __future__ import annotations
