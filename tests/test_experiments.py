@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -283,3 +284,27 @@ def test_vcae_mnist2d_writes_codes_histograms_and_flow_figures(tmp_path, monkeyp
     assert "VCAE's test L2 is" in report
     for name in ("fig2de_latents.png", "feature_histograms.png", "fig8_flow_latents.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_finished_run_is_reused_only_with_the_same_resolved_options(tmp_path, tiny_sine):
+    """reproduce reuses out/runs/NAME only if it was trained with the same options, defaults
+    included: a run saved before a default changed (here: its config lacks `scaling`) is
+    refused, not silently reported as the new setting."""
+    from wiseale.build import load_split
+    from wiseale.experiments.common import train_methods
+
+    config = dataclasses.replace(tiny_sine, epochs=1)
+    data = load_split(config, "train"), load_split(config, "test")
+    train_methods({"w": config}, tmp_path, *data, progress=False)
+    weights = tmp_path / "runs/w/model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    train_methods({"w": config}, tmp_path, *data, progress=False)  # reused, not retrained
+    assert weights.stat().st_mtime_ns == stamp
+    with pytest.raises(WisealeError, match=r"other settings \(options\); use another --out"):
+        train_methods({"w": dataclasses.replace(config, options={"weight": 2.0})}, tmp_path,
+                      *data, progress=False)
+    saved = json.loads((tmp_path / "runs/w/config.json").read_text())
+    del saved["options"]["scaling"]
+    (tmp_path / "runs/w/config.json").write_text(json.dumps(saved))
+    with pytest.raises(WisealeError, match=r"other settings \(options\)"):
+        train_methods({"w": config}, tmp_path, *data, progress=False)

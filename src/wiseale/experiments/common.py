@@ -13,6 +13,7 @@ from wiseale.build import load_split
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
+from wiseale.methods import get_method, resolve_options
 from wiseale.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 from wiseale.storage import read_json, write_json
 from wiseale.training import train
@@ -55,6 +56,21 @@ def first_config(results: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict({k: v for k, v in config.items() if k in known})
 
 
+def _check_same_run(run_dir: Path, config: RunConfig) -> None:
+    """Refuse a finished run whose saved config differs from ``config``: in a field that
+    ``config`` sets, or in the method's options once both are resolved (so a default that
+    changed since the run was trained, such as cWAE's MMD scales, is a difference too)."""
+    saved = RunConfig.from_dict(read_json(run_dir / "config.json")).to_dict()
+    method = get_method(config.method)
+    differ = sorted(k for k, v in dataclasses.asdict(config).items()
+                    if v is not None and k != "options" and saved.get(k) != v)
+    if saved["options"] != resolve_options(method, config.options):
+        differ.append("options")
+    if differ:
+        raise WisealeError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); "
+                           "use another --out")
+
+
 def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
                   test_data: Dataset, progress: bool = True) -> dict[str, Any]:
     """Train each config into ``out/runs/NAME``; finished runs with the same config are
@@ -65,11 +81,7 @@ def train_methods(configs: dict[str, RunConfig], out: Path, train_data: Dataset,
         run_dir = out / "runs" / name
         finished = (run_dir / WEIGHTS).exists() and (run_dir / EVALUATION).exists()
         if finished:
-            saved = RunConfig.from_dict(read_json(run_dir / "config.json")).to_dict()
-            if any(saved.get(k) != v for k, v in dataclasses.asdict(config).items()
-                   if v is not None and k not in ("options",)):
-                raise WisealeError(f"{run_dir} holds a run with other settings; use another "
-                                   "--out")
+            _check_same_run(run_dir, config)
         else:
             train(config, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress,
                   train_data=train_data, test_data=test_data)
