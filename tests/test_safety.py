@@ -328,3 +328,34 @@ def test_nonfinite_weights_are_never_checkpointed(tmp_path, tiny_sine, monkeypat
                        "the checkpoint of epoch 2; the last checkpoint is kept"):
         train(dataclasses.replace(tiny_sine, epochs=3), tmp_path / "run", progress=False)
     assert load_tensors(tmp_path / "run/checkpoint.safetensors")[1]["epoch"] == 1
+
+
+def _strict_loads(text: str):
+    """json.loads that refuses NaN and Infinity, as strict parsers (jq, JavaScript) do."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_file_is_strict_with_non_finite_values_as_null(tmp_path, tiny_sine,
+                                                                   monkeypatch):
+    """Issue 17, point 3: NaN / Infinity are written as null (metrics.jsonl, evaluation.json),
+    and files of earlier versions that hold NaN are still read."""
+    from wiseale import training as train_module
+    from wiseale.run import read_metrics
+    from wiseale.storage import write_json
+
+    real_evaluate = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {
+        **real_evaluate(*a, **k), "elbo": float("nan"), "kl_prior": float("inf")})
+    train(dataclasses.replace(tiny_sine, epochs=1), tmp_path / "run", progress=False)
+    rows = [_strict_loads(line) for line in
+            (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["test_elbo"] is None and rows[0]["test_kl_prior"] is None
+    assert isinstance(rows[0]["test_recon_error"], float)
+    write_json(tmp_path / "x.json", {"a": [float("-inf"), 1.5], "b": {"c": float("nan")}})
+    assert _strict_loads((tmp_path / "x.json").read_text()) == {"a": [None, 1.5],
+                                                                 "b": {"c": None}}
+    old = tmp_path / "old.jsonl"  # as wiseale wrote it before
+    old.write_text('{"epoch": 1, "loss": NaN}\n{"epoch": 2, "loss": 1.0}\n')
+    assert [r["epoch"] for r in read_metrics(old)] == [1, 2]

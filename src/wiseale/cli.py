@@ -207,6 +207,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.build import load_split
     from wiseale.metrics import evaluate_full, sample_features, sample_fid
+    from wiseale.storage import strict_json
     from wiseale.training import load_run
 
     model, config = load_run(args.run_dir)
@@ -217,7 +218,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         features = sample_features(train)
         metrics["fid_features"] = features.name
         metrics["fid_prior"] = sample_fid(model, train, data, features=features)
-    print(json.dumps(metrics, indent=2))
+    print(strict_json(metrics, indent=2))
 
 
 def _sample(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -83,8 +84,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def _finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON null)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite_or_null(value) for value in data]
+    return data
+
+
+def strict_json(data: Any, **kwargs: Any) -> str:
+    """Strict JSON (RFC 8259) of ``data``: non-finite numbers become null, since NaN and
+    Infinity are not JSON and other tools' parsers refuse them. Files written by earlier
+    versions, which may hold NaN, are still read (Python's parser accepts it)."""
+    return json.dumps(_finite_or_null(data), allow_nan=False, **kwargs)
+
+
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(path, strict_json(data, indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -5,7 +5,6 @@ on SIGINT or SIGTERM, one mid-epoch. docs/reliability.md lists the faults it sur
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from wiseale.storage import (
     read_json,
     remove_temporaries,
     save_tensors,
+    strict_json,
     write_json,
 )
 
@@ -105,7 +105,7 @@ def _summary(config: RunConfig, row: dict) -> str:
 
 
 def _write_metrics(out: Path, rows: list[dict]) -> None:
-    atomic_write_text(out / METRICS, "".join(json.dumps(row) + "\n" for row in rows))
+    atomic_write_text(out / METRICS, "".join(strict_json(row) + "\n" for row in rows))
 
 
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
