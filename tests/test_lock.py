@@ -57,3 +57,17 @@ def test_a_writer_killed_while_holding_leaves_nothing_to_clean(tmp_path):
     start = time.monotonic()
     with exclusive(tmp_path):
         assert time.monotonic() - start < 5
+
+
+def test_a_second_reproduce_into_the_same_folder_is_refused(tmp_path, capsys):
+    from wiseale.cli import main
+
+    holder = _holder(tmp_path)
+    try:
+        code = main(["reproduce", "prior-constraint", "--quick", "--out", str(tmp_path)])
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 1 and f"(PID {holder.pid})" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK]

@@ -327,11 +327,19 @@ def _experiments() -> None:
 
 def _reproduce(args: argparse.Namespace) -> None:
     from wiseale.experiments import EXPERIMENTS
+    from wiseale.lock import exclusive
 
     data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
-    report = EXPERIMENTS[args.experiment].run(args.out, quick=args.quick, seed=args.seed,
-                                              data=args.data, progress=not args.no_progress,
-                                              data_dir=data_dir, device=args.device)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WisealeError(f"cannot create {args.out}: {exc.strerror}; choose another "
+                           "--out") from None
+    with exclusive(args.out):  # one reproduce per folder (its runs lock their own)
+        report = EXPERIMENTS[args.experiment].run(args.out, quick=args.quick, seed=args.seed,
+                                                  data=args.data,
+                                                  progress=not args.no_progress,
+                                                  data_dir=data_dir, device=args.device)
     print(f"report: {report}")
 
 
