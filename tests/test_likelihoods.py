@@ -76,12 +76,12 @@ def test_variance_learned_by_gradient_converges_to_the_closed_form():
 def test_learned_variance_has_a_floor_and_a_pairwise_form():
     lik = LearnedGaussian()
     with torch.no_grad():
-        lik.log_sigma2.fill_(-50.0)
+        lik.sigma.fill_(1e-20)
     assert lik.variance(torch.zeros(2, 3)).min().item() == pytest.approx(SIGMA2_MIN)
     x, mean = _fixed_reconstructions(n=6, d=4)
     lik = LearnedGaussian().double()
     with torch.no_grad():
-        lik.log_sigma2.fill_(math.log(0.3))
+        lik.sigma.fill_(math.sqrt(0.3))
     pairwise = lik.pairwise_nll(x, mean)
     for i in range(6):
         assert torch.allclose(pairwise[i], lik.nll(x, mean[i].expand_as(x)), atol=1e-10)
@@ -120,10 +120,10 @@ def test_pixel_likelihood_switches_stage_and_floors_the_variance():
     assert variance.min().item() == pytest.approx(0.02) and torch.all(variance >= 0.02 - 1e-12)
     expected = -torch.distributions.Normal(mean, (v + 0.02).sqrt()).log_prob(x).sum(1)
     assert torch.allclose(lik.nll(x, out), expected, atol=1e-10)
-    log_sigma2 = lik.global_variance.log_sigma2
+    sigma = lik.global_variance.sigma
     v.requires_grad_()
     lik.nll(x, _pixel_out(mean, v)).sum().backward()
-    assert log_sigma2.grad is None and v.grad is not None  # sigma^2_dataset is frozen
+    assert sigma.grad is None and v.grad is not None  # sigma^2_dataset is frozen
     with pytest.raises(ValueError, match="per-sample reconstruction only"):
         lik.pairwise_nll(x, out)
 
@@ -250,3 +250,54 @@ def test_pixel_stage_one_in_closed_form_freezes_the_running_optimum():
     assert float(lik.sigma2_dataset) == pytest.approx(running) and int(lik.stage) == 2
     with pytest.raises(ValueError, match="unknown stage-1 variance"):
         PixelGaussian(stage1="adam")
+
+
+def test_learned_sigma_moves_the_variance_as_004_alg1_does():
+    """004 Alg. 1 updates sigma (from 1) with Adam, which moves a parameter by about lr per
+    step: 80 steps of lr 0.01 bring sigma near the optimum sqrt(0.035) = 0.19, while a
+    log sigma^2 parameter would have fallen only to about -0.8 (sigma^2 about 0.45)."""
+    x, mean = _fixed_reconstructions(n=64, d=784)
+    scale = math.sqrt(0.035 / (x - mean).square().mean().item())
+    mean = x + (mean - x) * scale  # squared error 0.035 per dimension
+    lik = LearnedGaussian().double()
+    optimizer = torch.optim.Adam(lik.parameters(), lr=0.01)
+    for _ in range(80):
+        optimizer.zero_grad()
+        lik.nll(x, mean).mean().backward()
+        optimizer.step()
+    assert 0.2 * 0.035 < lik.end_epoch(0, {})["sigma2"] < 2 * 0.035
+
+
+def test_closed_form_pairwise_uses_the_batch_variance_of_nll():
+    """In training, [i, i] of the pairwise matrix is -log p(x_i | z_i), as nll gives it (the
+    same batch sigma^2 for Eq. 15-16 as for Eq. 17), and only nll moves the running value."""
+    x, mean = _fixed_reconstructions(n=6, d=4)
+    lik = OptimalGaussian().double().train()
+    own = lik.nll(x, mean)
+    running = lik.running_sigma2.clone()
+    pairwise = lik.pairwise_nll(x, mean)
+    assert torch.allclose(pairwise.diagonal(), own, rtol=1e-12)
+    assert torch.equal(lik.running_sigma2, running)
+
+
+def test_stage_switch_without_an_elbo_reads_the_loss_as_its_negative():
+    """A row without an ELBO (a deterministic encoder) uses -loss: a falling loss is an
+    improving ELBO, so stage 1 goes on; a rising loss stalls it."""
+    lik = PixelGaussian(stage1_epochs=10, tolerance=0.0)
+    lik.end_epoch(0, {"loss": 100.0})
+    lik.end_epoch(1, {"loss": 90.0})
+    assert int(lik.stage) == 1
+    lik.end_epoch(2, {"loss": 95.0})
+    assert int(lik.stage) == 2
+
+
+def test_a_run_with_the_old_log_variance_parameter_is_refused_in_one_line(tmp_path):
+    from wiseale.checkpoint import load_weights
+    from wiseale.errors import WisealeError
+
+    model = Autoencoder(torch.nn.Identity(), GaussianNoise(3, 2), torch.nn.Linear(2, 3),
+                        LearnedGaussian(), [])
+    state = {k: v for k, v in model.state_dict().items() if k != "likelihood.sigma"}
+    state["likelihood.log_sigma2"] = torch.zeros(())
+    with pytest.raises(WisealeError, match="stores the learned variance as log sigma\\^2"):
+        load_weights(model, state, tmp_path / "model.safetensors")

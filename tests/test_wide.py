@@ -57,3 +57,14 @@ def test_training_with_micro_batches_and_its_errors(tmp_path):
               progress=False)
     with pytest.raises(WisealeError, match="micro-batch must be a positive integer"):
         train(dataclasses.replace(config, micro_batch=0), tmp_path / "c", progress=False)
+
+
+def test_closed_form_variance_is_refused_in_micro_batches(tmp_path):
+    """004 Eq. 10's sigma^2 is a statistic of the whole batch: per micro-batch it would change
+    the gradients, so the combination is refused before anything is written."""
+    config = dataclasses.replace(BASE, epochs=1, micro_batch=4, method="lv-vae",
+                                 likelihood="optimal")
+    with pytest.raises(WisealeError, match="closed-form likelihood variance .* per batch"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    train(dataclasses.replace(config, likelihood="learned"), tmp_path / "ok", progress=False)

@@ -67,17 +67,19 @@ class FixedGaussian(nn.Module):
 
 class LearnedGaussian(nn.Module):
     """p(x|z) = N(x | decoder(z), sigma^2 I) with one global sigma^2 learned by gradient on
-    the ELBO together with the model (004 Eq. 9); sigma starts at 1 (004 Alg. 1) and
-    sigma^2 is floored at SIGMA2_MIN."""
+    the ELBO together with the model (004 Eq. 9). As in 004 Alg. 1 the parameter is sigma,
+    initialised at 1 and updated by Adam; sigma^2 = sigma * sigma keeps the variance positive
+    with a gradient everywhere but sigma = 0, and is floored at SIGMA2_MIN. (A log sigma^2
+    parameter moves the variance far more slowly under Adam: docs/deviations.md.)"""
 
     name = "learned"
 
     def __init__(self) -> None:
         super().__init__()
-        self.log_sigma2 = nn.Parameter(torch.zeros(()))
+        self.sigma = nn.Parameter(torch.ones(()))
 
     def logvar(self) -> Tensor:
-        return self.log_sigma2.clamp_min(LOGVAR_MIN)
+        return self.sigma.square().clamp_min(SIGMA2_MIN).log()
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
         return F.gaussian_nll(x, out, self.logvar())
@@ -104,24 +106,31 @@ class OptimalGaussian(nn.Module):
 
     name = "optimal"
     MOMENTUM = 0.1
+    batch_dependent = True  # sigma^2 is a statistic of the whole batch
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("running_sigma2", torch.ones(()))
 
     def _logvar(self, x: Tensor, out: Tensor) -> Tensor:
+        """log sigma^2: the batch's (training) or the running value (evaluation)."""
         if not self.training:
             return self.running_sigma2.clamp_min(SIGMA2_MIN).log()
-        sigma2 = (x - out).detach().square().mean().clamp_min(SIGMA2_MIN)
-        with torch.no_grad():
-            self.running_sigma2.lerp_(sigma2.to(self.running_sigma2), self.MOMENTUM)
-        return sigma2.log()
+        return (x - out).detach().square().mean().clamp_min(SIGMA2_MIN).log()
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.gaussian_nll(x, out, self._logvar(x, out))
+        """-log p(x_i | z_i); in training this also updates the running sigma^2 (once per
+        step: the model scores every batch's own reconstructions exactly once)."""
+        logvar = self._logvar(x, out)
+        if self.training:
+            with torch.no_grad():
+                self.running_sigma2.lerp_(logvar.exp().to(self.running_sigma2), self.MOMENTUM)
+        return F.gaussian_nll(x, out, logvar)
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.pairwise_gaussian_nll(x, out, self.running_sigma2.clamp_min(SIGMA2_MIN).log())
+        """[i, j] = -log p(x_j | z_i) with the same sigma^2 as :meth:`nll` (the batch's own
+        reconstructions, i = j, define it)."""
+        return F.pairwise_gaussian_nll(x, out, self._logvar(x, out))
 
     def mean(self, out: Tensor) -> Tensor:
         return out
@@ -152,6 +161,11 @@ class PixelGaussian(nn.Module):
 
     name = "pixel"
     needs_variance_head = True
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether stage 1's variance is a batch statistic (the closed form)."""
+        return getattr(self.global_variance, "batch_dependent", False)
 
     def __init__(self, stage1_epochs: int = 16, tolerance: float = 0.0,
                  stage1: str = "gradient") -> None:
