@@ -359,3 +359,24 @@ def test_every_json_file_is_strict_with_non_finite_values_as_null(tmp_path, tiny
     old = tmp_path / "old.jsonl"  # as wiseale wrote it before
     old.write_text('{"epoch": 1, "loss": NaN}\n{"epoch": 2, "loss": 1.0}\n')
     assert [r["epoch"] for r in read_metrics(old)] == [1, 2]
+
+
+def test_a_file_without_its_digest_or_with_changed_meta_is_refused(tmp_path):
+    """Issue 12, point 9: the SHA-256 must be present and must cover the meta block too."""
+    from safetensors.torch import load, save
+
+    path = tmp_path / "w.safetensors"
+    save_tensors(path, {"a": torch.arange(4.0)}, {"epoch": 9})
+    data = path.read_bytes()
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+    tensors = load(data)
+    edited = header["wiseale"].replace('"epoch": 9', '"epoch": 1')
+    assert edited != header["wiseale"]
+    path.write_bytes(save(tensors, metadata={**header, "wiseale": edited}))
+    with pytest.raises(WisealeError, match="fails its SHA-256 check"):
+        load_tensors(path)
+    path.write_bytes(save(tensors, metadata={"wiseale": header["wiseale"]}))  # no digest
+    with pytest.raises(WisealeError, match="carries no SHA-256 digest"):
+        load_tensors(path)
+    path.write_bytes(save(tensors, metadata=header))  # as written: loads
+    assert load_tensors(path)[1]["epoch"] == 9

@@ -142,7 +142,8 @@ def _header(data: bytes) -> dict[str, str]:
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, meta) of a file written by :func:`save_tensors`; refuses anything else:
-    a truncated or corrupt file, a changed byte, another format version."""
+    a truncated or corrupt file, a file without its digest, a changed byte of the tensors or
+    of the meta block (the digest covers both), another format version."""
     path = Path(path)
     if not path.exists():
         raise WisealeError(f"{path} does not exist")
@@ -153,7 +154,11 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except (SafetensorError, OSError, KeyError, ValueError, AttributeError) as exc:
         raise WisealeError(f"{path} is not a readable wiseale safetensors file ({exc}); it is "
                            "corrupt or truncated") from None
-    if DIGEST_KEY in header and header[DIGEST_KEY] != _digest(tensors, header[META_KEY]):
+    if DIGEST_KEY not in header:
+        raise WisealeError(f"{path} carries no SHA-256 digest, so it cannot be checked; it was "
+                           "not written by wiseale (or by a version before digests): make it "
+                           "again")
+    if header[DIGEST_KEY] != _digest(tensors, header[META_KEY]):
         raise WisealeError(f"{path} fails its SHA-256 check; the file is corrupt")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         found = meta.get("format") if isinstance(meta, dict) else None
