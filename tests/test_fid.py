@@ -113,7 +113,8 @@ def test_classifier_features_train_cache_and_separate_classes(tmp_path, monkeypa
     assert extractor.meta["dataset"] == "toy" and extractor.meta["shape"] == [1, 8, 8]
     assert extractor.meta["num_classes"] == 2
     cached = list(tmp_path.glob("*.safetensors"))
-    assert [p.name for p in cached] == ["classifier-toy-1x8x8.safetensors"]
+    assert len(cached) == 1 and cached[0].name.startswith("classifier-toy-1x8x8-")
+    assert extractor.name == f"classifier:toy:{extractor.meta['key'][:8]}"
     features = extractor(x)
     assert features.shape == (len(x), 128) and not features.requires_grad
 
@@ -141,23 +142,33 @@ def test_classifier_features_errors(tmp_path, monkeypatch):
         classifier_features("toy", 2 * x + 1, y, cache_dir=tmp_path)
     with pytest.raises(WisealeError, match="two classes"):
         classifier_features("toy", x, torch.zeros(len(x), dtype=torch.long), cache_dir=tmp_path)
-    path = tmp_path / "classifier-toy-1x8x8.safetensors"
+    extractor = classifier_features("toy", x, y, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("classifier-toy-1x8x8-*.safetensors")
     path.write_bytes(b"not a safetensors file")
     with pytest.raises(WisealeError, match="corrupt") as info:
         classifier_features("toy", x, y, cache_dir=tmp_path)
     assert "\n" not in str(info.value)
     path.unlink()
     extractor = classifier_features("toy", x, y, cache_dir=tmp_path)
-    three_classes = y.clone()
-    three_classes[:5] = 2
-    with pytest.raises(WisealeError, match="delete"):
-        classifier_features("toy", x, three_classes, cache_dir=tmp_path)
     with pytest.raises(WisealeError, match="shape"):
         extractor(torch.rand(2, 1, 9, 9))
     # the default cache directory follows $WISEALE_CACHE
     monkeypatch.setenv("WISEALE_CACHE", str(tmp_path / "root"))
     classifier_features("toy", x, y)
-    assert (tmp_path / "root" / "fid" / "classifier-toy-1x8x8.safetensors").exists()
+    assert len(list((tmp_path / "root" / "fid").glob("classifier-toy-1x8x8-*.safetensors"))) == 1
+
+
+def test_the_classifier_cache_is_keyed_by_content_not_by_name(tmp_path):
+    """Issue 12, point 7: a different data set with the same name gets its own classifier
+    (and another feature name); the same data is a cache hit."""
+    x, y = _two_class_images()
+    first = classifier_features("shapes", x, y, cache_dir=tmp_path)
+    other = classifier_features("shapes", x.flip(-1), y, cache_dir=tmp_path)
+    relabelled = classifier_features("shapes", x, 1 - y, cache_dir=tmp_path)
+    assert len({first.name, other.name, relabelled.name}) == 3
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+    again = classifier_features("shapes", x.clone(), y.clone(), cache_dir=tmp_path)
+    assert again.name == first.name and len(list(tmp_path.glob("*.safetensors"))) == 3
 
 
 def test_inception_is_none_without_weights(monkeypatch, tmp_path):

@@ -19,6 +19,8 @@ Two feature extractors are provided:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -198,7 +200,7 @@ class ClassifierFeatures:
         self.net = net.eval()
         self.meta = meta
         self.batch_size = batch_size
-        self.name = f"classifier:{meta['dataset']}"
+        self.name = f"classifier:{meta['dataset']}:{meta['key'][:8]}"
 
     def __call__(self, images: Tensor) -> Tensor:
         images = _check_images(images)
@@ -214,9 +216,21 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "wiseale") / "fid"
 
 
-def _cache_path(cache_dir: Path, name: str, shape: tuple[int, ...]) -> Path:
+def _cache_key(x: Tensor, y: Tensor) -> str:
+    """SHA-256 of the training images and labels and of the classifier's definition (its
+    version, training hyper-parameters and seed): the cache's key, so a different data set
+    that has the same name gets its own classifier."""
+    sha = hashlib.sha256(json.dumps(
+        [CLASSIFIER_KIND, CLASSIFIER_VERSION, LR, BATCH_SIZE, EPOCHS, MIN_STEPS, HELD_OUT,
+         FEATURE_DIM, TRAIN_SEED, list(x.shape), str(x.dtype)]).encode())
+    sha.update(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    sha.update(y.detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+def _cache_path(cache_dir: Path, name: str, shape: tuple[int, ...], key: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "data"
-    return cache_dir / f"classifier-{slug}-{'x'.join(map(str, shape))}.safetensors"
+    return cache_dir / f"classifier-{slug}-{'x'.join(map(str, shape))}-{key[:16]}.safetensors"
 
 
 def _labels(y: Any, n: int) -> tuple[Tensor, int]:
@@ -263,12 +277,12 @@ def _train_classifier(x: Tensor, y: Tensor, num_classes: int,
     return net.eval(), accuracy, {"epochs": epochs, "n_train": len(train_idx), "n_test": n_test}
 
 
-def _load_classifier(path: Path, name: str, shape: list[int],
-                     num_classes: int) -> ClassifierFeatures:
+def _load_classifier(path: Path, name: str, shape: list[int], num_classes: int,
+                     key: str) -> ClassifierFeatures:
     hint = f"delete {path} to retrain it"
     tensors, meta = load_tensors(path)  # raises a one-line WisealeError on a corrupt file
     expected = {"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "dataset": name,
-                "shape": shape}
+                "shape": shape, "key": key}
     for key, value in expected.items():
         if meta.get(key) != value:
             raise WisealeError(f"{path} has {key}={meta.get(key)!r}, expected {value!r}; {hint}")
@@ -287,13 +301,15 @@ def _load_classifier(path: Path, name: str, shape: list[int],
 def classifier_features(name: str, x: Tensor, y: Any,
                         cache_dir: str | Path | None = None) -> ClassifierFeatures:
     """Features of a small CNN classifier trained on the labelled set (x [N, C, H, W] in
-    [0, 1], y [N] integer labels), trained once per data set ``name`` and input shape.
+    [0, 1], y [N] integer labels), trained once per content: the key is a SHA-256 of x, y and
+    the classifier's definition (:func:`_cache_key`), so two data sets with the same ``name``
+    get two classifiers, and ``name`` (``classifier:<name>:<key prefix>``) tells them apart.
 
     The first call trains (seeded; Adam 2e-3, batch 256, 2 epochs or 300 steps if that is more;
     10% held out for the test accuracy) and saves the weights to ``cache_dir`` (default
-    :func:`default_cache_dir`) as ``classifier-<name>-<C>x<H>x<W>.safetensors`` with JSON meta:
-    data set, shape, number of classes, test accuracy. Later calls load that file, without
-    retraining and without checking that ``x`` is the same data: ``name`` is the key. A cache
+    :func:`default_cache_dir`) as ``classifier-<name>-<C>x<H>x<W>-<key>.safetensors`` with JSON
+    meta: data set, shape, number of classes, test accuracy, key. Later calls with the same
+    data load that file without retraining. A cache
     file that is corrupt, of another version or for another number of classes is refused with
     a one-line :class:`WisealeError` that says to delete it; it is never silently retrained, as
     that would change the yardstick of FIDs already measured with it.
@@ -305,12 +321,13 @@ def classifier_features(name: str, x: Tensor, y: Any,
     y_index, num_classes = _labels(y, len(x))
     shape = [int(s) for s in x.shape[1:]]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = _cache_path(folder, name, tuple(shape))
+    key = _cache_key(x, y_index)
+    path = _cache_path(folder, name, tuple(shape), key)
     if path.exists():
-        return _load_classifier(path, name, shape, num_classes)
+        return _load_classifier(path, name, shape, num_classes, key)
     net, accuracy, counts = _train_classifier(x, y_index, num_classes)
     meta = {"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "dataset": name,
-            "shape": shape, "num_classes": num_classes, "test_accuracy": accuracy,
+            "shape": shape, "key": key, "num_classes": num_classes, "test_accuracy": accuracy,
             "feature_dim": FEATURE_DIM, "seed": TRAIN_SEED, "torch": torch.__version__, **counts}
     try:
         folder.mkdir(parents=True, exist_ok=True)
