@@ -280,3 +280,50 @@ def test_run_flow_fits_once_then_loads_and_decodes(tmp_path):
     save_sampler(tmp_path / "flow.safetensors", PriorSampler(2))
     with pytest.raises(WisealeError, match="not a flow"):
         run_flow(tmp_path, model, x)
+
+
+def test_the_flow_sees_fresh_posterior_noise_in_every_epoch(monkeypatch):
+    """Issue 12, point 5 (003 Alg. 1): with the posterior's std the flow trains on new
+    z = mu + std * eps in every mini-batch, so two epochs see different samples, whose spread
+    around mu is std."""
+    from wiseale.samplers.flow import FlowSampler
+
+    seen: list[torch.Tensor] = []
+    real = FlowSampler._flow_log_prob
+
+    def spy(self, u):
+        seen.append(u.detach().clone())
+        return real(self, u)
+
+    monkeypatch.setattr(FlowSampler, "_flow_log_prob", spy)
+    mu = torch.zeros(400, 2)
+    flow = fit_flow(mu, epochs=2, batch_size=400, noise_std=torch.tensor([0.5, 2.0]))
+    first, second = (u * flow.scale + flow.loc for u in seen)  # back to z
+    assert not torch.allclose(first.sort(0).values, second.sort(0).values)
+    std = torch.cat([first, second]).std(0)
+    assert torch.allclose(std, torch.tensor([0.5, 2.0]), rtol=0.1)
+
+
+def test_run_flow_gives_the_flow_the_posterior_means_and_their_noise(tmp_path, monkeypatch):
+    from torch import nn
+
+    from wiseale.encoders import FixedNoise, NoNoise
+    from wiseale.likelihoods import FixedGaussian
+    from wiseale.model import Autoencoder
+    from wiseale.samplers import flow as flow_module
+
+    calls = []
+    monkeypatch.setattr(flow_module, "fit_flow",
+                        lambda latents, **kw: calls.append((latents, kw)) or
+                        flow_module.FlowSampler(latents.shape[1]))
+    x = torch.randn(50, 3)
+    for noise, std in ((FixedNoise(3, 2, 0.3), 0.3), (NoNoise(3, 2), None)):
+        model = Autoencoder(nn.Identity(), noise, nn.Linear(2, 3), FixedGaussian(), [])
+        (tmp_path / type(noise).__name__).mkdir()
+        flow_module.run_flow(tmp_path / type(noise).__name__, model, x, epochs=1)
+        latents, kw = calls[-1]
+        assert torch.allclose(latents, model.encode(x, sample=False).mu)
+        if std is None:
+            assert kw["noise_std"] is None
+        else:
+            assert torch.allclose(kw["noise_std"], torch.full((50, 2), std))

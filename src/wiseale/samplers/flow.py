@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from wiseale.errors import WisealeError
-from wiseale.samplers.io import latents_of, register_sampler, run_sampler
+from wiseale.samplers.io import latents_of, posterior_means, register_sampler, run_sampler
 from wiseale.samplers.prior import _check_meta, _check_n, _positive_int
 
 if TYPE_CHECKING:
@@ -199,10 +199,15 @@ class FlowSampler(nn.Module):
 
 def fit_flow(latents: Tensor, kind: str = "maf", epochs: int = 100, batch_size: int = 100,
              lr: float = 1e-3, seed: int = 0, transforms: int | None = None,
-             hidden: Sequence[int] | None = None, progress: bool = False) -> FlowSampler:
+             hidden: Sequence[int] | None = None, progress: bool = False,
+             noise_std: Tensor | None = None) -> FlowSampler:
     """Fit a flow to samples of the aggregate posterior by maximum likelihood (003 Eq. 9).
 
-    ``latents`` [n, d] are encoded training latents z = mu(x) + eps (see :func:`latents_of`).
+    ``latents`` [n, d] are encoded training latents (see :func:`latents_of`). With
+    ``noise_std`` (the posterior's standard deviations, [n, d] or broadcastable) the latents are
+    the posterior means and every mini-batch of every epoch draws fresh samples
+    z = mu + noise_std * eps, eps ~ N(0, I), as 003 Alg. 1 draws new eps for each flow
+    mini-batch; without it the latents are used as they are.
     Defaults follow 003 App. B: Adam, lr 1e-3, batch 100, 100 epochs, no schedule; the
     architecture follows Table 5 per ``kind`` unless ``transforms`` / ``hidden`` are given.
     Trains on the latents' device; seeded (construction and batch order), so the same call
@@ -217,19 +222,20 @@ def fit_flow(latents: Tensor, kind: str = "maf", epochs: int = 100, batch_size: 
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise WisealeError(f"the learning rate must be a positive number, got {lr!r}")
     z = latents.detach().float()
-    if not bool(z.isfinite().all()):
+    std = None if noise_std is None else noise_std.detach().float().to(z.device).expand_as(z)
+    if not bool(z.isfinite().all()) or (std is not None and not bool(std.isfinite().all())):
         raise WisealeError("the latents contain NaN or infinity; check the trained model")
     sampler = FlowSampler(z.shape[1], kind, transforms, hidden, seed).to(z.device)
     sampler.loc.copy_(z.mean(0))
-    sampler.scale.copy_(z.std(0).clamp_min(STD_MIN))
-    u = (z - sampler.loc) / sampler.scale
+    variance = z.var(0) if std is None else z.var(0) + std.square().mean(0)  # of mu + std eps
+    sampler.scale.copy_(variance.sqrt().clamp_min(STD_MIN))
     log_det = sampler.scale.log().sum().item()
     optimizer = torch.optim.Adam(sampler.flow.parameters(), lr=lr)
     order_rng = torch.Generator().manual_seed(seed)
     sampler.train()
     epoch_bar = tqdm(range(epochs), desc=f"flow ({kind})", disable=not progress, leave=False)
     with _without_distribution_checks():
-        _train(sampler, u, optimizer, epoch_bar, batch_size, order_rng, log_det)
+        _train(sampler, z, std, optimizer, epoch_bar, batch_size, order_rng, log_det)
     return sampler.eval()
 
 
@@ -245,14 +251,19 @@ def _without_distribution_checks() -> Iterator[None]:
         torch.distributions.Distribution.set_default_validate_args(previous)
 
 
-def _train(sampler: FlowSampler, u: Tensor, optimizer: torch.optim.Optimizer,
-           epoch_bar: Iterable[int], batch_size: int, order_rng: torch.Generator,
-           log_det: float) -> None:
+def _train(sampler: FlowSampler, z: Tensor, std: Tensor | None,
+           optimizer: torch.optim.Optimizer, epoch_bar: Iterable[int], batch_size: int,
+           order_rng: torch.Generator, log_det: float) -> None:
+    """Adam on the standardised latents; with ``std``, a fresh noise draw per mini-batch."""
     for epoch in epoch_bar:
-        order = torch.randperm(len(u), generator=order_rng).to(u.device)
+        order = torch.randperm(len(z), generator=order_rng).to(z.device)
         total = 0.0
         for index in order.split(batch_size):
-            loss = -sampler._flow_log_prob(u[index]).mean()
+            batch = z[index]
+            if std is not None:
+                eps = torch.randn(batch.shape, generator=order_rng).to(batch)
+                batch = batch + std[index] * eps
+            loss = -sampler._flow_log_prob((batch - sampler.loc) / sampler.scale).mean()
             if not bool(loss.isfinite()):
                 raise WisealeError(f"the flow's loss became {loss.item()} in epoch {epoch + 1}; "
                                    "lower the flow's learning rate")
@@ -260,7 +271,7 @@ def _train(sampler: FlowSampler, u: Tensor, optimizer: torch.optim.Optimizer,
             loss.backward()
             optimizer.step()
             total += loss.item() * len(index)
-        sampler.history.append(total / len(u) + log_det)
+        sampler.history.append(total / len(z) + log_det)
         if isinstance(epoch_bar, tqdm):
             epoch_bar.set_postfix(nll=f"{sampler.history[-1]:.4f}")
 
@@ -270,10 +281,16 @@ def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None, epochs: 
     """The flow of a run directory: loaded from ``run_dir/flow.safetensors``, or fitted to the
     latents of the training images ``x`` (:func:`latents_of`, :func:`fit_flow`) and saved
     there, so it is fitted once per run, not at every use (``x`` may be None when the flow
-    exists)."""
+    exists). A diagonal-Gaussian or fixed-noise posterior gives the flow fresh samples
+    mu + sigma * eps in every mini-batch (003 Alg. 1); a deterministic encoder its codes; a flow
+    posterior (VAE + IAF) one sample per image."""
 
     def fit(x: Tensor) -> FlowSampler:
-        latents = latents_of(model, x, seed=seed)
-        return fit_flow(latents.cpu(), epochs=epochs, seed=seed, progress=progress)
+        means, std = posterior_means(model, x)
+        if means is None:  # a flow posterior: one sample per image
+            return fit_flow(latents_of(model, x, seed=seed).cpu(), epochs=epochs, seed=seed,
+                            progress=progress)
+        return fit_flow(means.cpu(), epochs=epochs, seed=seed, progress=progress,
+                        noise_std=None if std is None else std.cpu())
 
     return run_sampler(run_dir, FLOW_FILE, FlowSampler, model, x, fit)

@@ -103,6 +103,27 @@ def latents_of(model: Autoencoder, x: Tensor, batch_size: int = 1024, seed: int 
     return torch.cat(z)
 
 
+@torch.no_grad()
+def posterior_means(model: Autoencoder, x: Tensor,
+                    batch_size: int = 1024) -> tuple[Tensor | None, Tensor | None]:
+    """(mu, sigma) [n, d] of q(z|x) for a diagonal-Gaussian or fixed-noise encoder, (mu, None)
+    for a deterministic one, (None, None) for a flow posterior (no diagonal Gaussian). Eval
+    mode, no gradients."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        posts = [model.encode(batch.to(device), sample=False) for batch in x.split(batch_size)]
+    finally:
+        model.train(was_training)
+    if posts[0].code is not posts[0].mu:  # a flow: its code is not a Gaussian's mean
+        return None, None
+    mu = torch.cat([p.mu for p in posts])
+    if posts[0].logvar is None:
+        return mu, None
+    return mu, torch.cat([(0.5 * p.logvar).exp() for p in posts])
+
+
 def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
                 x: Tensor | None, fit: Callable[[Tensor], LatentSampler]) -> LatentSampler:
     """The ``cls`` sampler of a run directory: loaded from ``run_dir/file`` when it exists
