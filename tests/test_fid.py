@@ -205,3 +205,15 @@ def test_inception_architecture_and_loading(random_inception, tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(WisealeError, match="safetensors"):
         inception_features(path)
+
+
+def test_fid_count_is_003s_and_warns_when_fewer_test_images_exist():
+    """Issue 12, point 6: 10,000 images as 003 Table 2, all there are with a warning."""
+    from wiseale.data import Dataset
+    from wiseale.metrics.evaluation import FID_N, fid_count
+
+    assert FID_N == 10_000
+    small = Dataset("toy-test", torch.rand(30, 1, 8, 8))
+    with pytest.warns(UserWarning, match="uses its 30 test images, fewer than the 10,000"):
+        assert fid_count(small) == 30
+    assert fid_count(small, 20) == 20

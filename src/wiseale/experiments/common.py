@@ -100,15 +100,17 @@ def add_sample_fids(out: Path, methods: dict[str, Any], train_data: Dataset,
     """Add ``fid_prior`` (metrics.sample_fid) to every method's test metrics, and
     ``fid_<kind>`` where ``fitted(name, run_dir, model)`` returns a (kind, sampler) fitted to
     that run's aggregate posterior (a flow, a mixture; None: none for this run), with
-    ``fid_features`` naming the features they are measured in."""
+    ``fid_features`` naming the features they are measured in and ``fid_n`` the number of
+    test (and sampled) images each FID compares."""
     from wiseale.metrics import sample_features, sample_fid
+    from wiseale.metrics.evaluation import fid_count
     from wiseale.training import load_run
 
     features = sample_features(train_data)
     for name in methods:
         model = load_run(out / "runs" / name)[0]
         test = methods[name]["test"]
-        test["fid_features"] = features.name
+        test["fid_features"], test["fid_n"] = features.name, fid_count(test_data)
         test["fid_prior"] = sample_fid(model, train_data, test_data, features=features)
         found = None if fitted is None else fitted(name, out / "runs" / name, model)
         if found is not None:

@@ -49,6 +49,7 @@ from wiseale.experiments.lv_common import (
     setting,
 )
 from wiseale.metrics import sample_features, sample_fid
+from wiseale.metrics.evaluation import fid_count
 from wiseale.model import Autoencoder
 from wiseale.plots import plot_image_grid, save_figure
 from wiseale.samplers import (
@@ -163,9 +164,10 @@ def setting_text(config: RunConfig, quick: bool) -> str:
             + (f" {QUICK_VARIANCE}" if quick else ""))
 
 
-def fid_note(features: str) -> str:
-    """What the FIDs of a report are measured in (``features``: the extractor's name)."""
-    text = ("FIDs compare up to 2,000 test images with as many decoded samples (clamped to "
+def fid_note(features: str, n: int) -> str:
+    """What the FIDs of a report are measured in (``features``: the extractor's name) and on
+    how many images (``n``)."""
+    text = (f"FIDs compare {n:,} test images with as many decoded samples (clamped to "
             "[0, 1]) ")
     if features == "inception":
         return text + "in the FID Inception features, as 004's."
@@ -240,7 +242,7 @@ def run_fid(out: Path, quick: bool = False, seed: int = 0, data: str | None = No
         "full-covariance Gaussians fitted by EM on one posterior sample per training image "
         "(not for WAE). sigma^2: the likelihood variance at the end of training (lv-vae's own, "
         "fixed otherwise); test MSE: per pixel, reconstructing from the posterior mean. "
-        + fid_note(methods["lv-vae"]["test"]["fid_features"]), "",
+        + fid_note(*(methods["lv-vae"]["test"][k] for k in ("fid_features", "fid_n"))), "",
         table(["run", "sigma^2", "test MSE", "FID prior", "FID mixture", "Table 2 FID",
                "004 Table 2"], rows),
         "", *_fid_claims(methods), sigma2_note(methods["lv-vae"], len(train_data)), "",
@@ -321,6 +323,7 @@ def run_components(out: Path, quick: bool = False, seed: int = 0, data: str | No
     entry = methods["lv-vae"]
     features = sample_features(train_data)
     entry["test"]["fid_features"] = features.name
+    entry["test"]["fid_n"] = fid_count(test_data)
     entry["test"]["fid_prior"] = sample_fid(model, train_data, test_data, features=features)
     components = QUICK_COUNTS if quick else COUNTS
     mixtures = component_mixtures(run_dir, model, train_data.x, components, seed)
@@ -340,7 +343,7 @@ def run_components(out: Path, quick: bool = False, seed: int = 0, data: str | No
         "One lv-vae run; each mixture is fitted by "
         f"EM (full covariances, k-means start) on one posterior sample of each of the first "
         f"{min(FIT_IMAGES, len(train_data))} training images. "
-        + fid_note(entry["test"]["fid_features"]), "",
+        + fid_note(entry["test"]["fid_features"], entry["test"]["fid_n"]), "",
         table(["M", "FID", "latents", "EM iterations", "converged"], rows), "",
         f"Prior N(0, I): FID {entry['test']['fid_prior']:.4g}. 004 Table 4 (CelebA, Inception "
         "FID, 50k latents): " + ", ".join(f"M = {m}: {v:g}" for m, v in

@@ -35,6 +35,7 @@ from wiseale.experiments.common import (
     write_results,
 )
 from wiseale.metrics import sample_features, sample_fid
+from wiseale.metrics.evaluation import fid_count
 from wiseale.plots import plot_image_grid
 from wiseale.samplers import run_flow
 from wiseale.storage import atomic_write_text
@@ -148,6 +149,7 @@ def _add_fids(out: Path, methods: dict, train_data, test_data, flow_epochs: int,
         model = load_run(out / "runs" / name)[0]
         if name in needs_prior | set(WITH_FLOW):
             methods[name]["test"]["fid_features"] = features.name
+            methods[name]["test"]["fid_n"] = fid_count(test_data)
         if name in needs_prior:
             methods[name]["test"]["fid_prior"] = sample_fid(model, train_data, test_data,
                                                             features=features)
@@ -172,7 +174,7 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
     _add_fids(out, methods, train_data, test_data, scale["flow_epochs"], seed, progress)
     write_results(out, "vcae-table2", quick, methods)
     plot(out)
-    report = out / "report.md"
+    report, chosen = out / "report.md", methods[CHOSEN["vcae"]]["test"]
     atomic_write_text(report, "\n".join([
         f"# VCAE, cWAE, VAE and VAE + IAF at d_z = 16 on {data} "
         f"({'quick' if quick else 'full'})", "",
@@ -180,8 +182,10 @@ def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
         f"epochs (VAE + IAF {2 * first.epochs}) on {first.n_train or 'all'} training images, "
         f"sigma_eps^2 = {SIGMA_EPS2}, flow: MAF (Table 5) fitted for {scale['flow_epochs']} "
         "epochs. L2 = per-image sum of squared errors, reconstructing from the posterior "
-        "mean; FID on 2,000 test images in the features of a classifier trained on this data "
-        "set (docs/metrics.md: not comparable with 003's Inception FIDs).", "",
+        "mean (VAE + IAF: the flow's output at eps = 0); FID on "
+        f"{chosen['fid_n']:,} test images and as many samples (003: 10,000) "
+        f"in the {chosen['fid_features']} features (docs/metrics.md: "
+        "classifier features are not comparable with 003's Inception FIDs).", "",
         "## Table 2", "", _table2(methods), "", *_claims(methods), "",
         "## Table 6: VCAE lambda sweep (v = 16)", "",
         _sweep(methods, "vcae", VCAE_LAMBDAS, fid=False), "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -111,7 +112,17 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
     return result
 
 
-FID_N = 2_000
+FID_N = 10_000  # 003 Table 2: 10,000 test images and as many samples
+
+
+def fid_count(test: Dataset, n: int = FID_N) -> int:
+    """How many images :func:`sample_fid` compares: ``n``, or every test image when there are
+    fewer (with a warning, since FIDs over fewer images are biased upwards)."""
+    if len(test) < n:
+        warnings.warn(f"the FID of {test.name} uses its {len(test):,} test images, fewer than "
+                      f"the {n:,} asked for (003 Table 2 uses 10,000); FIDs over different "
+                      "counts are not comparable", stacklevel=2)
+    return min(n, len(test))
 
 
 def sample_features(train: Dataset) -> FeatureExtractor:
@@ -128,11 +139,12 @@ def sample_features(train: Dataset) -> FeatureExtractor:
 def sample_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N,
                sampler: LatentSampler | None = None,
                features: FeatureExtractor | None = None) -> float:
-    """FID between ``n`` test images and ``n`` decoded samples (clamped to [0, 1]) with z from
-    the prior, or from ``sampler`` (e.g. a flow, 003 Table 2's Q_Z column; a mixture, 004
-    Eq. 13), in ``features`` (default: :func:`sample_features` of ``train``)."""
+    """FID between :func:`fid_count` test images (``n``, 003's 10,000, or all there are) and
+    as many decoded samples (clamped to [0, 1]) with z from the prior, or from ``sampler``
+    (e.g. a flow, 003 Table 2's Q_Z column; a mixture, 004 Eq. 13), in ``features`` (default:
+    :func:`sample_features` of ``train``). Record ``fid_count(test, n)`` beside it."""
     if features is None:
         features = sample_features(train)
-    reference = test.x[:n]
+    reference = test.x[:fid_count(test, n)]
     samples = model.sample(len(reference), torch.Generator().manual_seed(EVAL_SEED), sampler)
     return image_fid(features, reference, samples.clamp(0, 1))  # Gaussian means can overshoot
