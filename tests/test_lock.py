@@ -71,3 +71,26 @@ def test_a_second_reproduce_into_the_same_folder_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and f"(PID {holder.pid})" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK]
+
+
+def test_a_sampler_fit_is_refused_while_another_writer_holds_the_run(tmp_path):
+    import torch
+    from torch import nn
+
+    from wiseale.encoders import FixedNoise
+    from wiseale.likelihoods import FixedGaussian
+    from wiseale.model import Autoencoder
+    from wiseale.samplers import run_mixture
+
+    model = Autoencoder(nn.Identity(), FixedNoise(3, 2, 0.3), nn.Linear(2, 3), FixedGaussian(),
+                        [])
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(WisealeError, match=f"PID {holder.pid}"):
+            run_mixture(tmp_path, model, torch.randn(64, 3), components=2)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK]
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    run_mixture(tmp_path, model, torch.randn(64, 3), components=2)
+    assert (tmp_path / "mixture.safetensors").is_file()

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from wiseale.errors import WisealeError
+from wiseale.lock import exclusive
 from wiseale.samplers.prior import LatentSampler, PriorSampler, _positive_int
 from wiseale.storage import load_tensors, save_tensors
 
@@ -139,6 +140,7 @@ def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
         return sampler
     if x is None:
         raise WisealeError(f"{run_dir} has no fitted {cls.name} yet; give the training images")
-    sampler = fit(x)
-    save_sampler(path, sampler)
+    with exclusive(Path(run_dir)):  # one writer: not while the run trains or another fits
+        sampler = fit(x)
+        save_sampler(path, sampler)
     return sampler
