@@ -100,8 +100,7 @@ def _read_history(out: Path, epoch: int) -> list[dict]:
 def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Path) -> None:
     """Load ``state`` into ``model``, refusing missing, extra or wrongly shaped tensors."""
     expected = model.state_dict()
-    if any(key.endswith("likelihood.log_sigma2") or key.endswith("variance.log_sigma2")
-           for key in state):
+    if any(key.endswith(".log_sigma2") for key in state):
         raise WisealeError(f"{source} stores the learned variance as log sigma^2, as wiseale "
                            "did before it followed 004 Alg. 1 (sigma); train the run again")
     if set(state) != set(expected):

@@ -131,9 +131,11 @@ class IAFNoise(nn.Module):
     def forward(self, h: Tensor, sample: bool = True) -> Posterior:
         base = self.base(h, sample=sample)
         context = self.context_head(h)
-        code = self._flow(context, base.mu)[0]
         if not sample:
+            code = self._flow(context, base.mu)[0]
             return Posterior(base.mu, None, code, code=code)
+        with torch.no_grad():  # no loss uses a sample's code: keep it off the graph
+            code = self._flow(context, base.mu)[0]
         eps = (base.z - base.mu) * torch.exp(-0.5 * base.logvar)
         log_q = -0.5 * (math.log(2 * math.pi) + base.logvar + eps.square()).sum(-1)
         z, ladj = self._flow(context, base.z)
