@@ -217,3 +217,24 @@ def test_fid_count_is_003s_and_warns_when_fewer_test_images_exist():
     with pytest.warns(UserWarning, match="uses its 30 test images, fewer than the 10,000"):
         assert fid_count(small) == 30
     assert fid_count(small, 20) == 20
+
+
+def test_sample_fid_compares_every_test_image_when_fewer_exist_and_warns():
+    """Fewer test images than 10,000: all of them, as many samples, and the warning."""
+    from wiseale.data import Dataset
+    from wiseale.metrics import sample_fid
+
+    class Noise:
+        def sample(self, n, generator, sampler=None):
+            return torch.rand(n, 1, 8, 8, generator=generator)
+
+    seen = []
+
+    def features(images):
+        seen.append(images)
+        return images.mean(dim=(2, 3)).double()
+
+    test = Dataset("toy-test", torch.rand(30, 1, 8, 8))
+    with pytest.warns(UserWarning, match="uses its 30 test images"):
+        sample_fid(Noise(), test, test, features=features)
+    assert [len(images) for images in seen] == [30, 30] and torch.equal(seen[0], test.x)
