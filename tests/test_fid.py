@@ -171,6 +171,29 @@ def test_the_classifier_cache_is_keyed_by_content_not_by_name(tmp_path):
     assert again.name == first.name and len(list(tmp_path.glob("*.safetensors"))) == 3
 
 
+def test_the_classifier_cache_is_keyed_by_the_classifiers_definition(tmp_path, monkeypatch):
+    """Another learning rate or other layers on the same data: another classifier, not the
+    cached one (issue 12, point 7)."""
+    from torch import nn
+
+    class _ClassifierNet(fid_module._ClassifierNet):  # the same name, 5x5 first kernels
+        def __init__(self, shape, num_classes):
+            super().__init__(shape, num_classes)
+            self.body[0] = nn.Conv2d(shape[0], 16, 5, stride=2, padding=2)
+
+    x, y = _two_class_images(50)
+    names = {classifier_features("toy", x, y, cache_dir=tmp_path).name}
+    with monkeypatch.context() as patch:
+        patch.setattr(fid_module, "LR", fid_module.LR / 2)
+        names.add(classifier_features("toy", x, y, cache_dir=tmp_path).name)
+    with monkeypatch.context() as patch:
+        patch.setattr(fid_module, "_ClassifierNet", _ClassifierNet)
+        other = classifier_features("toy", x, y, cache_dir=tmp_path)
+        names.add(other.name)
+        assert other.net.body[0].kernel_size == (5, 5)
+    assert len(names) == 3 and len(list(tmp_path.glob("*.safetensors"))) == 3
+
+
 def test_inception_is_none_without_weights(monkeypatch, tmp_path):
     monkeypatch.delenv("WISEALE_INCEPTION", raising=False)
     assert inception_features() is None
