@@ -191,7 +191,7 @@ def test_evaluate_with_fid_on_labelled_images(capsys, tmp_path):
     assert code == 0, err
     metrics = json.loads(out)
     assert metrics["fid_prior"] > 0 and 0 <= metrics["knn_accuracy"] <= 1
-    assert metrics["fid_features"].startswith("classifier:digits:")
+    assert metrics["fid_features"].startswith("classifier:digits:") and metrics["fid_n"] == 64
     code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "s"))
     code, _, err = _run(capsys, "evaluate", str(tmp_path / "s"), "--fid")
     assert code == 1 and "the FID needs images" in err

@@ -73,7 +73,7 @@ def test_mnist_embedding_on_digits(tmp_path, monkeypatch):
             assert test["iwae"] is None and test["posterior_overlap"] == 0
         else:
             assert test["iwae"] >= test["elbo"] - 1.0 and test["aggregate_kl_mc"] >= -0.1
-        assert test["fid_prior"] > 0
+        assert test["fid_prior"] > 0 and test["fid_n"] == 128  # all 128 test images
     assert (tmp_path / "fig1_embeddings.png").read_bytes()[:4] == b"\x89PNG"
     assert "knn_accuracy" in report.read_text()
     with pytest.raises(WisealeError, match="runs on mnist"):
@@ -260,9 +260,10 @@ def test_vcae_table2_reports_fids_from_prior_and_flow(tmp_path, monkeypatch):
     for name, entry in methods.items():
         assert entry["test"]["fid_prior"] > 0 and entry["train"]["recon_error"] > 0
         assert ("fid_flow" in entry["test"]) == (name != "vae-iaf")
+        assert entry["test"]["fid_n"] == 200  # all 200 test images
         assert (tmp_path / "runs" / name / "flow.safetensors").exists() == (name != "vae-iaf")
     assert methods["vae"]["config"]["lr_gamma"] == [0.5, 0.2]
-    assert "| VCAE |" in report and "B.3.2's rule" in report
+    assert "| VCAE |" in report and "B.3.2's rule" in report and "FID on 200 test" in report
     assert (tmp_path / "fig7_samples.png").read_bytes()[:4] == b"\x89PNG"
 
 

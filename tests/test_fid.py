@@ -171,6 +171,29 @@ def test_the_classifier_cache_is_keyed_by_content_not_by_name(tmp_path):
     assert again.name == first.name and len(list(tmp_path.glob("*.safetensors"))) == 3
 
 
+def test_the_classifier_cache_is_keyed_by_the_classifiers_definition(tmp_path, monkeypatch):
+    """Another learning rate or other layers on the same data: another classifier, not the
+    cached one (issue 12, point 7)."""
+    from torch import nn
+
+    class _ClassifierNet(fid_module._ClassifierNet):  # the same name, 5x5 first kernels
+        def __init__(self, shape, num_classes):
+            super().__init__(shape, num_classes)
+            self.body[0] = nn.Conv2d(shape[0], 16, 5, stride=2, padding=2)
+
+    x, y = _two_class_images(50)
+    names = {classifier_features("toy", x, y, cache_dir=tmp_path).name}
+    with monkeypatch.context() as patch:
+        patch.setattr(fid_module, "LR", fid_module.LR / 2)
+        names.add(classifier_features("toy", x, y, cache_dir=tmp_path).name)
+    with monkeypatch.context() as patch:
+        patch.setattr(fid_module, "_ClassifierNet", _ClassifierNet)
+        other = classifier_features("toy", x, y, cache_dir=tmp_path)
+        names.add(other.name)
+        assert other.net.body[0].kernel_size == (5, 5)
+    assert len(names) == 3 and len(list(tmp_path.glob("*.safetensors"))) == 3
+
+
 def test_inception_is_none_without_weights(monkeypatch, tmp_path):
     monkeypatch.delenv("WISEALE_INCEPTION", raising=False)
     assert inception_features() is None
@@ -217,3 +240,24 @@ def test_fid_count_is_003s_and_warns_when_fewer_test_images_exist():
     with pytest.warns(UserWarning, match="uses its 30 test images, fewer than the 10,000"):
         assert fid_count(small) == 30
     assert fid_count(small, 20) == 20
+
+
+def test_sample_fid_compares_every_test_image_when_fewer_exist_and_warns():
+    """Fewer test images than 10,000: all of them, as many samples, and the warning."""
+    from wiseale.data import Dataset
+    from wiseale.metrics import sample_fid
+
+    class Noise:
+        def sample(self, n, generator, sampler=None):
+            return torch.rand(n, 1, 8, 8, generator=generator)
+
+    seen = []
+
+    def features(images):
+        seen.append(images)
+        return images.mean(dim=(2, 3)).double()
+
+    test = Dataset("toy-test", torch.rand(30, 1, 8, 8))
+    with pytest.warns(UserWarning, match="uses its 30 test images"):
+        sample_fid(Noise(), test, test, features=features)
+    assert [len(images) for images in seen] == [30, 30] and torch.equal(seen[0], test.x)

@@ -46,6 +46,7 @@ def test_lv_fid_writes_table2_claims_and_samples(tmp_path, tiny):
     for name, entry in methods.items():
         test = entry["test"]
         assert math.isfinite(test["fid_prior"]) and test["fid_prior"] > 0
+        assert test["fid_n"] == 256  # all 256 test images
         assert ("fid_mixture" in test) == (name != "wae")
         assert (tmp_path / "out/runs" / name / "mixture.safetensors").exists() == (name != "wae")
         assert entry["config"]["n_train"] == 512 and entry["config"]["epochs"] == 2
@@ -55,6 +56,7 @@ def test_lv_fid_writes_table2_claims_and_samples(tmp_path, tiny):
     assert [methods[n]["config"]["sigma2"] for n in ("vae", "beta-vae", "dip-vae", "wae")] == \
         [0.5, 1.0, 0.5, 0.5]
     assert "| lv-vae |" in report and "| 10.6 |" in report  # 004's Fashion-MNIST row
+    assert "FIDs compare 256 test images" in report
     table2 = {n: e["test"].get("fid_mixture", e["test"]["fid_prior"]) for n, e in methods.items()}
     verdict = "holds" if min(table2, key=table2.get) == "lv-vae" else "does NOT hold"
     assert f"- lv-vae has the lowest FID: {verdict}" in report

@@ -34,7 +34,7 @@ def _check_results(out, experiment, latent_dim):
         test, config = entry["test"], entry["config"]
         assert TEST_KEYS <= set(test)
         assert config["latent_dim"] == latent_dim and config["n_train"] == 512
-        assert test["fid_prior"] > 0 and test["fid_mixture"] > 0
+        assert test["fid_prior"] > 0 and test["fid_mixture"] > 0 and test["fid_n"] == 256
         assert test["kl_mixture_prior"] > -0.5 and test["kl_mixture_prior_std"] >= 0
         assert (out / "runs" / name / "mixture.safetensors").exists()
     assert methods["fixed-sigma2-1"]["test"]["sigma2"] == 1.0
@@ -69,7 +69,7 @@ def test_lv_sweep_writes_results_figure_and_claims(tmp_path, tiny):
     assert f"FID from the mixture is below FID from the prior: {verdicts[1]} " \
         f"({learned['fid_mixture']:.4g} vs {learned['fid_prior']:.4g})" in report
     assert "| fixed-sigma2-0.05 | 0.05 |" in report and "±" in report
-    assert "lv-vae's sigma2 is set in closed form here" in report
+    assert "lv-vae's sigma2 is set in closed form here" in report and "FID: 256 test" in report
     # plot() redraws from the run directories
     figure.unlink()
     assert lv_sweep.SWEEP.plot(tmp_path) == [figure] and _is_png(figure)

@@ -120,6 +120,32 @@ def _resave(path, change):
     save_tensors(path, tensors, meta)
 
 
+def _header_of(path):
+    """(tensors, the safetensors ``__metadata__``) of a file, as stored."""
+    from safetensors.torch import load
+
+    data = path.read_bytes()
+    return load(data), json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+
+
+def _strip_digest(path):
+    """The file as a writer without digests left it: the same tensors and meta, no sha256."""
+    from safetensors.torch import save
+
+    tensors, header = _header_of(path)
+    path.write_bytes(save(tensors, metadata={"wiseale": header["wiseale"]}))
+
+
+def _edit_meta(path):
+    """One meta value changed (the epoch, 1 -> 9), tensors and the stored digest kept."""
+    from safetensors.torch import save
+
+    tensors, header = _header_of(path)
+    edited = header["wiseale"].replace('"epoch": 1', '"epoch": 9')
+    assert edited != header["wiseale"]
+    path.write_bytes(save(tensors, metadata={**header, "wiseale": edited}))
+
+
 def _flip_last_byte(path):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
@@ -143,6 +169,8 @@ BAD_CHECKPOINTS = {
     "not safetensors": (lambda p: p.write_bytes(b"\x00" * 8 + b"{pickle}"),
                         "corrupt or truncated"),
     "a changed byte": (_flip_last_byte, "fails its SHA-256 check"),
+    "no digest": (_strip_digest, "carries no SHA-256 digest"),
+    "a changed meta value": (_edit_meta, "fails its SHA-256 check"),
     "another format version": (lambda p: _resave(p, lambda t, m: (t, {**m, "format": 2})),
                                "has format 2, this wiseale reads 1"),
     "no position": (lambda p: _resave(p, lambda t, m: (t, {k: v for k, v in m.items()
@@ -177,10 +205,20 @@ def test_a_checkpoint_of_another_method_is_refused(capsys, tmp_path, runs):
     _one_line_error(code, err, "was trained with other settings (method, options)")
 
 
-def test_corrupt_weights_are_refused_by_evaluate(capsys, tmp_path, runs):
+@pytest.mark.parametrize("damage", [_flip_last_byte, _strip_digest])
+def test_corrupt_weights_are_refused_by_evaluate(capsys, tmp_path, runs, damage):
     run = shutil.copytree(runs / "wise-ale", tmp_path / "run")
-    _flip_last_byte(run / "model.safetensors")
-    _one_line_error(*_cli(capsys, "evaluate", str(run)), "fails its SHA-256 check")
+    damage(run / "model.safetensors")
+    _one_line_error(*_cli(capsys, "evaluate", str(run)), "SHA-256")
+
+
+def test_a_sampler_without_its_digest_is_refused(capsys, tmp_path, runs):
+    """Issue 12, point 9, for the samplers a run directory keeps."""
+    run = shutil.copytree(runs / "wise-ale", tmp_path / "run")
+    sample = ["sample", str(run), "--sampler", "mixture", "--n", "3", "--out"]
+    assert main([*sample, str(tmp_path / "a.npy")]) == 0
+    _strip_digest(run / "mixture.safetensors")
+    _one_line_error(*_cli(capsys, *sample, str(tmp_path / "b.npy")), "carries no SHA-256 digest")
 
 
 def test_bad_configs_are_refused():

@@ -282,12 +282,8 @@ def test_run_flow_fits_once_then_loads_and_decodes(tmp_path):
         run_flow(tmp_path, model, x)
 
 
-def test_the_flow_sees_fresh_posterior_noise_in_every_epoch(monkeypatch):
-    """Issue 12, point 5 (003 Alg. 1): with the posterior's std the flow trains on new
-    z = mu + std * eps in every mini-batch, so two epochs see different samples, whose spread
-    around mu is std."""
-    from wiseale.samplers.flow import FlowSampler
-
+def _flow_inputs(monkeypatch) -> list[torch.Tensor]:
+    """The standardised latents u of every mini-batch the flow is trained on, as they come."""
     seen: list[torch.Tensor] = []
     real = FlowSampler._flow_log_prob
 
@@ -296,12 +292,67 @@ def test_the_flow_sees_fresh_posterior_noise_in_every_epoch(monkeypatch):
         return real(self, u)
 
     monkeypatch.setattr(FlowSampler, "_flow_log_prob", spy)
-    mu = torch.zeros(400, 2)
-    flow = fit_flow(mu, epochs=2, batch_size=400, noise_std=torch.tensor([0.5, 2.0]))
-    first, second = (u * flow.scale + flow.loc for u in seen)  # back to z
-    assert not torch.allclose(first.sort(0).values, second.sort(0).values)
-    std = torch.cat([first, second]).std(0)
-    assert torch.allclose(std, torch.tensor([0.5, 2.0]), rtol=0.1)
+    return seen
+
+
+def test_the_flow_sees_fresh_posterior_noise_in_every_epoch(monkeypatch):
+    """Issue 12, point 5 (003 Alg. 1): with the posterior's std the flow trains on new
+    z = mu + std * eps in every mini-batch: epochs see different samples, distributed as q(z),
+    whose variance is Var(mu) + std^2 (closed form: mu = +-1 and +-3 in equal halves, so
+    Var(mu) = 1 and 9; std 0.5 and 2 give 1.25 and 13)."""
+    seen = _flow_inputs(monkeypatch)
+    mu = torch.tensor([1.0, 3.0]) * torch.tensor([1.0, -1.0]).repeat_interleave(200)[:, None]
+    flow = fit_flow(mu, epochs=8, batch_size=400, noise_std=torch.tensor([0.5, 2.0]))
+    z = [u * flow.scale + flow.loc for u in seen]  # back to z
+    assert len(z) == 8 and not torch.allclose(z[0].sort(0).values, z[1].sort(0).values)
+    pooled = torch.cat(z)
+    # 3,200 draws: the variances' standard errors are 1.5% (1.25) and 1.3% (13) of them
+    assert torch.allclose(pooled.var(0), torch.tensor([1.25, 13.0]), rtol=0.06)
+    assert torch.allclose(pooled.mean(0), torch.zeros(2), atol=0.15)
+
+
+def test_the_fresh_noise_is_seeded(monkeypatch):
+    """Same seed, same flow; another seed draws other noise (and batches)."""
+    mu = torch.randn(60, 2, generator=torch.Generator().manual_seed(3))
+    fits = [fit_flow(mu, epochs=2, batch_size=20, seed=s, noise_std=torch.tensor(0.3))
+            for s in (0, 0, 1)]
+    first, again, other = (f.state_dict() for f in fits)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_a_flow_posterior_gives_the_flow_fresh_samples_in_every_epoch(tmp_path, monkeypatch):
+    """VAE + IAF has no diagonal Gaussian to add noise to: every mini-batch re-encodes its
+    images, so epochs differ, and the pooled samples match q(z) drawn by the encoder itself."""
+    from wiseale.encoders import IAFNoise
+
+    seen = _flow_inputs(monkeypatch)
+    torch.manual_seed(0)
+    model = Autoencoder(nn.Identity(), IAFNoise(3, 2), nn.Linear(2, 3), FixedGaussian(), [])
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(1))
+    flow = run_flow(tmp_path, model, x, epochs=40)
+    z = [u * flow.scale + flow.loc for u in seen]
+    assert len(z) == 40 and not torch.allclose(z[0].sort(0).values, z[1].sort(0).values)
+    with torch.no_grad():
+        reference = torch.cat([model.encode(x).z for _ in range(40)])
+    pooled = torch.cat(z)
+    within = torch.stack([model.encode(x).z for _ in range(40)]).detach().var(0).mean(0)
+    assert torch.all((pooled.mean(0) - reference.mean(0)).abs() < 4 * (within / 1000).sqrt())
+    assert torch.allclose(pooled.std(0), reference.std(0), rtol=0.06)
+
+
+def test_a_flow_fitted_to_one_fixed_draw_is_refused(tmp_path):
+    """Flows of the old format (one noise draw per image) are not silently reused."""
+    from wiseale.storage import load_tensors, save_tensors
+
+    path = tmp_path / "flow.safetensors"
+    save_sampler(path, FlowSampler(2))
+    tensors, meta = load_tensors(path)
+    meta.pop("format")
+    save_tensors(path, tensors, {**meta, "sampler_format": 1})
+    with pytest.raises(WisealeError, match="one fixed posterior draw.*delete its file") as info:
+        load_sampler(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_run_flow_gives_the_flow_the_posterior_means_and_their_noise(tmp_path, monkeypatch):

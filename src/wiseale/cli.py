@@ -207,6 +207,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.build import load_split
     from wiseale.metrics import evaluate_full, sample_features, sample_fid
+    from wiseale.metrics.evaluation import fid_count
     from wiseale.storage import strict_json
     from wiseale.training import load_run
 
@@ -216,7 +217,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.fid:
         train = load_split(config, "train")
         features = sample_features(train)
-        metrics["fid_features"] = features.name
+        metrics["fid_features"], metrics["fid_n"] = features.name, fid_count(data)
         metrics["fid_prior"] = sample_fid(model, train, data, features=features)
     print(strict_json(metrics, indent=2))
 

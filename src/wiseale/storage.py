@@ -155,9 +155,9 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise WisealeError(f"{path} is not a readable wiseale safetensors file ({exc}); it is "
                            "corrupt or truncated") from None
     if DIGEST_KEY not in header:
-        raise WisealeError(f"{path} carries no SHA-256 digest, so it cannot be checked; it was "
-                           "not written by wiseale (or by a version before digests): make it "
-                           "again")
+        raise WisealeError(f"{path} carries no SHA-256 digest, so it cannot be checked (not "
+                           "written by wiseale, or by a version before digests); delete it and "
+                           "train, fit or cache it again")
     if header[DIGEST_KEY] != _digest(tensors, header[META_KEY]):
         raise WisealeError(f"{path} fails its SHA-256 check; the file is corrupt")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:

@@ -41,7 +41,6 @@ from wiseale.config import RunConfig
 from wiseale.experiments import common
 from wiseale.experiments.lv_common import add_sample_fids, lv_config, setting
 from wiseale.functional import standard_normal_log_prob
-from wiseale.metrics.evaluation import FID_N
 from wiseale.metrics.latent import aggregate_log_density, sampler_prior_kl
 from wiseale.plots import plot_log_densities, plt, save_figure
 from wiseale.samplers import run_mixture
@@ -126,7 +125,7 @@ def _run(spec: Spec, out: Path, quick: bool = False, seed: int = 0, data: str | 
     report = out / "report.md"
     steps = first.epochs * (len(train_data) // first.batch_size)  # the last partial dropped
     scale = {"data": data, "quick": quick, "components": components, "steps": steps,
-             "fid_n": min(FID_N, len(test_data))}
+             "fid_n": next(iter(methods.values()))["test"]["fid_n"]}
     atomic_write_text(report, _report(spec, first, scale, methods))
     return report
 

@@ -41,7 +41,7 @@ from wiseale.storage import load_tensors, save_tensors
 ArrayLike = Tensor | np.ndarray
 
 CLASSIFIER_KIND = "fid-classifier"
-CLASSIFIER_VERSION = 2  # bump when the net or its training changes: old caches are refused
+CLASSIFIER_VERSION = 2  # bump when its training code changes (the net's layers are in the key)
 FEATURE_DIM = 128
 TRAIN_SEED = 0
 EPOCHS = 2
@@ -216,13 +216,16 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "wiseale") / "fid"
 
 
-def _cache_key(x: Tensor, y: Tensor) -> str:
+def _cache_key(x: Tensor, y: Tensor, num_classes: int) -> str:
     """SHA-256 of the training images and labels and of the classifier's definition (its
-    version, training hyper-parameters and seed): the cache's key, so a different data set
-    that has the same name gets its own classifier."""
+    version, training hyper-parameters and seed, and its layers as printed by PyTorch): the
+    cache's key, so a different data set that has the same name, or another classifier, gets
+    its own file."""
+    with torch.device("meta"):  # no weights, no draw from the global RNG
+        layers = repr(_ClassifierNet([int(s) for s in x.shape[1:]], num_classes))
     sha = hashlib.sha256(json.dumps(
         [CLASSIFIER_KIND, CLASSIFIER_VERSION, LR, BATCH_SIZE, EPOCHS, MIN_STEPS, HELD_OUT,
-         FEATURE_DIM, TRAIN_SEED, list(x.shape), str(x.dtype)]).encode())
+         FEATURE_DIM, TRAIN_SEED, layers, list(x.shape), str(x.dtype)]).encode())
     sha.update(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     sha.update(y.detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
     return sha.hexdigest()
@@ -280,15 +283,19 @@ def _train_classifier(x: Tensor, y: Tensor, num_classes: int,
 def _load_classifier(path: Path, name: str, shape: list[int], num_classes: int,
                      key: str) -> ClassifierFeatures:
     hint = f"delete {path} to retrain it"
-    tensors, meta = load_tensors(path)  # raises a one-line WisealeError on a corrupt file
+    try:
+        tensors, meta = load_tensors(path)
+    except WisealeError as exc:  # corrupt, truncated, without its digest
+        raise WisealeError(f"{exc}; {hint}") from None
     expected = {"kind": CLASSIFIER_KIND, "version": CLASSIFIER_VERSION, "dataset": name,
                 "shape": shape, "key": key}
-    for key, value in expected.items():
-        if meta.get(key) != value:
-            raise WisealeError(f"{path} has {key}={meta.get(key)!r}, expected {value!r}; {hint}")
+    for field, value in expected.items():
+        if meta.get(field) != value:
+            raise WisealeError(f"{path} has {field}={meta.get(field)!r}, expected {value!r}; "
+                               f"{hint}")
     if meta.get("num_classes") != num_classes:
         raise WisealeError(f"{path} was trained on {meta.get('num_classes')} classes but y has "
-                           f"{num_classes}; {hint} or use another data set name")
+                           f"{num_classes}; {hint}")
     net = _ClassifierNet(shape, num_classes)
     try:
         net.load_state_dict(tensors)
@@ -321,7 +328,7 @@ def classifier_features(name: str, x: Tensor, y: Any,
     y_index, num_classes = _labels(y, len(x))
     shape = [int(s) for s in x.shape[1:]]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = _cache_key(x, y_index)
+    key = _cache_key(x, y_index, num_classes)
     path = _cache_path(folder, name, tuple(shape), key)
     if path.exists():
         return _load_classifier(path, name, shape, num_classes, key)

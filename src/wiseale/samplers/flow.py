@@ -27,7 +27,7 @@ Decisions:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from wiseale.errors import WisealeError
-from wiseale.samplers.io import latents_of, posterior_means, register_sampler, run_sampler
+from wiseale.samplers.io import (
+    latents_of,
+    posterior_means,
+    posterior_sampler,
+    register_sampler,
+    run_sampler,
+)
 from wiseale.samplers.prior import _check_meta, _check_n, _positive_int
 
 if TYPE_CHECKING:
@@ -53,7 +59,7 @@ FLOW_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {
     "realnvp": (8, (256, 256, 256)),    # CelebA: RealNVP[256^3], 7 x {Permutation, RealNVP}
 }
 FLOW_FILE = "flow.safetensors"  # the flow's file name inside a run directory
-SAMPLER_FORMAT = 1
+SAMPLER_FORMAT = 2  # 2: trained on fresh posterior samples in every mini-batch (003 Alg. 1)
 STD_MIN = 1e-6  # a latent dimension with (near) zero spread is standardised by this instead
 
 
@@ -170,6 +176,10 @@ class FlowSampler(nn.Module):
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> FlowSampler:
+        if meta.get("sampler") == cls.name and meta.get("sampler_format") == 1:
+            raise WisealeError("this flow was fitted to one fixed posterior draw per training "
+                               "image (wiseale before fresh draws per mini-batch, 003 Alg. 1); "
+                               "delete its file to refit it")
         _check_meta(meta, cls, SAMPLER_FORMAT)
         try:
             sampler = cls(meta["features"], meta["kind"], meta["transforms"], meta["hidden"],
@@ -200,14 +210,19 @@ class FlowSampler(nn.Module):
 def fit_flow(latents: Tensor, kind: str = "maf", epochs: int = 100, batch_size: int = 100,
              lr: float = 1e-3, seed: int = 0, transforms: int | None = None,
              hidden: Sequence[int] | None = None, progress: bool = False,
-             noise_std: Tensor | None = None) -> FlowSampler:
+             noise_std: Tensor | None = None,
+             resample: Callable[[Tensor, torch.Generator], Tensor] | None = None
+             ) -> FlowSampler:
     """Fit a flow to samples of the aggregate posterior by maximum likelihood (003 Eq. 9).
 
     ``latents`` [n, d] are encoded training latents (see :func:`latents_of`). With
     ``noise_std`` (the posterior's standard deviations, [n, d] or broadcastable) the latents are
     the posterior means and every mini-batch of every epoch draws fresh samples
     z = mu + noise_std * eps, eps ~ N(0, I), as 003 Alg. 1 draws new eps for each flow
-    mini-batch; without it the latents are used as they are.
+    mini-batch. ``resample(index, generator)`` instead draws fresh posterior samples of the
+    training images ``index`` for every mini-batch (:func:`posterior_sampler`, for VAE + IAF);
+    ``latents`` are then one sample per image and set only the standardisation. With neither,
+    the latents are used as they are (a deterministic encoder's codes).
     Defaults follow 003 App. B: Adam, lr 1e-3, batch 100, 100 epochs, no schedule; the
     architecture follows Table 5 per ``kind`` unless ``transforms`` / ``hidden`` are given.
     Trains on the latents' device; seeded (construction and batch order), so the same call
@@ -221,6 +236,8 @@ def fit_flow(latents: Tensor, kind: str = "maf", epochs: int = 100, batch_size: 
     batch_size = _positive_int(batch_size, "batch_size")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise WisealeError(f"the learning rate must be a positive number, got {lr!r}")
+    if noise_std is not None and resample is not None:
+        raise WisealeError("give the flow noise_std or resample, not both")
     z = latents.detach().float()
     std = None if noise_std is None else noise_std.detach().float().to(z.device).expand_as(z)
     if not bool(z.isfinite().all()) or (std is not None and not bool(std.isfinite().all())):
@@ -235,7 +252,8 @@ def fit_flow(latents: Tensor, kind: str = "maf", epochs: int = 100, batch_size: 
     sampler.train()
     epoch_bar = tqdm(range(epochs), desc=f"flow ({kind})", disable=not progress, leave=False)
     with _without_distribution_checks():
-        _train(sampler, z, std, optimizer, epoch_bar, batch_size, order_rng, log_det)
+        draw = _batch_drawer(z, std, resample, order_rng)
+        _train(sampler, draw, len(z), optimizer, epoch_bar, batch_size, order_rng, log_det)
     return sampler.eval()
 
 
@@ -251,18 +269,32 @@ def _without_distribution_checks() -> Iterator[None]:
         torch.distributions.Distribution.set_default_validate_args(previous)
 
 
-def _train(sampler: FlowSampler, z: Tensor, std: Tensor | None,
+def _batch_drawer(z: Tensor, std: Tensor | None,
+                  resample: Callable[[Tensor, torch.Generator], Tensor] | None,
+                  rng: torch.Generator) -> Callable[[Tensor], Tensor]:
+    """index -> the mini-batch's latents: z + std * eps with fresh eps (003 Alg. 1), fresh
+    ``resample`` draws, or z itself for a deterministic encoder; noise drawn from ``rng``."""
+    if resample is not None:
+        return lambda index: resample(index, rng).to(z)
+    if std is None:
+        return lambda index: z[index]
+
+    def noisy(index: Tensor) -> Tensor:
+        batch = z[index]
+        return batch + std[index] * torch.randn(batch.shape, generator=rng).to(batch)
+
+    return noisy
+
+
+def _train(sampler: FlowSampler, draw: Callable[[Tensor], Tensor], n: int,
            optimizer: torch.optim.Optimizer, epoch_bar: Iterable[int], batch_size: int,
            order_rng: torch.Generator, log_det: float) -> None:
-    """Adam on the standardised latents; with ``std``, a fresh noise draw per mini-batch."""
+    """Adam on the standardised latents ``draw(index)`` of each mini-batch."""
     for epoch in epoch_bar:
-        order = torch.randperm(len(z), generator=order_rng).to(z.device)
+        order = torch.randperm(n, generator=order_rng).to(sampler.loc.device)
         total = 0.0
         for index in order.split(batch_size):
-            batch = z[index]
-            if std is not None:
-                eps = torch.randn(batch.shape, generator=order_rng).to(batch)
-                batch = batch + std[index] * eps
+            batch = draw(index)
             loss = -sampler._flow_log_prob((batch - sampler.loc) / sampler.scale).mean()
             if not bool(loss.isfinite()):
                 raise WisealeError(f"the flow's loss became {loss.item()} in epoch {epoch + 1}; "
@@ -271,7 +303,7 @@ def _train(sampler: FlowSampler, z: Tensor, std: Tensor | None,
             loss.backward()
             optimizer.step()
             total += loss.item() * len(index)
-        sampler.history.append(total / len(z) + log_det)
+        sampler.history.append(total / n + log_det)
         if isinstance(epoch_bar, tqdm):
             epoch_bar.set_postfix(nll=f"{sampler.history[-1]:.4f}")
 
@@ -281,15 +313,15 @@ def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None, epochs: 
     """The flow of a run directory: loaded from ``run_dir/flow.safetensors``, or fitted to the
     latents of the training images ``x`` (:func:`latents_of`, :func:`fit_flow`) and saved
     there, so it is fitted once per run, not at every use (``x`` may be None when the flow
-    exists). A diagonal-Gaussian or fixed-noise posterior gives the flow fresh samples
-    mu + sigma * eps in every mini-batch (003 Alg. 1); a deterministic encoder its codes; a flow
-    posterior (VAE + IAF) one sample per image."""
+    exists). Every mini-batch sees fresh posterior samples (003 Alg. 1): mu + sigma * eps for a
+    diagonal-Gaussian or fixed-noise posterior, re-encoded samples for a flow posterior
+    (VAE + IAF); a deterministic encoder gives its codes."""
 
     def fit(x: Tensor) -> FlowSampler:
         means, std = posterior_means(model, x)
-        if means is None:  # a flow posterior: one sample per image
+        if means is None:  # a flow posterior: re-encoded in every mini-batch
             return fit_flow(latents_of(model, x, seed=seed).cpu(), epochs=epochs, seed=seed,
-                            progress=progress)
+                            progress=progress, resample=posterior_sampler(model, x))
         return fit_flow(means.cpu(), epochs=epochs, seed=seed, progress=progress,
                         noise_std=None if std is None else std.cpu())
 

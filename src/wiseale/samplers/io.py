@@ -8,7 +8,8 @@ this module imports none of them but the prior: no import cycles.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,8 +24,8 @@ from wiseale.storage import load_tensors, save_tensors
 if TYPE_CHECKING:
     from wiseale.model import Autoencoder
 
-__all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "register_sampler", "run_sampler",
-           "save_sampler"]
+__all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "posterior_means",
+           "posterior_sampler", "register_sampler", "run_sampler", "save_sampler"]
 
 # sampler name (the "sampler" entry of a file's meta) -> its class; filled by register_sampler
 SAMPLER_CLASSES: dict[str, type] = {}
@@ -75,48 +76,65 @@ def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampl
     return sampler
 
 
-@torch.no_grad()
+@contextmanager
+def _seeded_eval(model: Autoencoder, seed: int) -> Iterator[torch.device]:
+    """The model in eval mode (batch norm uses its running statistics), without gradients,
+    its noise drawn from a global RNG seeded with ``seed`` and restored afterwards; yields
+    the model's device."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(
+                devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield device
+    finally:
+        model.train(was_training)
+
+
 def latents_of(model: Autoencoder, x: Tensor, batch_size: int = 1024, seed: int = 0,
                copies: int = 1, sample: bool = True) -> Tensor:
     """Samples of the aggregate posterior: z = model.encode(x, sample=True).z (003 Alg. 1).
 
-    ``copies`` > 1 encodes x that many times with fresh noise (more samples of q(z) for the
-    flow; 003 Alg. 1 draws new eps for every flow mini-batch). ``sample=False`` gives the
-    posterior means mu(x) instead (one copy). Eval mode (batch norm uses its running
-    statistics), no gradients, seeded without touching the global RNG. Returns
-    [copies * n, d] on the model's device.
+    ``copies`` > 1 encodes x that many times with fresh noise (more samples of q(z)).
+    ``sample=False`` gives the posterior means mu(x) instead (one copy). Eval mode, no
+    gradients, seeded without touching the global RNG. Returns [copies * n, d] on the
+    model's device.
     """
     batch_size = _positive_int(batch_size, "batch_size")
     copies = _positive_int(copies, "copies")
     if not sample and copies > 1:
         raise WisealeError("posterior means are the same in every copy; use copies=1 with "
                            "sample=False")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            z = [model.encode(batch.to(device), sample=sample).z
-                 for _ in range(copies) for batch in x.split(batch_size)]
-    finally:
-        model.train(was_training)
+    with _seeded_eval(model, seed) as device:
+        z = [model.encode(batch.to(device), sample=sample).z
+             for _ in range(copies) for batch in x.split(batch_size)]
     return torch.cat(z)
 
 
-@torch.no_grad()
+def posterior_sampler(model: Autoencoder, x: Tensor) -> Callable[[Tensor, torch.Generator],
+                                                                  Tensor]:
+    """``draw(index, generator)``: fresh z ~ q(z|x[index]), re-encoding those images with noise
+    seeded from ``generator`` (:func:`latents_of`'s eval mode, global RNG untouched); for a
+    posterior with no diagonal Gaussian to add noise to (VAE + IAF), so that every flow
+    mini-batch still sees new samples (003 Alg. 1)."""
+
+    def draw(index: Tensor, generator: torch.Generator) -> Tensor:
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        with _seeded_eval(model, seed) as device:
+            return model.encode(x[index.to(x.device)].to(device), sample=True).z
+
+    return draw
+
+
 def posterior_means(model: Autoencoder, x: Tensor,
                     batch_size: int = 1024) -> tuple[Tensor | None, Tensor | None]:
     """(mu, sigma) [n, d] of q(z|x) for a diagonal-Gaussian or fixed-noise encoder, (mu, None)
     for a deterministic one, (None, None) for a flow posterior (no diagonal Gaussian). Eval
     mode, no gradients."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with _seeded_eval(model, 0) as device:  # sample=False draws nothing; the seed is unused
         posts = [model.encode(batch.to(device), sample=False) for batch in x.split(batch_size)]
-    finally:
-        model.train(was_training)
     if posts[0].code is not posts[0].mu:  # a flow: its code is not a Gaussian's mean
         return None, None
     mu = torch.cat([p.mu for p in posts])
