@@ -35,3 +35,37 @@ def random_inception(tmp_path, monkeypatch) -> torch.nn.Module:
     save_file(state, str(path))
     monkeypatch.setenv("WISEALE_INCEPTION", str(path))
     return net
+
+
+def _shrink(spec, runs=None, **quick):
+    """``spec`` at a tiny quick scale with only the runs ``runs`` (and the claims on them)."""
+    import dataclasses
+
+    kept = tuple(r for r in spec.runs if runs is None or r.label in runs)
+    labels = {r.label for r in kept}
+    claims = tuple(c for c in spec.claims if {q.run for q in c.quantities()} <= labels)
+    return dataclasses.replace(spec, runs=kept, claims=claims, quick={**spec.quick, **quick})
+
+
+@pytest.fixture
+def shrink():
+    """shrink(spec, runs=None, **quick): an experiment spec cut down for a test."""
+    return _shrink
+
+
+@pytest.fixture
+def faces():
+    """faces(root, n, suffix): n random aligned-CelebA-sized (178 x 218) images in
+    root/celeba/img_align_celeba, as CelebA's folder holds them."""
+    import numpy as np
+    from PIL import Image
+
+    def write(root, n: int, suffix: str = ".png") -> None:
+        folder = root / "celeba" / "img_align_celeba"
+        folder.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(
+                folder / f"{i + 1:06d}{suffix}")
+
+    return write

@@ -6,7 +6,9 @@ import scipy.linalg
 import torch
 from safetensors.torch import load_file, save_file
 
+from wiseale.data import Dataset
 from wiseale.errors import WisealeError
+from wiseale.metrics import sample_features, sample_fid
 from wiseale.metrics.fid import (
     ClassifierFeatures,
     classifier_features,
@@ -261,3 +263,43 @@ def test_sample_fid_compares_every_test_image_when_fewer_exist_and_warns():
     with pytest.warns(UserWarning, match="uses its 30 test images"):
         sample_fid(Noise(), test, test, features=features)
     assert [len(images) for images in seen] == [30, 30] and torch.equal(seen[0], test.x)
+
+
+class _Decoded:
+    """A stand-in model whose samples are uniform noise images."""
+
+    def sample(self, n, generator, sampler=None):
+        return torch.rand(n, 3, 16, 16, generator=generator)
+
+
+class _MeanColour:
+    """Cheap features (each image's mean colour) that record what they were given."""
+
+    name = "mean-colour"
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, images):
+        self.seen.append(images)
+        return images.mean(dim=(2, 3)).double()
+
+
+def test_sample_fid_of_unlabelled_images_uses_inception(random_inception):
+    train = Dataset("faces-train", torch.rand(6, 3, 16, 16))
+    test = Dataset("faces-test", torch.rand(5, 3, 16, 16))
+    assert sample_features(train).name == "inception"
+    features = _MeanColour()
+    value = sample_fid(_Decoded(), train, test, n=4, features=features)
+    reference, samples = features.seen
+    assert torch.equal(reference, test.x[:4]) and samples.shape == (4, 3, 16, 16)
+    assert value == pytest.approx(fid(reference.mean(dim=(2, 3)), samples.mean(dim=(2, 3))))
+
+
+def test_sample_features_prefers_inception_and_names_the_fix(random_inception, monkeypatch):
+    labelled = Dataset("toy-train", torch.rand(8, 1, 8, 8), torch.arange(8) % 2)
+    assert sample_features(labelled).name == "inception"  # the papers' features when present
+    monkeypatch.delenv("WISEALE_INCEPTION")
+    assert sample_features(labelled).name.startswith("classifier:")
+    with pytest.raises(WisealeError, match="needs images"):
+        sample_features(Dataset("flat-train", torch.rand(8, 5)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,7 @@ INTEGRATION_TOL = 1e-9  # trapezoid rule on Gaussians at sd / 16 spacing is near
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("prior_constraint")
-    report = pc.EXPERIMENT.run(out, quick=True, seed=0, progress=False)
+    report = pc.SPEC.run(out, quick=True, seed=0, progress=False)
     return report, json.loads((out / "results.json").read_text())
 
 
@@ -32,7 +33,7 @@ def _grid_step(variances: list[float]) -> float:
 def test_writes_figure_results_and_report(results: tuple[Path, dict[str, Any]]) -> None:
     report, res = results
     out = report.parent
-    assert report.name == "report.md" and pc.EXPERIMENT.name == "prior-constraint"
+    assert report.name == "report.md" and pc.SPEC.name == "prior-constraint"
     png = (out / pc.FIGURE).read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 20_000
     for key in ("experiment", "quick", "means", "variances", "aevb_kl", "wise_ale_kl_ub",
@@ -108,8 +109,24 @@ def test_panel_c_is_penalised_more_by_aevb(results: tuple[Path, dict[str, Any]])
     assert 0.65 < c["aevb_kl"] - c["exact_aggregate_kl"] <= math.log(2.0) + INTEGRATION_TOL
 
 
+def _with_means(means: tuple[float, ...]) -> Any:
+    return dataclasses.replace(pc.SPEC, base={"means": means})
+
+
+def test_claims_are_judged_exactly(results: tuple[Path, dict[str, Any]]) -> None:
+    report, res = results
+    verdicts = {c["id"]: c["verdict"] for c in res["claims"]}
+    assert verdicts == {"fig4-aevb-optimum": "holds (exact)", "fig4-narrower": "holds (exact)",
+                        "fig4-separable": "holds (exact)", "eq21-upper-bound": "holds (exact)"}
+    methods = res["methods"]
+    assert methods["aevb"]["test"]["optimal_variance"] == res["optimal_variance"]["aevb"]
+    c, a = res["panels"]["c"], res["panels"]["a"]
+    assert methods["aevb"]["test"]["rise_to_c"] == pytest.approx(c["aevb_kl"] - a["aevb_kl"])
+    assert "computed exactly, no training" in report.read_text()
+
+
 def test_means_are_a_parameter(tmp_path: Path) -> None:
-    pc.run(tmp_path, means=(-2.0, 0.5), progress=False)
+    _with_means((-2.0, 0.5)).run(tmp_path, progress=False)
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["means"] == [-2.0, 0.5] and res["quick"] is False
     assert res["panels"]["c"]["variance"] == pytest.approx((2.5 / 6.0) ** 2)
@@ -118,10 +135,10 @@ def test_means_are_a_parameter(tmp_path: Path) -> None:
 @pytest.mark.parametrize("means", [(1.0,), (1.0, 1.0), (0.0, math.inf)])
 def test_rejects_bad_means(tmp_path: Path, means: tuple[float, ...]) -> None:
     with pytest.raises(WisealeError, match="distinct finite means"):
-        pc.run(tmp_path, means=means)
+        _with_means(means).run(tmp_path)
 
 
 def test_refuses_a_data_set(tmp_path: Path) -> None:
     with pytest.raises(WisealeError, match="uses no data set"):
-        pc.run(tmp_path, data="mnist")
+        pc.SPEC.run(tmp_path, data="mnist")
     assert not (tmp_path / "results.json").exists()

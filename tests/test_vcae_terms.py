@@ -13,7 +13,7 @@ from wiseale import functional as F
 from wiseale.config import learning_rate
 from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
-from wiseale.experiments import vcae_overfit, vcae_shapes, vcae_table2
+from wiseale.experiments import paper003
 from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.methods import DERIVED_DEFAULTS, METHODS, build_model, get_method, resolve_options
 from wiseale.nets import build_nets
@@ -89,10 +89,10 @@ def test_every_derived_default_is_described():
     assert derived <= set(DERIVED_DEFAULTS)
 
 
-@pytest.mark.parametrize("data", vcae_shapes.DATA)
+@pytest.mark.parametrize("data", paper003.SHAPES.data)
 def test_vcae_shapes_uses_the_bernoulli_likelihood(data):
     """003 Tables 3 and 10: an Error of ~3.5e3 per 64x64x3 image is a summed cross-entropy."""
-    plans = vcae_shapes.configs(data, quick=False, seed=0)
+    plans = paper003.SHAPES.configs(data, quick=False, seed=0)
     assert {c.likelihood for c in plans.values()} == {"bernoulli"}
     cwae = plans["tc-cwae"]
     assert resolve_options(get_method(cwae.method), cwae.options)["scales"] == "single"
@@ -112,22 +112,21 @@ class _ConstantModel(torch.nn.Module):
 
 def test_vcae_shapes_error_is_the_summed_cross_entropy_per_image():
     x = torch.rand(10, 3, 4, 4)  # -log 1/2 per value, whatever x is: 48 log 2 per image
-    assert vcae_shapes.recon_nll(_ConstantModel(), x, batch_size=3) == pytest.approx(
+    assert paper003.recon_nll(_ConstantModel(), x, batch_size=3) == pytest.approx(
         48 * math.log(2.0), rel=1e-6)
 
 
 def test_vcae_overfit_runs_every_mmd_with_003s_kernel_and_reports_per_image_sums():
-    for config in vcae_overfit.configs("reduced-mnist", quick=True, seed=0).values():
+    for config in paper003.OVERFIT.configs("reduced-mnist", quick=True, seed=0).values():
         options = resolve_options(get_method(config.method), config.options)
         assert options.get("scales", "single") == "single"
-    table = vcae_overfit._table({"wae": {"train": {"recon_error": 10.0},
-                                         "test": {"recon_error": 20.0}}})
-    assert "| wae | 10 | 20 | 2 | 14.79, 58.5, 3.96 |" in table
+    wae = {(p.split, p.metric): p.value for p in paper003.OVERFIT.paper if p.run == "wae"}
+    assert wae == {("train", "recon_error"): 14.79, ("test", "recon_error"): 58.50}
 
 
 def test_vcae_table2_schedule_cuts_the_current_rate():
     """003 App. B.3: halve after 30 epochs, then reduce by five after 50: 1e-3, 5e-4, 1e-4."""
-    config = vcae_table2.configs("mnist", quick=False, seed=0)["vae"]
+    config = paper003.TABLE2.configs("mnist", quick=False, seed=0)["vae"]
     rates = [learning_rate(config, e) for e in (0, 29, 30, 49, 50, 99)]
     assert rates == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4], rel=1e-12)
 

@@ -167,14 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the named data sets")
     sub.add_parser("experiments", help="list the reproducible experiments")
     p = sub.add_parser("reproduce", help="reproduce a table or figure of the papers")
-    p.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    p.add_argument("experiment", choices=[*sorted(EXPERIMENTS), "all"],
+                   help="all: every experiment that runs offline, each in OUT/NAME, then "
+                   "OUT/claims.md with every claim")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="the first seed")
+    p.add_argument("--seeds", type=_positive_int, default=1,
+                   help="train every run with this many seeds (seed, seed + 1, ...): results "
+                   "are means with their sd, and each claim is judged per seed and over seeds")
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
     p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("claims", help="one table of every claim of the papers from experiment "
+                       "output folders (experiments without results: the command to run)")
+    p.add_argument("directories", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, required=True, help="a markdown file (and .json beside)")
     return parser
 
 
@@ -328,6 +337,7 @@ def _experiments() -> None:
 
 def _reproduce(args: argparse.Namespace) -> None:
     from wiseale.experiments import EXPERIMENTS
+    from wiseale.experiments.summary import write_summary
     from wiseale.lock import exclusive
 
     data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
@@ -337,11 +347,29 @@ def _reproduce(args: argparse.Namespace) -> None:
         raise WisealeError(f"cannot create {args.out}: {exc.strerror}; choose another "
                            "--out") from None
     with exclusive(args.out):  # one reproduce per folder (its runs lock their own)
-        report = EXPERIMENTS[args.experiment].run(args.out, quick=args.quick, seed=args.seed,
-                                                  data=args.data,
-                                                  progress=not args.no_progress,
-                                                  data_dir=data_dir, device=args.device)
-    print(f"report: {report}")
+        if args.experiment != "all":
+            report = EXPERIMENTS[args.experiment].run(
+                args.out, quick=args.quick, seed=args.seed, seeds=args.seeds, data=args.data,
+                progress=not args.no_progress, data_dir=data_dir, device=args.device)
+            print(f"report: {report}")
+            return
+        for name, spec in EXPERIMENTS.items():
+            if spec.offline is not None:
+                report = spec.run(args.out / name, quick=args.quick, seed=args.seed,
+                                  seeds=args.seeds, data=spec.offline or None,
+                                  progress=not args.no_progress, device=args.device)
+                print(f"report: {report}")
+        print(f"claims: {write_summary([args.out], EXPERIMENTS, args.out / 'claims.md')}")
+
+
+def _claims(args: argparse.Namespace) -> None:
+    from wiseale.experiments import EXPERIMENTS
+    from wiseale.experiments.summary import write_summary
+
+    if args.out.suffix != ".md" or args.out.is_dir():
+        raise WisealeError(f"--out must name a .md file (its .json goes beside it), not "
+                           f"{str(args.out)!r}")
+    print(f"claims: {write_summary(args.directories, EXPERIMENTS, args.out)}")
 
 
 def _torch_oom() -> type[Exception]:
@@ -369,8 +397,8 @@ def _describe(exc: Exception) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce, "plot": _plot,
-                "sample": _sample,
+    handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce,
+                "claims": _claims, "plot": _plot, "sample": _sample,
                 "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
                 "experiments": lambda _: _experiments()}
     try:

@@ -1,25 +1,11 @@
-"""Reproducible experiments: ``wiseale reproduce NAME``."""
+"""Reproducible experiments: ``wiseale reproduce NAME``. Each is a spec
+(:class:`wiseale.experiments.spec.Spec`) run by :mod:`wiseale.experiments.runner`."""
 
 from __future__ import annotations
 
-from wiseale.experiments import (
-    celeba,
-    embedding,
-    lv_fid,
-    lv_iwae,
-    lv_sweep,
-    prior_constraint,
-    sine,
-    vcae_mnist2d,
-    vcae_mog,
-    vcae_overfit,
-    vcae_shapes,
-    vcae_table2,
-)
-from wiseale.experiments.common import Experiment
+from wiseale.experiments import paper001, paper003, paper004, prior_constraint
+from wiseale.experiments.spec import Spec
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    sine.EXPERIMENT, embedding.EXPERIMENT, prior_constraint.EXPERIMENT, celeba.EXPERIMENT,
-    vcae_mog.EXPERIMENT, vcae_overfit.EXPERIMENT, vcae_shapes.EXPERIMENT,
-    vcae_table2.EXPERIMENT, vcae_mnist2d.EXPERIMENT, *lv_sweep.EXPERIMENTS,
-    *lv_fid.EXPERIMENTS, lv_iwae.IWAE)}
+SPECS: tuple[Spec, ...] = (*paper001.SPECS, prior_constraint.SPEC, *paper003.SPECS,
+                           *paper004.SPECS)
+EXPERIMENTS: dict[str, Spec] = {spec.name: spec for spec in SPECS}

@@ -28,9 +28,9 @@ import torch
 
 from wiseale import functional as F
 from wiseale.errors import WisealeError
-from wiseale.experiments.common import Experiment, read_results
+from wiseale.experiments.claims import Claim, Compare, Near, Q
+from wiseale.experiments.spec import Figure, Spec
 from wiseale.plots import plt, save_figure
-from wiseale.storage import atomic_write_text, write_json
 
 NAME = "prior-constraint"
 FIGURE = "fig4_prior_constraint.png"
@@ -163,7 +163,7 @@ def _figure(means: Sequence[float], variances: np.ndarray, curves: dict[str, np.
     save_figure(fig, path)
 
 
-def _report(results: dict[str, Any]) -> str:
+def _report(results: dict[str, Any]) -> list[str]:
     means, opt, rows = results["means"], results["optimal_variance"], results["panels"]
     n = len(means)
     c = rows["c"]
@@ -175,15 +175,11 @@ def _report(results: dict[str, Any]) -> str:
                      f"{row['wise_ale_kl_ub']:.4f} | {row['exact_aggregate_kl']:.4f} |")
     rise = {k: c[k] - rows[p][k] for k, p in (("aevb_kl", "a"), ("wise_ale_kl_ub", "b"))}
     lo, hi = results["variances"][0], results["variances"][-1]
-    return "\n".join([
-        "# Prior constraints of AEVB and WiSE-ALE on two 1-D posteriors",
-        "",
-        "Seed 001 Sec. 3.4 and Fig. 4. Posteriors q(z|x_i) = N(mu_i, s^2) with fixed means "
-        f"{means} share one variance s^2, swept over {len(results['variances'])} log-spaced "
-        f"values in [{lo:g}, {hi:g}]; prior p(z) = N(0, 1). All in float64; nothing is "
-        "trained, so quick and full runs are identical.",
-        "",
-        "![Fig. 4](" + FIGURE + ")",
+    return [
+        f"Posteriors q(z|x_i) = N(mu_i, s^2) with fixed means {means} share one variance s^2, "
+        f"swept over {len(results['variances'])} log-spaced values in [{lo:g}, {hi:g}]; prior "
+        "p(z) = N(0, 1). All in float64; nothing is trained, so quick and full runs are "
+        "identical.",
         "",
         "## The losses (panel d)",
         "",
@@ -242,57 +238,70 @@ def _report(results: dict[str, Any]) -> str:
         "WiSE-ALE, penalised by AEVB) thus holds as an offset of about half a nat, not as a "
         "differently shaped curve; the possible offset grows as log M with the number of "
         "samples M that share the aggregate.",
-        ""])
+        ""]
 
 
-def run(out: Path, quick: bool = False, seed: int = 0, data: str | None = None,
-        progress: bool = True, data_dir: str | None = None, device: str = "cpu",
-        means: Sequence[float] = MEANS) -> Path:
-    """Sweep the shared variance, write results.json, the Fig. 4 figure and report.md.
-
-    ``seed`` and ``progress`` are accepted for the common interface; the computation is
-    deterministic and takes about a second.
-    """
-    if data is not None:
-        raise WisealeError(f"the prior-constraint experiment uses no data set, not {data!r}")
+def analyse(means: Sequence[float]) -> dict[str, Any]:
+    """Sweep the shared variance: the curves, the optimal variances and the three panels;
+    ``methods`` holds the numbers the claims compare (per prior constraint)."""
     means = _check_means(means)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     variances = np.geomspace(*VARIANCE_RANGE, N_VARIANCES)
     curves = loss_curves(means, variances)
     optimal = {"aevb": grid_minimiser(variances, curves["aevb_kl"]),
                "wise-ale": grid_minimiser(variances, curves["wise_ale_kl_ub"]),
                "exact-aggregate": grid_minimiser(variances, curves["exact_aggregate_kl"])}
     panels = {"a": optimal["aevb"], "b": optimal["wise-ale"], "c": separable_variance(means)}
+    rows = {key: {"variance": v, "overlap": overlap(means, v), "aevb_kl": aevb_kl(means, v),
+                  "wise_ale_kl_ub": wise_ale_kl_ub(means, v),
+                  "exact_aggregate_kl": exact_aggregate_kl(means, v)}
+            for key, v in panels.items()}
     gap = curves["wise_ale_kl_ub"] - curves["exact_aggregate_kl"]
-    results = {
-        "experiment": NAME, "quick": bool(quick), "means": list(means),
-        "variances": variances.tolist(),
-        **{key: value.tolist() for key, value in curves.items()},
-        "optimal_variance": optimal,
-        "panels": {key: {"variance": v, "overlap": overlap(means, v),
-                         "aevb_kl": aevb_kl(means, v), "wise_ale_kl_ub": wise_ale_kl_ub(means, v),
-                         "exact_aggregate_kl": exact_aggregate_kl(means, v)}
-                   for key, v in panels.items()},
-        "bound_gap": {"min": float(gap.min()), "max": float(gap.max())},
+    c = rows["c"]
+    methods = {
+        "aevb": {"optimal_variance": optimal["aevb"], "loss_at_c": c["aevb_kl"],
+                 "rise_to_c": c["aevb_kl"] - rows["a"]["aevb_kl"]},
+        "wise-ale": {"optimal_variance": optimal["wise-ale"], "loss_at_c": c["wise_ale_kl_ub"],
+                     "rise_to_c": c["wise_ale_kl_ub"] - rows["b"]["wise_ale_kl_ub"],
+                     "bound_gap_min": float(gap.min())},
+        "exact-aggregate": {"optimal_variance": optimal["exact-aggregate"],
+                            "loss_at_c": c["exact_aggregate_kl"]},
     }
-    write_json(out / "results.json", results)
-    _figure(means, variances, curves, panels, out / FIGURE)
-    report = out / "report.md"
-    atomic_write_text(report, _report(results))
-    return report
+    return {"means": list(means), "variances": variances.tolist(),
+            **{key: value.tolist() for key, value in curves.items()},
+            "optimal_variance": optimal, "panels": rows,
+            "bound_gap": {"min": float(gap.min()), "max": float(gap.max())},
+            "methods": {name: {"train": {}, "test": test} for name, test in methods.items()}}
 
 
-def plot(out: Path) -> list[Path]:
-    """Fig. 4 redrawn from results.json."""
-    out = Path(out)
-    results = read_results(out, NAME)
+def _draw(out: Path, results: dict[str, Any]) -> None:
+    """Fig. 4 from results.json."""
     curves = {key: np.asarray(results[key]) for key in
               ("aevb_kl", "wise_ale_kl_ub", "exact_aggregate_kl")}
     panels = {key: entry["variance"] for key, entry in results["panels"].items()}
     _figure(results["means"], np.asarray(results["variances"]), curves, panels, out / FIGURE)
-    return [out / FIGURE]
 
 
-EXPERIMENT = Experiment(NAME, "001 Fig. 4: AEVB vs WiSE-ALE prior constraint on two 1-D "
-                        "posteriors as the variance changes", run, plot)
+SPEC = Spec(
+    name=NAME, summary="001 Fig. 4: AEVB vs WiSE-ALE prior constraint on two 1-D posteriors "
+    "as the variance changes", title="Prior constraints of AEVB and WiSE-ALE on two 1-D "
+    "posteriors", source="001 Sec. 3.4 and Fig. 4", data=(), base={"means": MEANS},
+    quick={}, full={},
+    claims=(
+        Claim("fig4-aevb-optimum", "AEVB's constraint is minimised by posteriors as wide as "
+              "the prior (s^2 = 1)", "001 Sec. 3.4, Fig. 4a", "s^2 = 1",
+              (Near(Q("aevb", "optimal_variance"), 1.0, 0.01),)),
+        Claim("fig4-narrower", "WiSE-ALE's constraint accepts narrower posteriors than AEVB's",
+              "001 Sec. 3.4, Fig. 4b", "narrower (figure only)",
+              (Compare(Q("wise-ale", "optimal_variance"), "<", Q("aevb", "optimal_variance")),)),
+        Claim("fig4-separable", "Separable posteriors (panel c) cost AEVB more above its "
+              "optimum than WiSE-ALE above its own", "001 Sec. 3.4, Fig. 4c",
+              "penalised by AEVB, acceptable to WiSE-ALE (figure only)",
+              (Compare(Q("aevb", "rise_to_c"), ">", Q("wise-ale", "rise_to_c")),)),
+        Claim("eq21-upper-bound", "Eq. 21 bounds KL(q(z|batch) || p) from above at every "
+              "variance", "001 Eq. 19-21, App. B", "an upper bound",
+              (Compare(Q("wise-ale", "bound_gap_min"), ">", 0.0),)),
+    ),
+    figures=(Figure((FIGURE,), _draw, "(a) AEVB's and (b) WiSE-ALE's optimum, (c) separable "
+                    "posteriors, (d) the three losses against the shared variance."),),
+    sections=_report,
+    analysis=lambda out, settings: analyse(settings["means"]))

@@ -1,0 +1,119 @@
+"""Metrics measured on a trained run that training's own evaluation does not give: FIDs of
+samples from the prior, a flow (003 Eq. 8-9) or a Gaussian mixture (004 Eq. 12-13) of the
+aggregate posterior, and the mixture's KL to the prior (004 Table 1).
+
+Each measure is ``fn(context) -> test metrics``; a spec lists the ones it needs
+(:class:`wiseale.experiments.spec.Measure`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wiseale.data import Dataset
+from wiseale.model import Autoencoder
+
+KL_SAMPLES, KL_RUNS = 10_000, 10  # 004 Table 1: KL(q_hat || p) by Monte Carlo, 10 runs
+
+
+@dataclass
+class MeasureContext:
+    """One trained run of one seed, with the experiment's data and settings."""
+
+    name: str
+    run_dir: Path
+    train: Dataset
+    test: Dataset
+    settings: dict[str, Any]
+    seed: int
+    progress: bool
+    entry: dict[str, Any]
+    shared: dict[str, Any] = field(default_factory=dict)  # kept across the runs of a seed
+
+    @cached_property
+    def model(self) -> Autoencoder:
+        from wiseale.training import load_run
+
+        return load_run(self.run_dir)[0]
+
+    @property
+    def features(self) -> Any:
+        """The FID features of the training data (metrics.sample_features), made once."""
+        if "features" not in self.shared:
+            from wiseale.metrics import sample_features
+
+            self.shared["features"] = sample_features(self.train)
+        return self.shared["features"]
+
+    def fid(self, sampler: Any = None) -> float:
+        """FID of decoded samples from the prior (or ``sampler``) against the test images."""
+        from wiseale.metrics import sample_fid
+
+        return sample_fid(self.model, self.train, self.test, sampler=sampler,
+                          features=self.features)
+
+    def fid_info(self) -> dict[str, Any]:
+        """What the FIDs are measured in (features) and on how many images."""
+        from wiseale.metrics.evaluation import fid_count
+
+        return {"fid_features": self.features.name, "fid_n": fid_count(self.test)}
+
+    def flow(self) -> Any:
+        """The run's flow (fitted once, saved in the run), ``flow_epochs`` epochs."""
+        from wiseale.samplers import run_flow
+
+        return run_flow(self.run_dir, self.model, self.train.x,
+                        epochs=self.settings["flow_epochs"], seed=self.seed,
+                        progress=self.progress)
+
+    def mixture(self) -> Any:
+        """The run's Gaussian mixture of ``components`` components (fitted once, saved)."""
+        from wiseale.samplers import run_mixture
+
+        return run_mixture(self.run_dir, self.model, self.train.x,
+                           components=self.settings["components"], seed=self.seed)
+
+
+def fid_prior(context: MeasureContext) -> dict[str, Any]:
+    """FID of samples from N(0, I)."""
+    return {**context.fid_info(), "fid_prior": context.fid()}
+
+
+def fid_flow(context: MeasureContext) -> dict[str, Any]:
+    """FID of samples from the run's flow, and the flow's final training NLL."""
+    flow = context.flow()
+    return {**context.fid_info(), "fid_flow": context.fid(flow),
+            "flow_train_nll": flow.history[-1]}
+
+
+def fid_mixture(context: MeasureContext) -> dict[str, Any]:
+    """FID of samples from the run's mixture of the aggregate posterior."""
+    return {**context.fid_info(), "fid_mixture": context.fid(context.mixture())}
+
+
+def kl_mixture_prior(context: MeasureContext) -> dict[str, Any]:
+    """KL(q_hat || p) of the run's mixture to N(0, I) (004 Table 1): mean and std of
+    KL_RUNS Monte Carlo estimates of KL_SAMPLES samples each."""
+    from wiseale.metrics.latent import sampler_prior_kl
+
+    kl, std = sampler_prior_kl(context.mixture(), KL_SAMPLES, KL_RUNS, seed=context.seed)
+    return {"kl_mixture_prior": kl, "kl_mixture_prior_std": std}
+
+
+def likelihood_sigma2(context: MeasureContext) -> dict[str, Any]:
+    """The global variance of the run's Gaussian likelihood: the fixed one, or the learned
+    (or closed-form) one read from the trained model."""
+    likelihood = context.model.likelihood
+    if hasattr(likelihood, "sigma2"):
+        return {"sigma2": float(likelihood.sigma2)}
+    return {"sigma2": float(likelihood.variance(torch.zeros(1)).item())}
+
+
+def generalisation_gap(context: MeasureContext) -> dict[str, Any]:
+    """Test minus train reconstruction error (003 Table 1's overfitting)."""
+    entry = context.entry
+    return {"recon_gap": entry["test"]["recon_error"] - entry["train"]["recon_error"]}

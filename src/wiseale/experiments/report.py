@@ -1,0 +1,121 @@
+"""report.md of an experiment, from its spec and results.json: the setting, the claims table,
+the paper's values beside ours, the metrics (mean ± sd over seeds), the experiment's own
+sections and the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wiseale.experiments.claims import ALPHA, TEST_NAME
+from wiseale.experiments.spec import Spec
+from wiseale.storage import atomic_write_text
+
+
+def number(value: Any, sd: Any = None) -> str:
+    """A value to 4 significant digits, with ± sd when there is one; n/a when missing."""
+    if value is None:
+        return "n/a"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    return f"{value:.4g}" + ("" if sd is None else f" ± {sd:.2g}")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table of formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def metric(methods: dict[str, Any], run: str, name: str, split: str = "test") -> str:
+    """``run``'s ``name`` as mean ± sd over the seeds."""
+    entry = methods.get(run, {})
+    return number(entry.get(split, {}).get(name), entry.get("sd", {}).get(split, {}).get(name))
+
+
+def metrics_table(methods: dict[str, Any], keys: list[str] | tuple[str, ...],
+                  split: str = "test") -> str:
+    """One row per run, one column per metric, mean ± sd over seeds."""
+    return table(["run", *keys], [[name, *(metric(methods, name, k, split) for k in keys)]
+                                  for name in methods])
+
+
+def claims_table(results: dict[str, Any]) -> str:
+    rows = []
+    methods = results.get("methods", {})
+    for claim in results["claims"]:
+        ours = "; ".join(quantity_cell(methods, q) for q in claim["quantities"])
+        p = "-" if claim["p_value"] is None else f"{claim['p_value']:.2g}"
+        rows.append([f"{claim['text']} ({claim['source']})", claim["paper"], ours,
+                     f"{claim['holds_in']} of {claim['seeds']}", p, claim["verdict"]])
+    return table(["claim", "paper", "ours", "holds in", "p", "verdict"], rows)
+
+
+def quantity_cell(methods: dict[str, Any], label: str) -> str:
+    """'run metric [(split)]' -> 'run metric: mean ± sd'."""
+    run, name, *rest = label.split(" ")
+    split = "train" if rest == ["(train)"] else "test"
+    return f"{label}: {metric(methods, run, name, split)}"
+
+
+def paper_table(results: dict[str, Any]) -> str:
+    rows = [[row["run"], row["metric"] + ("" if row["split"] == "test" else f" ({row['split']})"),
+             f"{row['paper']:g} ({row['source']}, {row['paper_data']})",
+             number(row["ours"], row["ours_sd"])] for row in results["paper"]]
+    return table(["run", "metric", "paper", f"ours ({results['data']})"], rows)
+
+
+class _Fields(dict):
+    """format_map's mapping: a missing key prints as itself, None as 'all'."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        return "all" if value is None else value
+
+
+def _fields(results: dict[str, Any]) -> _Fields:
+    methods = results.get("methods") or {}
+    config = next(iter(methods.values())).get("config", {}) if methods else {}
+    return _Fields({**config, **results["settings"], "data": results["data"]})
+
+
+def _seeds_text(results: dict[str, Any]) -> str:
+    seeds = results["seeds"]
+    if not seeds:
+        return "computed exactly, no training"
+    return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+
+
+def render(spec: Spec, results: dict[str, Any]) -> str:
+    fields = _fields(results)
+    scale = "quick" if results["quick"] else "full"
+    on = f" on {results['data']}" if results["data"] else ""
+    lines = [f"# {spec.title}{on} ({scale}; {_seeds_text(results)})", "",
+             f"Seed {spec.source}. " + spec.setting.format_map(fields), ""]
+    if results["claims"]:
+        lines += ["## Claims", "", claims_table(results), "",
+                  f"ours: mean ± sd over the seeds. holds in: the seeds in which the claim "
+                  f"holds. p: {TEST_NAME}; the largest over the claim's comparisons. "
+                  f"Verdict: holds when p < {ALPHA:g}, does NOT hold when it holds in no "
+                  "seed, unclear otherwise; with one seed, that seed's outcome.", ""]
+    if results["paper"]:
+        lines += ["## The paper's numbers beside ours", "", paper_table(results), ""]
+    if spec.metrics:
+        lines += ["## Test metrics", "", metrics_table(results["methods"], spec.metrics), ""]
+    if spec.notes:
+        lines += [spec.notes.format_map(fields), ""]
+    if spec.sections is not None:
+        lines += [*spec.sections(results), ""]
+    for figure in spec.figures:
+        lines += [*(f"![{Path(name).stem}]({name})" for name in figure.files), "",
+                  figure.caption, ""]
+    return "\n".join(lines)
+
+
+def write_report(spec: Spec, out: Path, results: dict[str, Any]) -> Path:
+    report = out / "report.md"
+    atomic_write_text(report, render(spec, results))
+    return report

@@ -1,0 +1,222 @@
+"""The one runner of every experiment spec: train each run for each seed, measure, average
+over seeds, judge the claims, and write results.json, the figures and report.md.
+
+Layout of ``out``: the first seed's runs in ``out/runs/LABEL``, seed s's (the others) in
+``out/seeds/s/runs/LABEL``. Finished runs with the same config are reused and interrupted
+ones resumed, and measured metrics are kept in each run (measures.json), so a reproduce run
+again, resumed or given more seeds only does what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from wiseale.config import RunConfig
+from wiseale.data import Dataset
+from wiseale.errors import WisealeError
+from wiseale.experiments.claims import judge
+from wiseale.experiments.measures import MeasureContext
+from wiseale.experiments.report import write_report
+from wiseale.experiments.spec import Spec
+from wiseale.methods import get_method, resolve_options
+from wiseale.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
+from wiseale.storage import read_json, write_json
+
+MEASURES_FILE = "measures.json"
+
+
+def seed_root(out: Path, seeds: list[int], seed: int) -> Path:
+    """Where the runs of ``seed`` live: ``out`` for the first seed, else out/seeds/SEED."""
+    return out if seed == seeds[0] else out / "seeds" / str(seed)
+
+
+def read_results(out: Path, experiment: str) -> dict[str, Any]:
+    """results.json of ``out``, checked to be from ``experiment``."""
+    results = read_json(Path(out) / "results.json")
+    if results.get("experiment") != experiment:
+        raise WisealeError(f"{out} holds results of {results.get('experiment')!r}, not "
+                           f"{experiment!r}")
+    return results
+
+
+def first_config(results: dict[str, Any]) -> RunConfig:
+    """The config of the first run of an experiment's results (they share the data)."""
+    config = next(iter(results["methods"].values()))["config"]
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig.from_dict({k: v for k, v in config.items() if k in known})
+
+
+def _check_same_run(run_dir: Path, config: RunConfig) -> None:
+    """Refuse a finished run whose saved config differs from ``config``: in a field that
+    ``config`` sets, or in the method's options once both are resolved (so a default that
+    changed since the run was trained, such as cWAE's MMD scales, is a difference too)."""
+    saved = RunConfig.from_dict(read_json(run_dir / "config.json")).to_dict()
+    method = get_method(config.method)
+    differ = sorted(k for k, v in dataclasses.asdict(config).items()
+                    if v is not None and k != "options" and saved.get(k) != v)
+    if saved["options"] != resolve_options(method, config.options):
+        differ.append("options")
+    if differ:
+        raise WisealeError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); "
+                           "use another --out")
+
+
+def train_runs(configs: dict[str, RunConfig], root: Path, train_data: Dataset,
+               test_data: Dataset, progress: bool = True) -> dict[str, Any]:
+    """Train each config into ``root/runs/LABEL`` (finished runs with the same config reused,
+    interrupted ones resumed); returns each run's config, train and test metrics and
+    per-epoch history."""
+    from wiseale.training import train
+
+    methods: dict[str, Any] = {}
+    for name, config in configs.items():
+        run_dir = root / "runs" / name
+        if (run_dir / WEIGHTS).exists() and (run_dir / EVALUATION).exists():
+            _check_same_run(run_dir, config)
+        else:
+            train(config, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress,
+                  train_data=train_data, test_data=test_data)
+        evaluation = read_json(run_dir / EVALUATION)
+        methods[name] = {"config": read_json(run_dir / "config.json"),
+                         "train": evaluation["train"], "test": evaluation["test"],
+                         "history": read_metrics(run_dir / METRICS)}
+    return methods
+
+
+def _measure(spec: Spec, root: Path, methods: dict[str, Any], train_data: Dataset,
+             test_data: Dataset, settings: dict[str, Any], seed: int, progress: bool) -> None:
+    """Add every measure's metrics to the runs' test metrics; a measure already taken under
+    the same settings and seed is read from the run's measures.json."""
+    key = json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
+    shared: dict[str, Any] = {}
+    for name, entry in methods.items():
+        run_dir = root / "runs" / name
+        path = run_dir / MEASURES_FILE
+        saved = read_json(path) if path.exists() else {}
+        context = MeasureContext(name, run_dir, train_data, test_data, settings, seed,
+                                 progress, entry, shared)
+        for measure in spec.measures:
+            if measure.runs and name not in measure.runs:
+                continue
+            found = saved.get(measure.name)
+            if found is None or found.get("key") != key:
+                found = {"key": key, "values": measure.fn(context)}
+                saved[measure.name] = found
+                write_json(path, saved)
+            entry["test"].update(found["values"])
+
+
+def _mean_sd(values: list[Any]) -> tuple[Any, float | None]:
+    """Mean and sample standard deviation of numbers (None when any is missing or there is
+    one); the first value for anything else."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if not numbers:
+        return values[0], None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def aggregate(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The methods block of results.json: each run's config and history from the first seed,
+    ``train``/``test`` as the mean over seeds, ``sd`` their standard deviations and
+    ``seeds`` every seed's own values."""
+    seeds = list(per_seed)
+    first = per_seed[seeds[0]]
+    methods: dict[str, Any] = {}
+    for name, entry in first.items():
+        block = {"config": entry["config"], "history": entry["history"], "sd": {}}
+        for split in ("train", "test"):
+            block[split], block["sd"][split] = {}, {}
+            for metric in entry[split]:
+                mean, sd = _mean_sd([per_seed[s][name][split].get(metric) for s in seeds])
+                block[split][metric] = mean
+                if sd is not None:
+                    block["sd"][split][metric] = sd
+        block["seeds"] = {str(s): {split: per_seed[s][name][split] for split in
+                                   ("train", "test")} for s in seeds}
+        methods[name] = block
+    return methods
+
+
+def _values(methods: dict[str, Any], seed: str | None = None) -> dict[str, Any]:
+    """run -> split -> metric: the means (``seed`` None) or one seed's values."""
+    if seed is None:
+        return {name: {s: e[s] for s in ("train", "test")} for name, e in methods.items()}
+    return {name: e["seeds"][seed] for name, e in methods.items()}
+
+
+def judge_claims(spec: Spec, methods: dict[str, Any], deterministic: bool) -> list[dict]:
+    """Every claim of the spec on every seed and over the seeds (claims.judge)."""
+    if deterministic:
+        per_seed = [_values(methods)]
+    else:
+        per_seed = [_values(methods, s) for s in next(iter(methods.values()))["seeds"]]
+    return [judge(claim, per_seed, _values(methods), deterministic) for claim in spec.claims]
+
+
+def paper_rows(spec: Spec, data: str, methods: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's values beside ours (mean, sd, seeds) for this data set."""
+    rows = []
+    for paper in spec.paper_values(data):
+        entry = methods.get(paper.run, {})
+        rows.append({"run": paper.run, "metric": paper.metric, "split": paper.split,
+                     "paper": paper.value, "source": paper.source,
+                     "paper_data": paper.paper_data,
+                     "ours": entry.get(paper.split, {}).get(paper.metric),
+                     "ours_sd": entry.get("sd", {}).get(paper.split, {}).get(paper.metric)})
+    return rows
+
+
+def reproduce(spec: Spec, out: Path, quick: bool = False, seed: int = 0, seeds: int = 1,
+              data: str | None = None, progress: bool = True, data_dir: str | None = None,
+              device: str = "cpu") -> Path:
+    """Run ``spec`` with ``seeds`` seeds (seed, seed + 1, ...); see the module docstring."""
+    from wiseale.build import load_split
+
+    if not isinstance(seeds, int) or seeds < 1:
+        raise WisealeError(f"--seeds must be a positive integer, got {seeds!r}")
+    data = spec.choose_data(data)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = spec.settings(data, quick)
+    if spec.analysis is not None:  # computed, not trained: one exact result
+        results = {"experiment": spec.name, "quick": quick, "data": data,
+                   **spec.analysis(out, settings)}
+        results["seeds"] = []
+        deterministic = True
+    else:
+        seed_list = [seed + i for i in range(seeds)]
+        configs = {s: spec.configs(data, quick, s, data_dir, device) for s in seed_list}
+        first = next(iter(configs[seed].values()))
+        train_data, test_data = load_split(first, "train"), load_split(first, "test")
+        if spec.check is not None:
+            spec.check(settings, train_data)  # fails now, not after hours of training
+        per_seed = {}
+        for s in seed_list:
+            root = seed_root(out, seed_list, s)
+            per_seed[s] = train_runs(configs[s], root, train_data, test_data, progress)
+            _measure(spec, root, per_seed[s], train_data, test_data, settings, s, progress)
+        results = {"experiment": spec.name, "quick": quick, "data": data, "seeds": seed_list,
+                   "methods": aggregate(per_seed)}
+        deterministic = False
+    results["settings"] = {k: v for k, v in settings.items() if not callable(v)}
+    results["claims"] = judge_claims(spec, results["methods"], deterministic)
+    results["paper"] = paper_rows(spec, data, results["methods"])
+    write_json(out / "results.json", results)
+    draw_figures(spec, out)
+    return write_report(spec, out, read_results(out, spec.name))
+
+
+def draw_figures(spec: Spec, out: Path) -> list[Path]:
+    """Every figure of the spec, from results.json and the first seed's runs."""
+    results = read_results(out, spec.name)
+    paths = []
+    for figure in spec.figures:
+        figure.draw(out, results)
+        paths += [out / name for name in figure.files]
+    return paths
