@@ -245,6 +245,7 @@ def test_vcae_table2_reports_fids_from_prior_and_flow(tmp_path, shrink):
         assert (tmp_path / "runs" / name / "flow.safetensors").exists() == (name != "vae-iaf")
     assert "t2-flow-cwae" in json.dumps(json.loads((tmp_path / "results.json").read_text()))
     assert "| vcae-lambda-0.1 | fid_flow | 7.68 (003 Table 2, MNIST) |" in report
+    assert "The paper measured on MNIST; ours is fashion-mnist." in report
     assert _is_png(tmp_path / "fig7_samples.png")
 
 

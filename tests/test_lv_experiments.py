@@ -106,6 +106,8 @@ def test_lv_fid_writes_table2_and_samples(tmp_path, cheap, shrink):
     lowest = next(c for c in results["claims"] if c["id"] == "t2-lv-lowest")
     assert lowest["holds_per_seed"] == [min(fids, key=fids.get) == "lv-vae"]
     assert "| lv-vae | fid_table2 | 10.6 (004 Table 2, Fashion-MNIST) |" in report
+    assert "The paper measured on" not in report  # the same data set
+    assert "features, the paper's in Inception's" in report
     assert _is_png(tmp_path / "fig2_samples.png")
 
 

@@ -62,7 +62,26 @@ def paper_table(results: dict[str, Any]) -> str:
     rows = [[row["run"], row["metric"] + ("" if row["split"] == "test" else f" ({row['split']})"),
              f"{row['paper']:g} ({row['source']}, {row['paper_data']})",
              number(row["ours"], row["ours_sd"])] for row in results["paper"]]
-    return table(["run", "metric", "paper", f"ours ({results['data']})"], rows)
+    scale = "quick" if results["quick"] else "full"
+    return table(["run", "metric", "paper", f"ours ({results['data']}, {scale}, "
+                  f"{len(results['seeds'])} seeds)"], rows)
+
+
+def differences(results: dict[str, Any]) -> str:
+    """What differs between the paper's numbers and ours: data, scale, FID features."""
+    notes = []
+    theirs = sorted({row["paper_data"] for row in results["paper"]})
+    if [t.lower() for t in theirs] != [results["data"]]:
+        notes.append(f"The paper measured on {', '.join(theirs)}; ours is {results['data']}.")
+    if results["quick"]:
+        notes.append("Ours is the quick scale (fewer epochs and images, and for some "
+                     "experiments a smaller network: the setting above).")
+    features = {e["test"].get("fid_features") for e in results["methods"].values()} - {None}
+    if any(row["metric"].startswith("fid") for row in results["paper"]) and \
+            features != {"inception"}:
+        notes.append(f"Our FIDs are in {', '.join(sorted(features))} features, the paper's in "
+                     "Inception's: only the order of the methods compares.")
+    return " ".join(notes)
 
 
 class _Fields(dict):
@@ -102,7 +121,8 @@ def render(spec: Spec, results: dict[str, Any]) -> str:
                   f"Verdict: holds when p < {ALPHA:g}, does NOT hold when it holds in no "
                   "seed, unclear otherwise; with one seed, that seed's outcome.", ""]
     if results["paper"]:
-        lines += ["## The paper's numbers beside ours", "", paper_table(results), ""]
+        lines += ["## The paper's numbers beside ours", "", paper_table(results), "",
+                  differences(results), ""]
     if spec.metrics:
         lines += ["## Test metrics", "", metrics_table(results["methods"], spec.metrics), ""]
     if spec.notes:
