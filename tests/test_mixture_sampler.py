@@ -16,7 +16,6 @@ from wiseale.samplers import (
     FLOW_FILE,
     MIXTURE_FILE,
     SAMPLER_CLASSES,
-    SAMPLERS,
     FlowSampler,
     LatentSampler,
     MixtureSampler,
@@ -77,7 +76,14 @@ def _toy_model(sigma_eps: float) -> Autoencoder:
 
 
 def test_exports_registry_and_protocol(full):
-    assert SAMPLERS == ("prior", "flow", "mixture") == tuple(SAMPLER_CLASSES)
+    import argparse
+
+    from wiseale.cli import build_parser
+
+    subcommands = next(a for a in build_parser()._actions
+                       if isinstance(a, argparse._SubParsersAction)).choices
+    choices = next(a.choices for a in subcommands["sample"]._actions if a.dest == "sampler")
+    assert tuple(SAMPLER_CLASSES) == ("prior", "flow", "mixture") == tuple(choices)
     assert SAMPLER_CLASSES["mixture"] is MixtureSampler and MIXTURE_FILE == "mixture.safetensors"
     assert FLOW_FILE == "flow.safetensors" and SAMPLER_CLASSES["flow"] is FlowSampler
     assert all(callable(f) for f in (fit_flow, latents_of, run_flow))

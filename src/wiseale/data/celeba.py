@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from wiseale.data.dataset import Dataset
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")
@@ -102,12 +102,6 @@ def celeba_split(directory: Path, files: list[Path], split: str) -> list[Path]:
     return files[:-n_test] if split == "train" else files[-n_test:]
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise WisealeError(f"option {name} must be a positive integer, got {value!r}")
-    return value
-
-
 def load_image(path: Path, crop: int, size: int) -> np.ndarray:
     """One image: RGB, the centre ``crop`` x ``crop`` square resized to ``size`` x ``size``
     (Lanczos), uint8 [size, size, 3]."""
@@ -134,9 +128,9 @@ def load_celeba(split: str = "train", data_dir: str | Path | None = None, crop: 
     ``crop`` square (178: 001 Sec. 5; 140: seed 003 App. B.4) resized to ``size`` (64 in both
     papers). ``limit`` keeps the first ``limit`` images of the split (the full set is ~10 GB
     as float32)."""
-    crop, size = _positive_int("crop", crop), _positive_int("size", size)
+    crop, size = positive_int(crop, "option crop"), positive_int(size, "option size")
     if limit is not None:
-        limit = _positive_int("limit", limit)
+        limit = positive_int(limit, "option limit")
     directory, files = find_celeba(data_dir)
     chosen = celeba_split(directory, files, split)[:limit]
     pixels = np.empty((len(chosen), size, size, 3), dtype=np.uint8)

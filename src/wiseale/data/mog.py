@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wiseale.data.celeba import _positive_int
 from wiseale.data.dataset import Dataset
 from wiseale.data.idx import load_fashion_mnist, load_mnist
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 
 MEANS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])  # our choice
 STD = 0.25  # per coordinate; our choice
@@ -54,8 +53,8 @@ def load_mog(split: str = "train", data_dir: object = None, n_train: int = N_TRA
     """The MoG toy of 003 Sec. 6.1 (generated; ``data_dir`` is ignored): x float32 [N, 100],
     y the component index, factors the 2-D source points [N, 2]. ``seed`` fixes the points and
     the projection; the train and test splits use independent streams."""
-    n = _positive_int("n_train" if split == "train" else "n_test",
-                      n_train if split == "train" else n_test)
+    n = positive_int(n_train if split == "train" else n_test,
+                     "option n_train" if split == "train" else "option n_test")
     if not std > 0:
         raise WisealeError(f"option std must be positive, got {std!r}")
     points, labels = mog_points(n, seed, split, std)

@@ -24,16 +24,12 @@ import torch
 from torch import Tensor
 
 from wiseale.data.arrays import NUMPY_READ_ERRORS, real_dtype
-from wiseale.data.celeba import _positive_int
 from wiseale.data.dataset import Dataset
 from wiseale.data.idx import _candidates
-from wiseale.errors import WisealeError, one_line
+from wiseale.errors import WisealeError, one_line, positive_int
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SHAPES3D_FILE = "3dshapes.h5"
-DSPRITES_FACTORS = ("shape", "scale", "orientation", "x", "y")  # the constant colour is dropped
-SHAPES3D_FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-TOY_FACTORS = ("x", "y", "size", "brightness")
 TOY_VALUES = (np.array([16.0, 24.0, 32.0, 40.0, 48.0]), np.array([16.0, 24.0, 32.0, 40.0, 48.0]),
               np.array([8.0, 12.0, 16.0, 20.0]), np.array([0.4, 0.7, 1.0]))
 TEST_FRACTION = 0.1
@@ -107,7 +103,7 @@ def _check(path: Path, images: Any, factors: Any, ndim: int) -> None:
 def _options(limit: int | None, seed: int) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise WisealeError(f"option seed must be an integer, got {seed!r}")
-    return None if limit is None else _positive_int("limit", limit)
+    return None if limit is None else positive_int(limit, "option limit")
 
 
 def load_dsprites(split: str = "train", data_dir: str | Path | None = None,
@@ -183,7 +179,7 @@ def synthetic_shapes(n: int, seed: int = 0, split: str = "train") -> tuple[np.nd
 def load_toy_shapes(split: str = "train", data_dir: object = None, n_train: int = 5_000,
                     n_test: int = 1_000, seed: int = 0) -> Dataset:
     """The generated stand-in for dSprites / 3D Shapes (``data_dir`` is ignored)."""
-    n = _positive_int("n_train" if split == "train" else "n_test",
-                      n_train if split == "train" else n_test)
+    n = positive_int(n_train if split == "train" else n_test,
+                     "option n_train" if split == "train" else "option n_test")
     x, factors = synthetic_shapes(n, seed, split)
     return Dataset(f"toy-shapes-{split}", torch.from_numpy(x), None, torch.from_numpy(factors))

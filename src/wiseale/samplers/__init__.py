@@ -30,9 +30,7 @@ from wiseale.samplers.mixture import (
 )
 from wiseale.samplers.prior import LatentSampler, PriorSampler
 
-SAMPLERS = ("prior", "flow", "mixture")
-
 __all__ = ["COVARIANCE_TYPES", "FLOW_FILE", "FLOW_KINDS", "FLOW_PRESETS", "MIXTURE_FILE",
-           "SAMPLERS", "SAMPLER_CLASSES", "FlowSampler", "LatentSampler", "MixtureSampler",
+           "SAMPLER_CLASSES", "FlowSampler", "LatentSampler", "MixtureSampler",
            "PriorSampler", "fit_flow", "fit_mixture", "latents_of", "load_sampler",
            "register_sampler", "run_flow", "run_mixture", "run_sampler", "save_sampler"]

@@ -37,7 +37,7 @@ import zuko
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 from wiseale.samplers.io import (
     latents_of,
     posterior_means,
@@ -45,7 +45,7 @@ from wiseale.samplers.io import (
     register_sampler,
     run_sampler,
 )
-from wiseale.samplers.prior import _check_meta, _check_n, _positive_int
+from wiseale.samplers.prior import _check_meta, _check_n
 
 if TYPE_CHECKING:
     from wiseale.model import Autoencoder
@@ -70,10 +70,10 @@ def _resolve(kind: str, transforms: int | None,
     default_transforms, default_hidden = FLOW_PRESETS[kind]
     transforms = default_transforms if transforms is None else transforms
     hidden = default_hidden if hidden is None else hidden
-    _positive_int(transforms, "the number of flow transforms")
+    positive_int(transforms, "the number of flow transforms")
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
         raise WisealeError(f"hidden must be a non-empty list of layer widths, got {hidden!r}")
-    return transforms, tuple(_positive_int(h, "a hidden layer width") for h in hidden)
+    return transforms, tuple(positive_int(h, "a hidden layer width") for h in hidden)
 
 
 def _build_flow(kind: str, features: int, transforms: int,
@@ -116,7 +116,7 @@ class FlowSampler(nn.Module):
     def __init__(self, features: int, kind: str = "maf", transforms: int | None = None,
                  hidden: Sequence[int] | None = None, seed: int = 0):
         super().__init__()
-        self.features = _positive_int(features, "the number of latent features")
+        self.features = positive_int(features, "the number of latent features")
         self.transforms, self.hidden = _resolve(kind, transforms, hidden)
         self.kind, self.seed = kind, int(seed)
         self.history: list[float] = []  # mean training NLL per epoch (nats per latent)
@@ -232,8 +232,8 @@ def fit_flow(latents: Tensor, kind: str = "maf", epochs: int = 100, batch_size: 
     if not isinstance(latents, Tensor) or latents.ndim != 2 or latents.shape[0] < 2:
         shape = tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__
         raise WisealeError(f"latents must be an [n, d] tensor with n >= 2, got {shape}")
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise WisealeError(f"the learning rate must be a positive number, got {lr!r}")
     if noise_std is not None and resample is not None:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import Tensor
 
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 from wiseale.lock import exclusive
-from wiseale.samplers.prior import LatentSampler, PriorSampler, _positive_int
+from wiseale.samplers.prior import LatentSampler, PriorSampler
 from wiseale.storage import load_tensors, save_tensors
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ def latents_of(model: Autoencoder, x: Tensor, batch_size: int = 1024, seed: int 
     gradients, seeded without touching the global RNG. Returns [copies * n, d] on the
     model's device.
     """
-    batch_size = _positive_int(batch_size, "batch_size")
-    copies = _positive_int(copies, "copies")
+    batch_size = positive_int(batch_size, "batch_size")
+    copies = positive_int(copies, "copies")
     if not sample and copies > 1:
         raise WisealeError("posterior means are the same in every copy; use copies=1 with "
                            "sample=False")

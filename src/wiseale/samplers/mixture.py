@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 from wiseale.samplers.io import latents_of, register_sampler, run_sampler
-from wiseale.samplers.prior import _check_meta, _check_n, _positive_int
+from wiseale.samplers.prior import _check_meta, _check_n
 
 if TYPE_CHECKING:
     from wiseale.model import Autoencoder
@@ -267,9 +267,9 @@ def fit_mixture(latents: Tensor, components: int = 32, covariance: str = "full",
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
-    components = _positive_int(components, "the number of mixture components")
-    max_iter = _positive_int(max_iter, "max_iter")
-    n_init = _positive_int(n_init, "n_init")
+    components = positive_int(components, "the number of mixture components")
+    max_iter = positive_int(max_iter, "max_iter")
+    n_init = positive_int(n_init, "n_init")
     if covariance not in COVARIANCE_TYPES:
         raise WisealeError(f"unknown covariance type {covariance!r}; use one of "
                            f"{', '.join(COVARIANCE_TYPES)}")
@@ -322,7 +322,7 @@ def run_mixture(run_dir: str | Path, model: Autoencoder, x: Tensor | None,
     """
     if on not in FIT_ON:
         raise WisealeError(f"on must be one of {', '.join(FIT_ON)}, got {on!r}")
-    copies = _positive_int(copies, "copies")
+    copies = positive_int(copies, "copies")
     if on == "means" and copies != 1:
         raise WisealeError("posterior means are the same in every copy; use copies=1 with "
                            "on='means'")

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 
 __all__ = ["LatentSampler", "PriorSampler"]
 
@@ -44,12 +44,6 @@ class LatentSampler(Protocol):
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> LatentSampler: ...
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WisealeError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 def _check_n(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise WisealeError(f"the number of samples must be a non-negative integer, got {n!r}")
@@ -72,7 +66,7 @@ class PriorSampler:
     name = "prior"
 
     def __init__(self, latent_dim: int):
-        self._latent_dim = _positive_int(latent_dim, "latent_dim")
+        self._latent_dim = positive_int(latent_dim, "latent_dim")
 
     @property
     def latent_dim(self) -> int:
