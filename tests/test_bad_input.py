@@ -55,7 +55,7 @@ BAD_INPUTS = [
     ("unknown-method", [*SINE, "--method", "nope"], 1, "unknown method 'nope'; use one of"),
     ("unknown-data-set", [*TRAIN, "--data", "mnist-ish"], 1, "unknown data set 'mnist-ish'"),
     ("unknown-experiment", ["reproduce", "table9", "--out", "{d}/exp"], 2,
-     "argument experiment: invalid choice: 'table9'"),
+     "argument EXPERIMENT: invalid choice: 'table9'"),
     ("unknown-command", ["fly"], 2, "invalid choice: 'fly'"),
     ("unknown-flag", [*SINE, "--frobnicate"], 2, "unrecognized arguments: --frobnicate"),
     ("unknown-method-option", [*SINE, "-o", "gamma=2"], 1, "has no option 'gamma'; its options"),

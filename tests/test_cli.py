@@ -207,3 +207,15 @@ def test_help_lists_every_environment_variable_the_code_reads(capsys):
         main(["--help"])
     help_text = capsys.readouterr().out
     assert used and all(name in help_text for name in used), used
+
+
+def test_the_command_line_starts_without_torch_or_matplotlib():
+    """`import wiseale` and building every subcommand's parser import neither (issue 14)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, wiseale, wiseale.cli; wiseale.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

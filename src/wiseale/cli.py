@@ -24,6 +24,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _Names:
+    """argparse choices read from a registry on first use: building the parser imports no
+    torch (give the argument a metavar, or argparse lists the choices at once)."""
+
+    def __init__(self, module: str, attribute: str, extra: tuple[str, ...] = ()) -> None:
+        self.module, self.attribute, self.extra = module, attribute, extra
+
+    def names(self) -> list[str]:
+        import importlib
+
+        return [*getattr(importlib.import_module(self.module), self.attribute), *self.extra]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def __iter__(self) -> Any:
+        return iter(self.names())
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -75,9 +94,6 @@ def _data_option(text: str) -> tuple[str, Any]:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from wiseale.likelihoods import LIKELIHOODS
-    from wiseale.nets import NETS
-
     p = sub.add_parser("train", help="train one method on one data set")
     p.add_argument("--method", required=True, help="a method of `wiseale methods`")
     p.add_argument("--data", required=True, help="a data set of `wiseale datasets` or a "
@@ -104,14 +120,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="bf16: the networks under bfloat16 autocast; the posterior heads, "
                    "likelihood and regularisers stay float32")
     p.add_argument("--data-dir", type=Path, help="directory that relative data paths are in")
-    p.add_argument("--likelihood", choices=LIKELIHOODS,
+    p.add_argument("--likelihood", choices=_Names("wiseale.likelihoods", "LIKELIHOODS"),
+                   metavar="NAME",
                    help="default: the method's (lv-vae: learned), else bernoulli for 0/1 data "
                    "and gaussian otherwise; learned / optimal: one sigma^2 by gradient / in "
                    "closed form (004 Eq. 9-10); pixel: 004 Eq. 11 (needs --net lv-mnist|lv-celeba)")
     p.add_argument("--sigma2", type=_positive_float, default=0.5,
                    help="variance of the Gaussian likelihood (default 0.5)")
-    p.add_argument("--net", choices=tuple(NETS),
-                   help="default: chosen from the data's shape")
+    p.add_argument("--net", choices=_Names("wiseale.nets", "NETS"), metavar="NAME",
+                   help="a network of wiseale.nets.NETS (default: chosen from the data's "
+                   "shape)")
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
     p.add_argument("--data-option", type=_data_option, action="append", default=[],
@@ -132,8 +150,6 @@ ENVIRONMENT = """environment:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from wiseale.experiments import EXPERIMENTS
-
     parser = _Parser(prog="wiseale", description="Autoencoders that regularise the aggregate "
                      "posterior: train, evaluate, reproduce the papers.", epilog=ENVIRONMENT,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the named data sets")
     sub.add_parser("experiments", help="list the reproducible experiments")
     p = sub.add_parser("reproduce", help="reproduce a table or figure of the papers")
-    p.add_argument("experiment", choices=[*sorted(EXPERIMENTS), "all"],
-                   help="all: every experiment that runs offline, each in OUT/NAME, then "
-                   "OUT/claims.md with every claim")
+    p.add_argument("experiment", choices=_Names("wiseale.experiments", "EXPERIMENTS",
+                                                ("all",)), metavar="EXPERIMENT",
+                   help="one of `wiseale experiments`, or all: every experiment that runs "
+                   "offline, each in OUT/NAME, then OUT/claims.md with every claim")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
     p.add_argument("--seed", type=_seed, default=0, help="the first seed")
