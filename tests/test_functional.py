@@ -26,10 +26,12 @@ from wiseale.functional import (
     aggregate_kl_upper_bound_reference,
     bernoulli_nll,
     gaussian_kl,
+    gaussian_log_prob,
     gaussian_nll,
     mmd,
     pairwise_bernoulli_nll,
     pairwise_gaussian_nll,
+    standard_normal_log_prob,
     total_variance,
     variance_penalty,
 )
@@ -521,3 +523,15 @@ def test_variance_penalty_hand_computed():
     assert variance_penalty(z, 2.0).item() == pytest.approx(2.0)  # |4 / (2 - 1) - 2|
     with pytest.raises(WisealeError, match="at least 2 samples"):
         total_variance(z[:1])
+
+
+def test_gaussian_log_prob_is_torchs_independent_normal():
+    g = torch.Generator().manual_seed(5)
+    z, mu = torch.randn(7, 3, generator=g, dtype=F64), torch.randn(7, 3, generator=g, dtype=F64)
+    logvar = torch.randn(7, 3, generator=g, dtype=F64)
+    reference = torch.distributions.Independent(
+        torch.distributions.Normal(mu, torch.exp(0.5 * logvar)), 1).log_prob(z)
+    assert torch.allclose(gaussian_log_prob(z, mu, logvar), reference, atol=1e-12)
+    assert torch.allclose(gaussian_log_prob(z, torch.zeros(3, dtype=F64),
+                                              torch.zeros(3, dtype=F64)),
+                          standard_normal_log_prob(z), atol=1e-12)

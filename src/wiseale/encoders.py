@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from wiseale.functional import gaussian_log_prob
+
 # Documented bounds (docs/deviations.md, docs/reliability.md): sigma >= SIGMA_MIN keeps
 # log sigma finite where the paper's "FC -> ReLU" head (001 App. D.1) can output exactly 0;
 # sigma <= SIGMA_MAX (log sigma^2 <= LOGVAR_MAX) keeps sigma^2, z and exp(logvar) finite
@@ -136,8 +138,7 @@ class IAFNoise(nn.Module):
             return Posterior(base.mu, None, code, code=code)
         with torch.no_grad():  # no loss uses a sample's code: keep it off the graph
             code = self._flow(context, base.mu)[0]
-        eps = (base.z - base.mu) * torch.exp(-0.5 * base.logvar)
-        log_q = -0.5 * (math.log(2 * math.pi) + base.logvar + eps.square()).sum(-1)
+        log_q = gaussian_log_prob(base.z, base.mu, base.logvar)
         z, ladj = self._flow(context, base.z)
         return Posterior(base.mu, None, z, log_q - ladj, code)
 

@@ -103,6 +103,11 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + z.square()).sum(dim=-1)
 
 
+def gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z | mu, diag exp(logvar)) summed over the last dimension (broadcasting)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).square() * torch.exp(-logvar)).sum(-1)
+
+
 def posterior_kl(post: Any) -> Tensor:
     """KL(q(z|x) || N(0, I)) per sample [M] of an ``encoders.Posterior``: closed form for a
     diagonal Gaussian, the one-sample estimate log q(z|x) - log p(z) for a flow posterior."""

@@ -20,16 +20,9 @@ import math
 import torch
 from torch import Tensor
 
-from wiseale.functional import LOG_2PI, standard_normal_log_prob
+from wiseale.functional import gaussian_log_prob, standard_normal_log_prob
 from wiseale.model import Autoencoder
 from wiseale.samplers import LatentSampler
-
-
-def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z | mu, diag exp(logvar)) summed over the last dimension (broadcasting)."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu).square() * torch.exp(-logvar)).sum(-1)
-
-
 
 
 @torch.no_grad()
@@ -49,7 +42,7 @@ def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100,
         post = model.encode(copies, sample=True)
         if post.logvar is None and post.log_q is None:
             return None
-        log_q = post.log_q if post.log_q is not None else _log_normal(post.z, post.mu,
+        log_q = post.log_q if post.log_q is not None else gaussian_log_prob(post.z, post.mu,
                                                                        post.logvar)
         log_px = -model.likelihood.nll(copies, model.decode(post.z))
         log_w = (log_px + log_prior(post.z).to(log_px) - log_q).view(k, -1)
@@ -80,7 +73,7 @@ def aggregate_log_density(z: Tensor, mu: Tensor, logvar: Tensor,
     """log q_hat(z) for each row of z, q_hat = 1/N sum_i N(mu_i, diag exp(logvar_i)): the
     aggregate posterior of N encoded samples (004 Eq. 12), in chunks of z."""
     return torch.cat([
-        torch.logsumexp(_log_normal(chunk[:, None, :], mu[None], logvar[None]), dim=1)
+        torch.logsumexp(gaussian_log_prob(chunk[:, None, :], mu[None], logvar[None]), dim=1)
         - math.log(len(mu)) for chunk in z.split(chunk_size)])
 
 

@@ -10,13 +10,13 @@ use any of them through one interface (:mod:`wiseale.samplers.io`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from wiseale.errors import WisealeError, positive_int
+from wiseale.functional import standard_normal_log_prob
 
 __all__ = ["LatentSampler", "PriorSampler"]
 
@@ -79,7 +79,7 @@ class PriorSampler:
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log N(z; 0, I) per row of z [n, d]."""
-        return -0.5 * (z.square().sum(-1) + self._latent_dim * math.log(2 * math.pi))
+        return standard_normal_log_prob(z)
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return {}, {"sampler": self.name, "latent_dim": self._latent_dim}
