@@ -290,3 +290,33 @@ def test_the_learning_rate_schedule_reaches_the_optimiser(tmp_path, tiny_sine):
     train(config, tmp_path / "two", progress=False)
     one, two = (_weights(tmp_path / name / "model.safetensors") for name in ("one", "two"))
     assert all(torch.allclose(one[k], two[k], rtol=0, atol=1e-20) for k in one)
+
+
+def test_a_new_regulariser_is_one_class_and_a_method_one_preset(tmp_path, tiny_sine,
+                                                                 monkeypatch):
+    """Defining a Regularizer subclass registers it; a Method entry naming it trains."""
+    from wiseale import methods, regularizers
+    from wiseale.methods import Method, Term
+
+    monkeypatch.setattr(regularizers, "REGULARIZERS", dict(regularizers.REGULARIZERS))
+
+    class CodeNorm(regularizers.Regularizer):
+        name = "code_norm"
+
+        def __init__(self, weight: float = 1.0):
+            super().__init__()
+            self.weight = weight
+
+        def forward(self, post):
+            value = post.z.square().sum(1).mean()
+            return value, self.weight * value
+
+    assert regularizers.REGULARIZERS["code_norm"] is CodeNorm
+    monkeypatch.setattr(methods, "REGULARIZERS", regularizers.REGULARIZERS)
+    monkeypatch.setitem(methods.METHODS, "l2-ae", Method(
+        "l2-ae", "deterministic codes with a squared-norm penalty", "a test", "none",
+        (Term("code_norm", {"weight": "lambda"}),), {"lambda": 0.01}))
+    train(dataclasses.replace(tiny_sine, method="l2-ae", epochs=1), tmp_path, progress=False)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["code_norm"] > 0 and row["loss"] == pytest.approx(
+        row["recon"] + 0.01 * row["code_norm"], rel=1e-4)

@@ -2,16 +2,16 @@
 
 Every likelihood gives the per-sample negative log-likelihood ([M], summed over data
 dimensions), the pairwise matrix used by the exact reconstruction term (001 Eq. 15), and the
-mean used as the reconstruction x_hat. Gaussians also give ``variance(out)``, the predicted
-sigma^2 per data dimension (004 Fig. 3-4's uncertainty maps). A likelihood with an
-``end_epoch(epoch, row)`` method is called by the training loop after every epoch and
-returns values to log (the learned sigma^2, the stage of 004 Alg. 1).
+mean used as the reconstruction x_hat. The optional parts are declared on
+:class:`Likelihood`: ``variance(out)`` (Gaussians: sigma^2 per data dimension, 004 Fig. 3-4),
+``end_epoch(epoch, row)`` (called after every epoch, returns values to log: the learned
+sigma^2, the stage of 004 Alg. 1), ``batch_dependent`` and ``needs_variance_head``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,36 @@ SIGMA2_MIN = 1e-6  # floor of every learned or estimated variance (a numerical g
 LOGVAR_MIN = math.log(SIGMA2_MIN)
 
 
-class Bernoulli(nn.Module):
+class Likelihood(nn.Module):
+    """The likelihood axis' interface; subclasses give ``nll``, ``pairwise_nll`` and ``mean``
+    and override the optional hooks they have."""
+
+    name: ClassVar[str]
+    needs_variance_head: ClassVar[bool] = False  # the decoder has a variance branch (Eq. 11)
+    batch_dependent: bool = False  # nll uses a statistic of the whole batch (Eq. 10)
+
+    def nll(self, x: Tensor, out: Tensor) -> Tensor:
+        """-log p(x | out) per sample [M], summed over the data dimensions."""
+        raise NotImplementedError
+
+    def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
+        """[i, j] = -log p(x_j | out_i) (001 Eq. 15)."""
+        raise NotImplementedError
+
+    def mean(self, out: Tensor) -> Tensor:
+        """The reconstruction x_hat."""
+        raise NotImplementedError
+
+    def variance(self, out: Tensor) -> Tensor:
+        """sigma^2 per data dimension (Gaussian likelihoods only)."""
+        raise ValueError(f"the {self.name} likelihood predicts no variance")
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
+        """After each epoch: values to add to the metrics row (none by default)."""
+        return {}
+
+
+class Bernoulli(Likelihood):
     """p(x|z) = prod Bernoulli(x | sigmoid(logits)); the decoder outputs logits."""
 
     name = "bernoulli"
@@ -37,7 +66,7 @@ class Bernoulli(nn.Module):
         return out.sigmoid()
 
 
-class FixedGaussian(nn.Module):
+class FixedGaussian(Likelihood):
     """p(x|z) = N(x | decoder(z), sigma2 I) with a fixed variance sigma2.
 
     sigma2 = 0.5 makes the negative log-likelihood the sum of squared errors plus a constant.
@@ -65,7 +94,7 @@ class FixedGaussian(nn.Module):
         return torch.full_like(out, self.sigma2)
 
 
-class LearnedGaussian(nn.Module):
+class LearnedGaussian(Likelihood):
     """p(x|z) = N(x | decoder(z), sigma^2 I) with one global sigma^2 learned by gradient on
     the ELBO together with the model (004 Eq. 9). As in 004 Alg. 1 the parameter is sigma,
     initialised at 1 and updated by Adam; sigma^2 = sigma * sigma keeps the variance positive
@@ -97,7 +126,7 @@ class LearnedGaussian(nn.Module):
         return {"sigma2": self.logvar().exp().item()}
 
 
-class OptimalGaussian(nn.Module):
+class OptimalGaussian(Likelihood):
     """p(x|z) = N(x | decoder(z), sigma^2 I) with sigma^2 at its closed-form optimum
     (004 Eq. 10): the mean squared error per data dimension of the current batch's
     reconstructions from z ~ q(z|x), held constant in the gradient (at the optimum the
@@ -145,7 +174,7 @@ class OptimalGaussian(nn.Module):
 STAGE1_VARIANCES = ("gradient", "closed-form")
 
 
-class PixelGaussian(nn.Module):
+class PixelGaussian(Likelihood):
     """004 Eq. 11 with the two stages of Alg. 1. The decoder returns [mean, v] concatenated
     along dim 1 (a network with a variance branch: ``needs_variance_head``).
 
@@ -165,7 +194,7 @@ class PixelGaussian(nn.Module):
     @property
     def batch_dependent(self) -> bool:
         """Whether stage 1's variance is a batch statistic (the closed form)."""
-        return getattr(self.global_variance, "batch_dependent", False)
+        return self.global_variance.batch_dependent
 
     def __init__(self, stage1_epochs: int = 16, tolerance: float = 0.0,
                  stage1: str = "gradient") -> None:
@@ -240,7 +269,7 @@ class PixelGaussian(nn.Module):
         return {"sigma2": float(self.sigma2_dataset), "stage": trained_in}
 
 
-LIKELIHOOD_CLASSES: dict[str, type[nn.Module]] = {
+LIKELIHOOD_CLASSES: dict[str, type[Likelihood]] = {
     cls.name: cls for cls in (FixedGaussian, Bernoulli, LearnedGaussian, OptimalGaussian,
                               PixelGaussian)}
 LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
@@ -248,10 +277,10 @@ LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
 
 def needs_variance_head(name: str | None) -> bool:
     """Whether likelihood ``name`` needs a decoder with a variance branch (``pixel``)."""
-    return getattr(LIKELIHOOD_CLASSES.get(name or ""), "needs_variance_head", False)
+    return name in LIKELIHOOD_CLASSES and LIKELIHOOD_CLASSES[name].needs_variance_head
 
 
-def build_likelihood(name: str, sigma2: float = 0.5, **options: Any) -> nn.Module:
+def build_likelihood(name: str, sigma2: float = 0.5, **options: Any) -> Likelihood:
     """A likelihood by name: ``bernoulli``, ``gaussian`` (fixed variance ``sigma2``),
     ``learned`` (004 Eq. 9), ``optimal`` (Eq. 10) or ``pixel`` (Eq. 11, Alg. 1; ``options``:
     stage1_epochs, tolerance)."""

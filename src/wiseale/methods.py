@@ -181,7 +181,7 @@ def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, fea
         # An option a config saved before it existed lacks takes the class default, which
         # is what that run trained with (PriorMMD: scales=multi).
         kwargs = {arg: options[opt] for arg, opt in term.params.items() if opt in options}
-        if getattr(cls, "needs_latent_dim", False):
+        if cls.needs_latent_dim:
             kwargs["latent_dim"] = latent_dim
         regularizers.append(cls(**kwargs))
     return Autoencoder(encoder, noise, decoder, likelihood, regularizers,

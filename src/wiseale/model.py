@@ -88,15 +88,12 @@ class Autoencoder(nn.Module):
     def predicted_variance(self, z: Tensor) -> Tensor:
         """The likelihood's sigma^2 per data dimension at latent codes z (Gaussian
         likelihoods; 004 Fig. 3-4's uncertainty maps)."""
-        if not hasattr(self.likelihood, "variance"):
-            raise ValueError(f"the {self.likelihood.name} likelihood predicts no variance")
         return self.likelihood.variance(self.decode(z))
 
     def end_epoch(self, epoch: int, row: dict) -> dict:
         """Called by the training loop after each epoch with its metrics row; returns values
         to add to the row (a learned sigma^2, the stage of 004 Alg. 1)."""
-        hook = getattr(self.likelihood, "end_epoch", None)
-        return {} if hook is None else hook(epoch, row)
+        return self.likelihood.end_epoch(epoch, row)
 
     def code(self, x: Tensor) -> Tensor:
         """The posterior's deterministic code of x (``Posterior.code``: the mean, or for a flow
@@ -158,4 +155,4 @@ class Autoencoder(nn.Module):
 
     def adversaries(self) -> list[nn.Module]:
         """Regularisers trained by their own objective (``adversary_loss``), not the loss."""
-        return [reg for reg in self.regularizers if hasattr(reg, "adversary_loss")]
+        return [reg for reg in self.regularizers if reg.has_adversary]

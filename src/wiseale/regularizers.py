@@ -1,10 +1,14 @@
 """The latent-regulariser axis: weighted terms on the posterior of a batch.
 
 Each regulariser returns its raw value (logged under ``name``) and its contribution to the
-loss, in the units of the loss: per-sample terms averaged over the batch (DESIGN.md).
+loss, in the units of the loss: per-sample terms averaged over the batch (DESIGN.md). A
+subclass of :class:`Regularizer` with a ``name`` is registered in ``REGULARIZERS`` by being
+defined; a method preset then names it by that name (methods.Term).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +25,31 @@ def _need_variance(post: Posterior, what: str) -> Tensor:
     return post.logvar
 
 
-class PriorKL(nn.Module):
+class Regularizer(nn.Module):
+    """The regulariser axis' interface: ``forward(post)`` returns (value, weight * value);
+    the optional parts are declared here."""
+
+    name: ClassVar[str]
+    needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
+    has_adversary: ClassVar[bool] = False  # trained by adversary_loss, beside the loss
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGULARIZERS[cls.name] = cls
+
+    def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def adversary_loss(self, z: Tensor) -> Tensor:
+        """The loss of the regulariser's own network on detached z (has_adversary only)."""
+        raise NotImplementedError(f"the {self.name} regulariser has no adversary")
+
+
+REGULARIZERS: dict[str, type[Regularizer]] = {}  # name -> class, filled by subclassing
+
+
+class PriorKL(Regularizer):
     """beta * mean_i KL(q(z|x_i) || N(0, I)): AEVB (001 Eq. 26) and beta-VAE."""
 
     name = "kl"
@@ -37,7 +65,7 @@ class PriorKL(nn.Module):
         return value, self.weight * value
 
 
-class AggregateKL(nn.Module):
+class AggregateKL(Regularizer):
     """The WiSE-ALE prior constraint: the Eq. 21 bound of KL(q(z|batch) || p(z)).
 
     ``scaling="batch"`` follows Eq. 27 exactly: the bound is subtracted once per mini-batch
@@ -61,7 +89,7 @@ class AggregateKL(nn.Module):
         return value, self.weight * scale * value
 
 
-class PriorMMD(nn.Module):
+class PriorMMD(Regularizer):
     """lambda * MMD^2(q(z), N(0, I)) on the batch's samples z (WAE-MMD, 003 Eq. 3).
 
     ``scales`` names the kernel set (functional.MMD_SCALE_SETS): ``single``, 003 App. B's
@@ -87,7 +115,7 @@ class PriorMMD(nn.Module):
         return value, self.weight * value
 
 
-class VariancePenalty(nn.Module):
+class VariancePenalty(Regularizer):
     """lambda * |total variance of the batch's z - v|: the VCAE constraint on the aggregate
     posterior's total variance (003 Eq. 6-7, computed per batch with the unbiased estimate,
     functional.total_variance); v = d_z by default (003 Sec. 4)."""
@@ -111,7 +139,7 @@ def permute_dims(z: Tensor) -> Tensor:
     return z.gather(0, order)
 
 
-class TotalCorrelation(nn.Module):
+class TotalCorrelation(Regularizer):
     """gamma * TC(z), TC estimated by a discriminator between q(z) and prod_j q(z_j)
     (Kim & Mnih 2018: 6 fully connected layers of 1000 units, LeakyReLU 0.2, two logits;
     003 Sec. 4 adds it to VCAE, Sec. 6.4 and App. B.5 to VCAE and cWAE with gamma = 7).
@@ -122,6 +150,7 @@ class TotalCorrelation(nn.Module):
 
     name = "tc"
     needs_latent_dim = True
+    has_adversary = True
 
     def __init__(self, weight: float = 7.0, latent_dim: int = 2, width: int = 1000):
         super().__init__()
@@ -145,7 +174,7 @@ class TotalCorrelation(nn.Module):
         return nn.functional.cross_entropy(logits, labels)
 
 
-class DIPPenalty(nn.Module):
+class DIPPenalty(Regularizer):
     """The DIP-VAE term (Kumar et al. 2018): the batch covariance of q(z) pushed to I
     (functional.dip_covariance_penalty). ``lambda_d`` None follows Kumar et al.: 10 lambda_od
     for DIP-VAE-I, lambda_od for DIP-VAE-II (``LAMBDA_D_FACTOR``)."""
@@ -161,12 +190,10 @@ class DIPPenalty(nn.Module):
         if lambda_d is None:
             lambda_d = self.LAMBDA_D_FACTOR[variant] * lambda_od
         self.lambda_od, self.lambda_d, self.variant = float(lambda_od), float(lambda_d), variant
+        self.weight = 1.0  # the lambdas weigh the penalty's parts inside its value
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         value = F.dip_covariance_penalty(post.mu, _need_variance(post, "DIP-VAE"),
                                          self.lambda_od, self.lambda_d, self.variant)
-        return value, value
+        return value, self.weight * value
 
-
-REGULARIZERS = {cls.name: cls for cls in (PriorKL, AggregateKL, PriorMMD, VariancePenalty,
-                                          TotalCorrelation, DIPPenalty)}

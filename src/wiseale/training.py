@@ -91,7 +91,7 @@ def _setup(config: RunConfig, out: Path, world: World) -> Run:
     if run.wide and world.distributed:
         raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
                            "of processes instead")
-    if (run.wide or world.distributed) and getattr(model.likelihood, "batch_dependent", False):
+    if (run.wide or world.distributed) and model.likelihood.batch_dependent:
         raise WisealeError("the closed-form likelihood variance (004 Eq. 10) is one value per "
                            "batch, which --micro-batch or torchrun would compute per chunk; "
                            "train in one pass, or learn it (--likelihood learned)")
