@@ -219,3 +219,22 @@ def test_the_command_line_starts_without_torch_or_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_train_has_a_flag_for_every_config_field_with_its_default(capsys):
+    """wiseale train's flags come from RunConfig's fields (issue 14, point 6)."""
+    import dataclasses
+
+    from wiseale.config import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    special = {"options": "--option", "data_options": "--data-option"}
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "sample_shape":  # resolved from the data, not given
+            continue
+        assert special.get(f.name, "--" + f.name.replace("_", "-")) in text, f.name
+    assert "--eval-size N test samples evaluated after every epoch (all of them at the end) " \
+           "(default: 4096)" in text
+    assert "--sigma2 SIGMA2 variance of the Gaussian likelihood (default: 0.5)" in text

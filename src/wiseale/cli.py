@@ -4,6 +4,7 @@ datasets | experiments."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wiseale.config import DEVICES, LR_SCHEDULES, ON_NONFINITE, PRECISIONS, RunConfig
+from wiseale.config import DEVICES, RunConfig
 from wiseale.errors import WisealeError, one_line
 
 
@@ -93,50 +94,41 @@ def _data_option(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """A flag for every RunConfig field with flag metadata: its default, help and reading
+    come from config.py (one place for each)."""
+    readers = {"positive_int": _positive_int, "positive_float": _positive_float, "seed": _seed,
+               "path": Path}
+    for f in dataclasses.fields(RunConfig):
+        if "help" not in f.metadata:
+            continue
+        how = f.metadata
+        kwargs: dict[str, Any] = {"help": how["help"]}
+        if f.default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            if f.default is not None:
+                kwargs["help"] += " (default: %(default)s)"
+            kwargs["default"] = f.default if how.get("nargs") is None or f.default is None \
+                else [f.default]
+        if "kind" in how:
+            kwargs["type"] = readers[how["kind"]]
+        if "choices" in how:
+            kwargs["choices"] = how["choices"]
+        if "registry" in how:
+            kwargs["choices"], kwargs["metavar"] = _Names(*how["registry"]), "NAME"
+        kwargs.update({k: how[k] for k in ("nargs", "metavar") if k in how})
+        p.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one method on one data set")
-    p.add_argument("--method", required=True, help="a method of `wiseale methods`")
-    p.add_argument("--data", required=True, help="a data set of `wiseale datasets` or a "
-                   ".npy/.npz path")
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--micro-batch", type=_positive_int, metavar="N",
-                   help="run the networks N samples at a time while the regularisers (e.g. "
-                   "WiSE-ALE's aggregate posterior) see the whole --batch-size (wide batches)")
-    p.add_argument("--lr", type=_positive_float, default=5e-4)
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
-                   help="step: x --lr-gamma at each of --lr-milestones (default 50%%, 75%%)")
-    p.add_argument("--lr-milestones", type=_positive_int, nargs="+", metavar="EPOCH")
-    p.add_argument("--lr-gamma", type=_positive_float, nargs="+", default=[0.1],
-                   metavar="GAMMA", help="one factor for every milestone, or one per milestone "
-                   "(003 App. B.3: --lr-milestones 30 50 --lr-gamma 0.5 0.2)")
-    p.add_argument("--latent-dim", type=_positive_int, default=4)
-    p.add_argument("--n-train", type=_positive_int, help="use the first N training samples")
-    p.add_argument("--n-test", type=_positive_int, help="use the first N test samples")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="bf16: the networks under bfloat16 autocast; the posterior heads, "
-                   "likelihood and regularisers stay float32")
-    p.add_argument("--data-dir", type=Path, help="directory that relative data paths are in")
-    p.add_argument("--likelihood", choices=_Names("wiseale.likelihoods", "LIKELIHOODS"),
-                   metavar="NAME",
-                   help="default: the method's (lv-vae: learned), else bernoulli for 0/1 data "
-                   "and gaussian otherwise; learned / optimal: one sigma^2 by gradient / in "
-                   "closed form (004 Eq. 9-10); pixel: 004 Eq. 11 (needs --net lv-mnist|lv-celeba)")
-    p.add_argument("--sigma2", type=_positive_float, default=0.5,
-                   help="variance of the Gaussian likelihood (default 0.5)")
-    p.add_argument("--net", choices=_Names("wiseale.nets", "NETS"), metavar="NAME",
-                   help="a network of wiseale.nets.NETS (default: chosen from the data's "
-                   "shape)")
+    _config_flags(p)
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
     p.add_argument("--data-option", type=_data_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a data-set option, e.g. binarize=true")
-    p.add_argument("--on-nonfinite", choices=ON_NONFINITE, default="stop",
-                   help="a non-finite loss stops the run (the last checkpoint is kept) or "
-                   "skips that batch's update")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (after a "
                    "kill, or SIGINT / SIGTERM, which save a checkpoint and exit 130 / 143)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -211,17 +203,14 @@ def _train(args: argparse.Namespace) -> None:
     data = args.data
     if args.data_dir is None and Path(data).suffix and Path(data).exists():
         data = str(Path(data).resolve())  # `wiseale evaluate` then works from any directory
-    config = RunConfig(
-        method=args.method, data=data, options=dict(args.option),
-        data_options=dict(args.data_option), likelihood=args.likelihood,
-        sigma2=args.sigma2, net=args.net, latent_dim=args.latent_dim, epochs=args.epochs,
-        batch_size=args.batch_size, micro_batch=args.micro_batch, lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        lr_milestones=args.lr_milestones,
-        lr_gamma=args.lr_gamma[0] if len(args.lr_gamma) == 1 else args.lr_gamma, seed=args.seed,
-        device=args.device, precision=args.precision, n_train=args.n_train, n_test=args.n_test,
-        data_dir=None if args.data_dir is None else str(args.data_dir.resolve()),
-        on_nonfinite=args.on_nonfinite)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if hasattr(args, f.name)}
+    gamma = args.lr_gamma
+    config = RunConfig(**{
+        **given, "data": data, "options": dict(args.option),
+        "data_options": dict(args.data_option),
+        "lr_gamma": gamma[0] if isinstance(gamma, list) and len(gamma) == 1 else gamma,
+        "data_dir": None if args.data_dir is None else str(args.data_dir.resolve())})
     try:
         train(config, args.out, resume=args.resume, progress=not args.no_progress)
     except Interrupted as exc:

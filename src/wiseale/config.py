@@ -14,6 +14,14 @@ DEVICES = ("cpu", "cuda")
 ON_NONFINITE = ("stop", "skip")
 
 
+def _flag(help: str, **how: Any) -> dict[str, Any]:
+    """A field's command-line flag (``wiseale train --FIELD-NAME``): its help and how it is
+    read (``kind``: positive_int | positive_float | seed | path; ``choices``; ``registry``:
+    (module, attribute) of the names it takes; ``nargs``; ``metavar``). The default is the
+    field's own."""
+    return {"help": help, **how}
+
+
 @dataclass
 class RunConfig:
     """Everything that determines a run; saved as ``config.json`` in the run directory.
@@ -27,30 +35,58 @@ class RunConfig:
     checkpoint is kept) or ``skip`` that step's update (docs/reliability.md).
     """
 
-    method: str
-    data: str
-    options: dict[str, Any] = field(default_factory=dict)
-    likelihood: str | None = None
-    sigma2: float = 0.5
-    net: str | None = None
-    latent_dim: int = 4
-    epochs: int = 10
-    batch_size: int = 64
-    micro_batch: int | None = None
-    lr: float = 5e-4
-    lr_schedule: str = "constant"
-    lr_milestones: list[int] | None = None
-    lr_gamma: float | list[float] = 0.1
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "fp32"
-    n_train: int | None = None
-    n_test: int | None = None
-    eval_size: int = 4096
-    data_dir: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    sample_shape: list[int] | None = None
-    on_nonfinite: str = "stop"
+    method: str = field(metadata=_flag("a method of `wiseale methods`"))
+    data: str = field(metadata=_flag("a data set of `wiseale datasets` or a .npy/.npz path"))
+    options: dict[str, Any] = field(default_factory=dict)  # -o KEY=VALUE (the CLI's own)
+    likelihood: str | None = field(default=None, metadata=_flag(
+        "default: the method's (lv-vae: learned), else bernoulli for 0/1 data and gaussian "
+        "otherwise; learned / optimal: one sigma^2 by gradient / in closed form (004 Eq. "
+        "9-10); pixel: 004 Eq. 11 (needs --net lv-mnist|lv-celeba)",
+        registry=("wiseale.likelihoods", "LIKELIHOODS")))
+    sigma2: float = field(default=0.5, metadata=_flag(
+        "variance of the Gaussian likelihood", kind="positive_float"))
+    net: str | None = field(default=None, metadata=_flag(
+        "a network of wiseale.nets.NETS (default: chosen from the data's shape)",
+        registry=("wiseale.nets", "NETS")))
+    latent_dim: int = field(default=4, metadata=_flag("d_z", kind="positive_int"))
+    epochs: int = field(default=10, metadata=_flag("passes over the training set",
+                                                   kind="positive_int"))
+    batch_size: int = field(default=64, metadata=_flag("samples per step", kind="positive_int"))
+    micro_batch: int | None = field(default=None, metadata=_flag(
+        "run the networks N samples at a time while the regularisers (e.g. WiSE-ALE's "
+        "aggregate posterior) see the whole --batch-size (wide batches)", kind="positive_int",
+        metavar="N"))
+    lr: float = field(default=5e-4, metadata=_flag("Adam's learning rate",
+                                                   kind="positive_float"))
+    lr_schedule: str = field(default="constant", metadata=_flag(
+        "step: x --lr-gamma at each of --lr-milestones (default 50%%, 75%%)",
+        choices=LR_SCHEDULES))
+    lr_milestones: list[int] | None = field(default=None, metadata=_flag(
+        "the epochs of the step schedule's cuts", kind="positive_int", nargs="+",
+        metavar="EPOCH"))
+    lr_gamma: float | list[float] = field(default=0.1, metadata=_flag(
+        "one factor for every milestone, or one per milestone (003 App. B.3: --lr-milestones "
+        "30 50 --lr-gamma 0.5 0.2)", kind="positive_float", nargs="+", metavar="GAMMA"))
+    seed: int = field(default=0, metadata=_flag("seeds the weights, data order and noise",
+                                                kind="seed"))
+    device: str = field(default="cpu", metadata=_flag("where to train", choices=DEVICES))
+    precision: str = field(default="fp32", metadata=_flag(
+        "bf16: the networks under bfloat16 autocast; the posterior heads, likelihood and "
+        "regularisers stay float32", choices=PRECISIONS))
+    n_train: int | None = field(default=None, metadata=_flag(
+        "use the first N training samples", kind="positive_int", metavar="N"))
+    n_test: int | None = field(default=None, metadata=_flag(
+        "use the first N test samples", kind="positive_int", metavar="N"))
+    eval_size: int = field(default=4096, metadata=_flag(
+        "test samples evaluated after every epoch (all of them at the end)",
+        kind="positive_int", metavar="N"))
+    data_dir: str | None = field(default=None, metadata=_flag(
+        "directory that relative data paths are in", kind="path"))
+    data_options: dict[str, Any] = field(default_factory=dict)  # --data-option KEY=VALUE
+    sample_shape: list[int] | None = None  # resolved from the data
+    on_nonfinite: str = field(default="stop", metadata=_flag(
+        "a non-finite loss stops the run (the last checkpoint is kept) or skips that batch's "
+        "update", choices=ON_NONFINITE))
 
     def validate(self) -> RunConfig:
         for name in ("latent_dim", "epochs", "batch_size", "eval_size"):
