@@ -40,11 +40,19 @@ class Run:
         return self.config.micro_batch is not None and \
             self.config.micro_batch < self.config.batch_size
 
-    def forward(self, x_batch: torch.Tensor) -> LossOutput:
-        if self.wide:  # backward runs inside
-            return wide_batch_step(self.model, x_batch, self.config.micro_batch)
-        return (self.step_model(x_batch) if self.gather is None
-                else self.step_model(x_batch, self.gather))
+    def loss_and_grads(self, x_batch: torch.Tensor) -> LossOutput:
+        """The batch's loss, with its gradients accumulated into the parameters, in every
+        mode: one process, torchrun (DDP averages them) or micro-batches (wiseale.wide).
+        The forward pass runs under bfloat16 autocast with ``precision="bf16"``."""
+        bf16 = torch.autocast(self.device.type, torch.bfloat16,
+                              enabled=self.config.precision == "bf16")
+        with bf16:
+            if self.wide:  # backward runs inside, one micro-batch at a time
+                return wide_batch_step(self.model, x_batch, self.config.micro_batch)
+            output = (self.step_model(x_batch) if self.gather is None
+                      else self.step_model(x_batch, self.gather))
+        output.loss.backward()
+        return output
 
     def kept(self) -> str:
         """What a run that stops now leaves behind, for its error message."""

@@ -87,7 +87,10 @@ def _setup(config: RunConfig, out: Path, world: World) -> Run:
     device = torch.device(config.device, torch.cuda.current_device()) \
         if config.device == "cuda" else torch.device("cpu")
     model = model_from_config(config).to(device)
-    run = Run(config, out, world, device, model, _optimizers(model, config.lr), model)
+    step_model, gather = (DistributedDataParallel(model), gather_posterior) \
+        if world.distributed else (model, None)
+    run = Run(config, out, world, device, model, _optimizers(model, config.lr), step_model,
+              gather)
     if run.wide and world.distributed:
         raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
                            "of processes instead")
@@ -97,7 +100,6 @@ def _setup(config: RunConfig, out: Path, world: World) -> Run:
                            "train in one pass, or learn it (--likelihood learned)")
     if world.distributed:
         check_supported(model)
-        run.step_model, run.gather = DistributedDataParallel(model), gather_posterior
     return run
 
 
@@ -240,8 +242,7 @@ def _train_step(run: Run, x_epoch: torch.Tensor, state: EpochState, watch: Finit
     first = step * batch * world.size + world.rank * batch
     optimizer, adversary = run.optimizers["optim"], run.optimizers.get("adversary")
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(run.device.type, torch.bfloat16, enabled=run.config.precision == "bf16"):
-        output = run.forward(x_epoch[first:first + batch])
+    output = run.loss_and_grads(x_epoch[first:first + batch])
     watch.update(output.loss, step)
     if not watch.lazy and watch.first_bad() is not None:
         if run.config.on_nonfinite == "stop":
@@ -249,8 +250,6 @@ def _train_step(run: Run, x_epoch: torch.Tensor, state: EpochState, watch: Finit
         watch.clear()
         state.skipped.append(step)
         return
-    if not run.wide:
-        output.loss.backward()
     optimizer.step()
     if adversary is not None:  # after the autoencoder's step, on detached z
         adversary.zero_grad(set_to_none=True)
