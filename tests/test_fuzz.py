@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from wiseale import cli, training
+from wiseale import cli
 from wiseale.cli import build_parser
 from wiseale.config import RunConfig
 from wiseale.data import idx as idx_module
@@ -31,6 +31,7 @@ from wiseale.data import load
 from wiseale.data.dataset import Dataset
 from wiseale.data.shapes import DSPRITES_FILE, SHAPES3D_FILE
 from wiseale.errors import WisealeError
+from wiseale.training import loop as training
 
 DEEP = int(os.environ.get("WISEALE_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(max_examples=DEEP or 60, deadline=None, derandomize=not DEEP,

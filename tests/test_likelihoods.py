@@ -292,8 +292,8 @@ def test_stage_switch_without_an_elbo_reads_the_loss_as_its_negative():
 
 
 def test_a_run_with_the_old_log_variance_parameter_is_refused_in_one_line(tmp_path):
-    from wiseale.checkpoint import load_weights
     from wiseale.errors import WisealeError
+    from wiseale.training.checkpoint import load_weights
 
     model = Autoencoder(torch.nn.Identity(), GaussianNoise(3, 2), torch.nn.Linear(2, 3),
                         LearnedGaussian(), [])

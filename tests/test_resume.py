@@ -15,10 +15,10 @@ import torch
 
 from wiseale.cli import main
 from wiseale.errors import WisealeError
-from wiseale.interrupts import Interrupted
 from wiseale.model import Autoencoder
 from wiseale.storage import load_tensors
 from wiseale.training import train
+from wiseale.training.interrupts import Interrupted
 
 ARGS = ["train", "--method", "wise-ale", "--data", "sine", "--n-train", "512", "--n-test",
         "64", "--epochs", "5", "--batch-size", "32", "--no-progress"]

@@ -379,9 +379,9 @@ def test_every_json_file_is_strict_with_non_finite_values_as_null(tmp_path, tiny
                                                                    monkeypatch):
     """Issue 17, point 3: NaN / Infinity are written as null (metrics.jsonl, evaluation.json),
     and files of earlier versions that hold NaN are still read."""
-    from wiseale import training as train_module
-    from wiseale.run import read_metrics
     from wiseale.storage import write_json
+    from wiseale.training import loop as train_module
+    from wiseale.training.run import read_metrics
 
     real_evaluate = train_module.evaluate
     monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {

@@ -10,7 +10,8 @@ from wiseale.methods import build_model, get_method, resolve_options
 from wiseale.nets import build_nets
 from wiseale.regularizers import TotalCorrelation, permute_dims
 from wiseale.storage import load_tensors
-from wiseale.training import _optimizers, train
+from wiseale.training import train
+from wiseale.training.loop import _optimizers
 
 
 def _factorvae(method: str = "factorvae"):
@@ -83,7 +84,7 @@ def test_regularizer_value_estimates_the_total_correlation_of_a_gaussian():
 
 
 def test_factorvae_resume_is_exact(tmp_path, tiny_sine, monkeypatch):
-    import wiseale.training as training
+    import wiseale.training.loop as training
 
     config = dataclasses.replace(tiny_sine, method="factorvae", epochs=3)
     train(config, tmp_path / "straight", progress=False)

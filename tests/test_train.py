@@ -6,10 +6,10 @@ import os
 import pytest
 import torch
 
-from wiseale import training as train_module
 from wiseale.errors import WisealeError
 from wiseale.storage import load_tensors
 from wiseale.training import load_run, train
+from wiseale.training import loop as train_module
 
 
 def _weights(path):
@@ -254,8 +254,8 @@ def test_bf16_autocast_trains_with_float32_posterior_and_losses(tmp_path, tiny_s
 
 
 def test_lazy_finite_watch_reports_the_first_bad_step():
-    from wiseale.distributed import World
-    from wiseale.guards import FiniteWatch
+    from wiseale.training.distributed import World
+    from wiseale.training.guards import FiniteWatch
 
     watch = FiniteWatch(torch.device("cpu"), World(), lazy=True)
     for step, loss in enumerate([1.0, 2.0, float("nan"), 3.0, float("inf")]):

@@ -11,7 +11,7 @@ from wiseale.build import load_split, model_from_config, resolve
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.training import train
-from wiseale.wide import wide_batch_step
+from wiseale.training.wide import wide_batch_step
 
 BASE = RunConfig(method="wise-ale", data="sine", n_train=64, n_test=16, batch_size=16,
                  latent_dim=4, seed=5)

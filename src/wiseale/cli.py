@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from wiseale.interrupts import Interrupted
     from wiseale.training import train
+    from wiseale.training.interrupts import Interrupted
 
     data = args.data
     if args.data_dir is None and Path(data).suffix and Path(data).exists():
@@ -280,7 +280,7 @@ def _sample(args: argparse.Namespace) -> None:
 
 def _history(path: Path) -> list[dict]:
     """The rows of a run's metrics.jsonl, checked: each has the keys of the first."""
-    from wiseale.run import read_metrics
+    from wiseale.training.run import read_metrics
 
     rows = read_metrics(path, same_keys=True)
     if not rows:

@@ -29,7 +29,7 @@ class RunConfig:
     ``likelihood``, ``net`` and ``sample_shape`` of None are resolved from the data when the
     run starts.
     ``n_train``/``n_test`` of None use the whole split. ``micro_batch`` splits each batch for
-    the networks while the regularisers see the whole batch (wiseale.wide). ``eval_size``
+    the networks while the regularisers see the whole batch (wiseale.training.wide). ``eval_size``
     test samples are evaluated after every epoch (all of them at the end of the run).
     ``on_nonfinite`` is what a non-finite training loss does: ``stop`` the run (the last
     checkpoint is kept) or ``skip`` that step's update (docs/reliability.md).

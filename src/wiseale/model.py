@@ -117,7 +117,7 @@ class Autoencoder(nn.Module):
     def forward(self, x: Tensor,
                 gather: Callable[[Posterior], Posterior] | None = None) -> LossOutput:
         """The loss of batch x. ``gather`` maps this batch's posterior to the one the
-        regularisers see (the global batch of several processes: wiseale.distributed)."""
+        regularisers see (the global batch of several processes: wiseale.training.distributed)."""
         post = self.encode(x)
         out = full_precision(self.decode(post.z))  # the likelihood in float32 under autocast
         with torch.autocast(x.device.type, enabled=False):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from torch.nn.parallel import DistributedDataParallel
 
-from wiseale.distributed import finish, gather_posterior, init_world
 from wiseale.storage import save_tensors
+from wiseale.training.distributed import finish, gather_posterior, init_world
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ddp_setup import global_batch, model_and_noise  # noqa: E402

@@ -23,8 +23,8 @@ from wiseale.experiments.measures import MeasureContext
 from wiseale.experiments.report import write_report
 from wiseale.experiments.spec import Spec
 from wiseale.methods import get_method, resolve_options
-from wiseale.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 from wiseale.storage import read_json, write_json
+from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 
 MEASURES_FILE = "measures.json"
 

@@ -11,9 +11,7 @@ import torch
 
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
-from wiseale.guards import check_finite_weights
 from wiseale.model import Autoencoder
-from wiseale.run import CHECKPOINT, CONFIG, METRICS, Run, read_metrics
 from wiseale.storage import (
     load_tensors,
     optimizer_tensors,
@@ -21,6 +19,8 @@ from wiseale.storage import (
     save_tensors,
     write_json,
 )
+from wiseale.training.guards import check_finite_weights
+from wiseale.training.run import CHECKPOINT, CONFIG, METRICS, Run, read_metrics
 
 RESUMABLE = ("epochs", "on_nonfinite")  # the settings a resumed run may change
 

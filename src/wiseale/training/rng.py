@@ -1,5 +1,5 @@
 """The random generators' states, saved and restored: for a mid-epoch checkpoint, and for
-wiseale.wide's second pass, which must draw the first pass's posterior noise again."""
+wiseale.training.wide's second pass, which must draw the first pass's posterior noise again."""
 
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from wiseale.distributed import World, reduce_min
 from wiseale.errors import WisealeError
-from wiseale.run import Run
+from wiseale.training.distributed import World, reduce_min
+from wiseale.training.run import Run
 
 
 class FiniteWatch:

@@ -14,26 +14,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from wiseale.build import load_split, model_from_config, resolve
-from wiseale.checkpoint import EpochState, load_weights, restore, save_checkpoint
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import Dataset
-from wiseale.distributed import (
-    World,
-    barrier,
-    check_supported,
-    finish,
-    gather_posterior,
-    init_world,
-    mean_over_ranks,
-)
 from wiseale.errors import WisealeError
-from wiseale.guards import FiniteWatch, check_watch, stop_non_finite
-from wiseale.interrupts import StopSignals
 from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.model import Autoencoder
-from wiseale.rng import rng_state, set_rng_state
-from wiseale.run import CHECKPOINT, CONFIG, EVALUATION, METRICS, WEIGHTS, Run
 from wiseale.storage import (
     atomic_write_text,
     check_writable,
@@ -44,6 +30,20 @@ from wiseale.storage import (
     strict_json,
     write_json,
 )
+from wiseale.training.checkpoint import EpochState, load_weights, restore, save_checkpoint
+from wiseale.training.distributed import (
+    World,
+    barrier,
+    check_supported,
+    finish,
+    gather_posterior,
+    init_world,
+    mean_over_ranks,
+)
+from wiseale.training.guards import FiniteWatch, check_watch, stop_non_finite
+from wiseale.training.interrupts import StopSignals
+from wiseale.training.rng import rng_state, set_rng_state
+from wiseale.training.run import CHECKPOINT, CONFIG, EVALUATION, METRICS, WEIGHTS, Run
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -122,7 +122,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     ``config.json`` (after every epoch), and at the end ``model.safetensors`` and
     ``evaluation.json``. A run stopped before its first checkpoint leaves no run behind.
     SIGINT or SIGTERM saves a checkpoint at the next batch and raises
-    :class:`~wiseale.interrupts.Interrupted`.
+    :class:`~wiseale.training.interrupts.Interrupted`.
     ``resume=True`` continues from the last checkpoint to the same weights as an
     uninterrupted run.
     """
@@ -203,7 +203,7 @@ def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
                  signals: StopSignals, progress: bool) -> dict:
     """Train epoch ``state.epoch`` from batch ``state.step`` on and return the metrics row
     of its steps. After a signal: a mid-epoch checkpoint, then
-    :class:`~wiseale.interrupts.Interrupted`."""
+    :class:`~wiseale.training.interrupts.Interrupted`."""
     config, epoch = run.config, state.epoch
     lr = learning_rate(config, epoch)
     for group in run.optimizers["optim"].param_groups:

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from wiseale.config import RunConfig
-from wiseale.distributed import World
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput
-from wiseale.wide import wide_batch_step
+from wiseale.training.distributed import World
+from wiseale.training.wide import wide_batch_step
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors",
@@ -42,7 +42,7 @@ class Run:
 
     def loss_and_grads(self, x_batch: torch.Tensor) -> LossOutput:
         """The batch's loss, with its gradients accumulated into the parameters, in every
-        mode: one process, torchrun (DDP averages them) or micro-batches (wiseale.wide).
+        mode: one process, torchrun (DDP averages them) or micro-batches (wiseale.training.wide).
         The forward pass runs under bfloat16 autocast with ``precision="bf16"``."""
         bf16 = torch.autocast(self.device.type, torch.bfloat16,
                               enabled=self.config.precision == "bf16")

@@ -28,7 +28,7 @@ from torch import Tensor
 from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput, full_precision
-from wiseale.rng import rng_state, set_rng_state
+from wiseale.training.rng import rng_state, set_rng_state
 
 FIELDS = ("mu", "logvar", "z", "log_q")
 
