@@ -45,7 +45,18 @@ class Posterior:
             self.code = self.mu
 
 
-class GaussianNoise(nn.Module):
+class Noise(nn.Module):
+    """The encoder-noise axis' interface: ``forward(h, sample)`` maps encoder features to a
+    :class:`Posterior`. ``sigma_eps`` is the fixed noise's standard deviation (003 Sec. 3),
+    None for any other noise."""
+
+    sigma_eps: float | None = None
+
+    def forward(self, h: Tensor, sample: bool = True) -> Posterior:
+        raise NotImplementedError
+
+
+class GaussianNoise(Noise):
     """q(z|x) = N(mu(x), diag sigma(x)^2), z = mu + sigma * eps (001 Alg. 1).
 
     sigma = softplus(FC(h)) + SIGMA_MIN instead of the paper's FC -> ReLU, which can be 0,
@@ -65,7 +76,7 @@ class GaussianNoise(nn.Module):
         return Posterior(mu, logvar, z)
 
 
-class FixedNoise(nn.Module):
+class FixedNoise(Noise):
     """z = mu(x) + eps, eps ~ N(0, sigma_eps^2 I) with a fixed sigma_eps (003 Sec. 3)."""
 
     def __init__(self, feature_dim: int, latent_dim: int, sigma_eps: float):
@@ -82,7 +93,7 @@ class FixedNoise(nn.Module):
         return Posterior(mu, logvar, z)
 
 
-class NoNoise(nn.Module):
+class NoNoise(Noise):
     """A deterministic encoder: z = mu(x) (WAE; 003's dVCAE)."""
 
     def __init__(self, feature_dim: int, latent_dim: int):
@@ -94,7 +105,7 @@ class NoNoise(nn.Module):
         return Posterior(mu, None, mu)
 
 
-class IAFNoise(nn.Module):
+class IAFNoise(Noise):
     """An inverse autoregressive flow posterior (Kingma et al. 2016; the VAE + IAF baseline of
     003 Table 2): z_0 = mu + sigma * eps, then ``steps`` masked autoregressive affine
     transforms conditioned on a context vector h(x), with reversed orders in turn.

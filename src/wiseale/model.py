@@ -11,9 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional as F
-from wiseale.encoders import Posterior
+from wiseale.encoders import Noise, Posterior
 
 if TYPE_CHECKING:
+    from wiseale.likelihoods import Likelihood
+    from wiseale.regularizers import Regularizer
     from wiseale.samplers import LatentSampler
 
 RECONSTRUCTIONS = ("sample", "exact", "mixture")
@@ -45,8 +47,8 @@ class Autoencoder(nn.Module):
     M x M x D matrix product per step.
     """
 
-    def __init__(self, encoder: nn.Module, noise: nn.Module, decoder: nn.Module,
-                 likelihood: nn.Module, regularizers: list[nn.Module],
+    def __init__(self, encoder: nn.Module, noise: Noise, decoder: nn.Module,
+                 likelihood: Likelihood, regularizers: list[Regularizer],
                  reconstruction: str = "sample"):
         super().__init__()
         if reconstruction not in RECONSTRUCTIONS:
@@ -148,7 +150,7 @@ class Autoencoder(nn.Module):
         posterior has a density its KL to the prior and the ELBO (batch means)."""
         found = {"recon_error": (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
         if post.logvar is not None or post.log_q is not None:
-            kl = parts["kl"] if "kl" in parts else F.posterior_kl(post).mean()
+            kl = F.posterior_kl(post).mean()
             found["kl_prior"] = kl
             found["elbo"] = -(parts["nll"] + kl)
         return found

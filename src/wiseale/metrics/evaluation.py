@@ -10,7 +10,6 @@ from torch import Tensor
 
 from wiseale import functional as F
 from wiseale.data import Dataset
-from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
 from wiseale.metrics.fid import FeatureExtractor, feature_extractor, image_fid
 from wiseale.metrics.latent import (
@@ -105,7 +104,7 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
             result["aggregate_kl_mc"], result["aggregate_kl_mc_se"] = aggregate_kl_mc(
                 mu, logvar, MC_SAMPLES)
         result["knn_accuracy"] = None if y is None else knn_accuracy(code, y[:LATENT_N])
-        if isinstance(model.noise, FixedNoise):
+        if model.noise.sigma_eps is not None:
             result["information_rate_bits"] = F.information_rate_bits(model.latent_dim,
                                                                       model.noise.sigma_eps)
     model.train(was_training)

@@ -21,7 +21,6 @@ from numbers import Real
 import torch
 from torch import Tensor, nn
 
-from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder
 
@@ -73,7 +72,7 @@ def decoder_jacobian_sq_norm(decoder: Callable[[Tensor], Tensor], z: Tensor) -> 
 
 def _check_sigma(model: Autoencoder, sigma_eps: float | None) -> float:
     if sigma_eps is None:
-        if not isinstance(model.noise, FixedNoise):
+        if model.noise.sigma_eps is None:
             raise WisealeError(f"proposition1 needs sigma_eps: the model's encoder noise "
                                f"({type(model.noise).__name__}) is not fixed noise; pass "
                                "sigma_eps")
