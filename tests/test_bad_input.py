@@ -61,6 +61,8 @@ BAD_INPUTS = [
     ("unknown-method-option", [*SINE, "-o", "gamma=2"], 1, "has no option 'gamma'; its options"),
     ("bad-method-option", [*SINE, "-o", "beta=abc"], 1, "option beta of aevb must be a number"),
     ("non-finite-method-option", [*SINE, "-o", "beta=NaN"], 1, "must be finite and >= 0"),
+    ("zero-fixed-noise", [*SINE, "--method", "cwae", "-o", "sigma_eps=0"], 1,
+     "sigma_eps must be positive; the deterministic variant is its own method (dvcae, wae)"),
     ("option-without-value", [*SINE, "-o", "beta"], 2, "options are KEY=VALUE"),
     ("unknown-data-option", [*SINE, "--data-option", "colour=red"], 1,
      "data set sine does not take these options: colour; its options: n_train, n_test"),

@@ -82,7 +82,8 @@ class FixedNoise(Noise):
     def __init__(self, feature_dim: int, latent_dim: int, sigma_eps: float):
         super().__init__()
         if sigma_eps <= 0:
-            raise ValueError("sigma_eps must be positive; use the deterministic encoder for 0")
+            raise ValueError("sigma_eps must be positive; the deterministic variant is its own "
+                             "method (dvcae, wae)")
         self.mu_head = nn.Linear(feature_dim, latent_dim)
         self.sigma_eps = float(sigma_eps)
 

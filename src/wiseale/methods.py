@@ -137,9 +137,6 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
             if not value >= 0 or value == float("inf"):
                 raise WisealeError(f"option {key} of {method.name} must be finite and >= 0, "
                                    f"got {value}")
-            if key == "sigma_eps" and value == 0:
-                raise WisealeError(f"sigma_eps of {method.name} must be positive; the "
-                                   "deterministic variant is its own method (dvcae, wae)")
         elif isinstance(default, int) and not isinstance(default, bool):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise WisealeError(f"option {key} of {method.name} must be a positive integer, "
