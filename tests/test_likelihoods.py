@@ -103,11 +103,11 @@ def test_pixel_likelihood_stage_one_is_the_global_variance_and_ignores_v():
 
 def test_pixel_likelihood_switches_stage_and_floors_the_variance():
     x, mean = _fixed_reconstructions(d=8)
-    lik = PixelGaussian(stage1_epochs=3, tolerance=0.0).double()
+    lik = PixelGaussian(stage1_epochs=3, stage1_tolerance=0.0).double()
     for epoch, elbo in enumerate((-10.0, -9.0, -8.0)):
         assert lik.end_epoch(epoch, {"elbo": elbo})["stage"] == 1  # the stage trained in
     assert int(lik.stage) == 2  # stage1_epochs reached
-    stalled = PixelGaussian(stage1_epochs=10, tolerance=0.5)
+    stalled = PixelGaussian(stage1_epochs=10, stage1_tolerance=0.5)
     stalled.end_epoch(0, {"elbo": -10.0})
     assert int(stalled.stage) == 1
     stalled.end_epoch(1, {"elbo": -9.7})
@@ -242,14 +242,14 @@ def test_004_presets_train_on_sine(tmp_path, tiny_sine, method, likelihood):
 
 def test_pixel_stage_one_in_closed_form_freezes_the_running_optimum():
     x, mean = _fixed_reconstructions(d=8)
-    lik = PixelGaussian(stage1_epochs=1, stage1="closed-form").double().train()
+    lik = PixelGaussian(stage1_epochs=1, stage1_variance="closed-form").double().train()
     out = _pixel_out(mean, torch.rand_like(mean))
     assert torch.allclose(lik.nll(x, out), OptimalGaussian().double().train().nll(x, mean))
     running = float(lik.global_variance.running_sigma2)
     assert lik.end_epoch(0, {"elbo": -1.0}) == {"sigma2": pytest.approx(running), "stage": 1}
     assert float(lik.sigma2_dataset) == pytest.approx(running) and int(lik.stage) == 2
     with pytest.raises(ValueError, match="unknown stage-1 variance"):
-        PixelGaussian(stage1="adam")
+        PixelGaussian(stage1_variance="adam")
 
 
 def test_learned_sigma_moves_the_variance_as_004_alg1_does():
@@ -283,7 +283,7 @@ def test_closed_form_pairwise_uses_the_batch_variance_of_nll():
 def test_stage_switch_without_an_elbo_reads_the_loss_as_its_negative():
     """A row without an ELBO (a deterministic encoder) uses -loss: a falling loss is an
     improving ELBO, so stage 1 goes on; a rising loss stalls it."""
-    lik = PixelGaussian(stage1_epochs=10, tolerance=0.0)
+    lik = PixelGaussian(stage1_epochs=10, stage1_tolerance=0.0)
     lik.end_epoch(0, {"loss": 100.0})
     lik.end_epoch(1, {"loss": 90.0})
     assert int(lik.stage) == 1

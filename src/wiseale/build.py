@@ -10,12 +10,12 @@ import torch
 from wiseale.config import RunConfig
 from wiseale.data import DATASETS, Dataset, load
 from wiseale.errors import WisealeError
-from wiseale.likelihoods import build_likelihood, needs_variance_head
+from wiseale.likelihoods import LIKELIHOOD_CLASSES, build_likelihood, needs_variance_head
 from wiseale.methods import (
+    arguments_of,
     build_model,
     choose_likelihood,
     get_method,
-    likelihood_options,
     resolve_options,
 )
 from wiseale.model import Autoencoder
@@ -89,8 +89,9 @@ def _build(config: RunConfig) -> Autoencoder:
             config.net, tuple(config.sample_shape), config.latent_dim,
             variance_head=needs_variance_head(config.likelihood))
         method = get_method(config.method)
-        likelihood = build_likelihood(config.likelihood, config.sigma2,
-                                      **likelihood_options(config.likelihood, config.options))
+        part = LIKELIHOOD_CLASSES.get(config.likelihood)
+        likelihood = build_likelihood(config.likelihood, config.sigma2, **(
+            {} if part is None else arguments_of(part, config.options)))
         return build_model(method, config.options, encoder, feature_dim, decoder, likelihood,
                            config.latent_dim)
     except ValueError as exc:

@@ -179,9 +179,10 @@ class PixelGaussian(Likelihood):
     along dim 1 (a network with a variance branch: ``needs_variance_head``).
 
     Stage 1 is one global variance (the v channels are ignored): learned by gradient
-    (:class:`LearnedGaussian`, Alg. 1) or at its closed-form optimum (``stage1="closed-form"``,
+    (:class:`LearnedGaussian`, Alg. 1) or at its closed-form optimum
+    (``stage1_variance="closed-form"``,
     :class:`OptimalGaussian`, Eq. 10). After an epoch whose training ELBO improved by less
-    than ``tolerance`` nats, or after ``stage1_epochs`` epochs, its value is frozen as
+    than ``stage1_tolerance`` nats, or after ``stage1_epochs`` epochs, its value is frozen as
     sigma^2_dataset and stage 2 uses the per-dimension, input-dependent variance
     sigma_k^2(z) = v_k(z) + sigma^2_dataset / 2: the floor keeps the predicted variance from
     collapsing (Sec. 3.4). The stage, the last ELBO and sigma^2_dataset are buffers, so a
@@ -196,15 +197,17 @@ class PixelGaussian(Likelihood):
         """Whether stage 1's variance is a batch statistic (the closed form)."""
         return self.global_variance.batch_dependent
 
-    def __init__(self, stage1_epochs: int = 16, tolerance: float = 0.0,
-                 stage1: str = "gradient") -> None:
+    def __init__(self, stage1_epochs: int = 16, stage1_tolerance: float = 0.0,
+                 stage1_variance: str = "gradient") -> None:
         super().__init__()
         if not isinstance(stage1_epochs, int) or stage1_epochs < 1:
             raise ValueError(f"stage1_epochs must be a positive integer, got {stage1_epochs}")
-        if stage1 not in STAGE1_VARIANCES:
-            raise ValueError(f"unknown stage-1 variance {stage1!r}; use gradient or closed-form")
-        self.stage1_epochs, self.tolerance = stage1_epochs, float(tolerance)
-        self.global_variance = LearnedGaussian() if stage1 == "gradient" else OptimalGaussian()
+        if stage1_variance not in STAGE1_VARIANCES:
+            raise ValueError(f"unknown stage-1 variance {stage1_variance!r}; use gradient or "
+                             "closed-form")
+        self.stage1_epochs, self.tolerance = stage1_epochs, float(stage1_tolerance)
+        self.global_variance = (LearnedGaussian() if stage1_variance == "gradient"
+                                else OptimalGaussian())
         self.register_buffer("stage", torch.ones((), dtype=torch.long))
         self.register_buffer("last_elbo", torch.tensor(-math.inf, dtype=torch.float64))
         self.register_buffer("sigma2_dataset", torch.ones(()))

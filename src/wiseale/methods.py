@@ -6,6 +6,7 @@ Adding a method is adding an entry to ``METHODS``. The likelihood is chosen by t
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,10 +42,6 @@ class Method:
     likelihoods: tuple[str, ...] = ()  # the likelihoods it allows, default first; () = any
 
 
-NOISE_OPTIONS = {"fixed": ("sigma_eps",), "iaf": ("steps",)}  # noise kwargs from options
-LIKELIHOOD_OPTIONS = {"pixel": {"stage1_epochs": "stage1_epochs",  # likelihood kwarg: option
-                                "tolerance": "stage1_tolerance",
-                                "stage1": "stage1_variance"}}
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
 MMD = Term("mmd", {"weight": "lambda", "kernel": "kernel", "scales": "scales"})
 MMD_CHOICES = {"kernel": ("imq", "rbf"), "scales": tuple(MMD_SCALE_SETS)}
@@ -148,10 +145,11 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def likelihood_options(likelihood: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The likelihood's constructor arguments found among a method's resolved options."""
-    wanted = LIKELIHOOD_OPTIONS.get(likelihood, {})
-    return {arg: options[opt] for arg, opt in wanted.items() if opt in options}
+def arguments_of(part: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The method options that are arguments of ``part``'s constructor (its signature is its
+    schema: fixed noise takes ``sigma_eps``, the pixel-wise likelihood ``stage1_epochs``)."""
+    accepted = inspect.signature(part).parameters
+    return {name: value for name, value in options.items() if name in accepted}
 
 
 def choose_likelihood(method: Method, likelihood: str | None) -> str | None:
@@ -170,8 +168,8 @@ def choose_likelihood(method: Method, likelihood: str | None) -> str | None:
 def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,
                 decoder: nn.Module, likelihood: nn.Module, latent_dim: int) -> Autoencoder:
     """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
-    noise_kwargs = {key: options[key] for key in NOISE_OPTIONS.get(method.noise, ())}
-    noise = NOISES[method.noise](feature_dim, latent_dim, **noise_kwargs)
+    noise_class = NOISES[method.noise]
+    noise = noise_class(feature_dim, latent_dim, **arguments_of(noise_class, options))
     regularizers = []
     for term in method.terms:
         cls = REGULARIZERS[term.kind]
