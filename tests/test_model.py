@@ -229,3 +229,23 @@ def test_vae_iaf_trains_with_a_monte_carlo_kl():
     assert torch.allclose(out.parts["kl"], kl) and torch.isfinite(out.loss)
     with pytest.raises(WisealeError, match="positive integer"):
         _model("vae-iaf", steps=0)
+
+
+def test_posterior_density_and_its_torch_distribution():
+    """A Gaussian posterior is torch's Independent Normal; a point has no density; a flow
+    posterior's density of its sample is its log_q."""
+    from wiseale.encoders import Posterior
+
+    g = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(5, 2, generator=g)
+    gaussian = Posterior(mu, logvar, z)
+    assert gaussian.has_density and gaussian.distribution.batch_shape == (5,)
+    assert torch.allclose(gaussian.log_prob_of_sample(), gaussian.distribution.log_prob(z),
+                          atol=1e-5)
+    point = Posterior(mu, None, mu)
+    assert not point.has_density and point.distribution is None
+    with pytest.raises(ValueError, match="no density"):
+        point.log_prob_of_sample()
+    flow = Posterior(mu, None, z, log_q=torch.arange(5.0))
+    assert flow.has_density and torch.equal(flow.log_prob_of_sample(), torch.arange(5.0))

@@ -44,6 +44,28 @@ class Posterior:
         if self.code is None:
             self.code = self.mu
 
+    @property
+    def has_density(self) -> bool:
+        """Whether q(z|x) has a density (not a deterministic encoder's point)."""
+        return self.logvar is not None or self.log_q is not None
+
+    @property
+    def distribution(self) -> torch.distributions.Independent | None:
+        """q(z|x) as torch's diagonal Gaussian (None for a point or a flow posterior)."""
+        if self.logvar is None:
+            return None
+        return torch.distributions.Independent(
+            torch.distributions.Normal(self.mu, torch.exp(0.5 * self.logvar)), 1)
+
+    def log_prob_of_sample(self) -> Tensor:
+        """log q(z|x) of the posterior's own sample z [M]: the flow's ``log_q``, or the
+        diagonal Gaussian's density (functional.gaussian_log_prob)."""
+        if self.log_q is not None:
+            return self.log_q
+        if self.logvar is None:
+            raise ValueError("a deterministic encoder's posterior has no density")
+        return gaussian_log_prob(self.z, self.mu, self.logvar)
+
 
 class Noise(nn.Module):
     """The encoder-noise axis' interface: ``forward(h, sample)`` maps encoder features to a

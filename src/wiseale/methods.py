@@ -180,4 +180,4 @@ def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, fea
             kwargs["latent_dim"] = latent_dim
         regularizers.append(cls(**kwargs))
     return Autoencoder(encoder, noise, decoder, likelihood, regularizers,
-                       reconstruction=options.get("reconstruction", "sample"))
+                       **arguments_of(Autoencoder, options))

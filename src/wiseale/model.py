@@ -149,7 +149,7 @@ class Autoencoder(nn.Module):
         """Logged, not trained: the squared error of the decoded samples, and where the
         posterior has a density its KL to the prior and the ELBO (batch means)."""
         found = {"recon_error": (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
-        if post.logvar is not None or post.log_q is not None:
+        if post.has_density:
             kl = F.posterior_kl(post).mean()
             found["kl_prior"] = kl
             found["elbo"] = -(parts["nll"] + kl)

@@ -50,7 +50,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
             post = model.encode(batch, sample=True)
             x_hat = model.likelihood.mean(model.decode(post.code))
             sse.append((batch - x_hat).square().flatten(1).sum(1))
-            if post.logvar is None and post.log_q is None:
+            if not post.has_density:
                 continue
             batch_kl = F.posterior_kl(post)
             kl.append(batch_kl)

@@ -40,10 +40,9 @@ def iwae(model: Autoencoder, x: Tensor, k: int = 20, batch_size: int = 100,
     for batch in x.split(batch_size):
         copies = batch.repeat(k, *[1] * (batch.dim() - 1))
         post = model.encode(copies, sample=True)
-        if post.logvar is None and post.log_q is None:
+        if not post.has_density:
             return None
-        log_q = post.log_q if post.log_q is not None else gaussian_log_prob(post.z, post.mu,
-                                                                       post.logvar)
+        log_q = post.log_prob_of_sample()
         log_px = -model.likelihood.nll(copies, model.decode(post.z))
         log_w = (log_px + log_prior(post.z).to(log_px) - log_q).view(k, -1)
         values.append(torch.logsumexp(log_w, dim=0) - math.log(k))
