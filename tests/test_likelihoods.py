@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from wiseale import functional as F
+from wiseale import functional
 from wiseale.encoders import GaussianNoise
 from wiseale.likelihoods import (
     LIKELIHOODS,
@@ -32,7 +32,7 @@ def test_gaussian_nll_with_a_variance_per_dimension_matches_torch():
     x, mean = _fixed_reconstructions()
     var = torch.rand_like(x) + 0.1
     expected = -torch.distributions.Normal(mean, var.sqrt()).log_prob(x).sum(1)
-    assert torch.allclose(F.gaussian_nll(x, mean, var.log()), expected, atol=1e-10)
+    assert torch.allclose(functional.gaussian_nll(x, mean, var.log()), expected, atol=1e-10)
 
 
 def test_closed_form_variance_is_the_mean_squared_error_and_maximises_the_likelihood():
@@ -40,7 +40,8 @@ def test_closed_form_variance_is_the_mean_squared_error_and_maximises_the_likeli
     lik = OptimalGaussian().double().train()
     nll = lik.nll(x, mean).mean()
     mse = (x - mean).square().mean()
-    expected = 0.5 * x.shape[1] * (F.LOG_2PI + mse.log() + 1.0)  # Eq. 9 at sigma^2 = Eq. 10
+    # Eq. 9 at sigma^2 = Eq. 10
+    expected = 0.5 * x.shape[1] * (functional.LOG_2PI + mse.log() + 1.0)
     assert nll.item() == pytest.approx(expected.item(), rel=1e-12)
     for other in (0.8 * mse, 1.25 * mse):  # any other fixed variance explains the data worse
         assert FixedGaussian(other.item()).nll(x, mean).mean() > nll
@@ -158,16 +159,16 @@ def test_dip_penalty_against_brute_force_and_zero_at_identity(variant):
     mu = torch.randn(300, 4, generator=g, dtype=torch.float64) @ torch.randn(4, 4, generator=g,
                                                                              dtype=torch.float64)
     logvar = torch.randn(300, 4, generator=g, dtype=torch.float64) - 1
-    value = F.dip_covariance_penalty(mu, logvar, 10.0, 100.0, variant)
+    value = functional.dip_covariance_penalty(mu, logvar, 10.0, 100.0, variant)
     assert value.item() == pytest.approx(_brute_force_dip(mu, logvar, 10.0, 100.0, variant),
                                          rel=1e-10)
     white = torch.randn(20000, 3, generator=g, dtype=torch.float64)
     white = (white - white.mean(0)) @ torch.linalg.inv(torch.linalg.cholesky(
         torch.cov(white.T, correction=0))).T
-    assert F.dip_covariance_penalty(white, torch.full_like(white, -50.0), 1.0, 1.0,
+    assert functional.dip_covariance_penalty(white, torch.full_like(white, -50.0), 1.0, 1.0,
                                     variant).item() == pytest.approx(0.0, abs=1e-12)
     assert torch.autograd.gradcheck(
-        lambda m: F.dip_covariance_penalty(m, logvar[:20], 10.0, 100.0, variant),
+        lambda m: functional.dip_covariance_penalty(m, logvar[:20], 10.0, 100.0, variant),
         (mu[:20].clone().requires_grad_(),))
 
 

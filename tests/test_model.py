@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from wiseale import functional as F
+from wiseale import functional
 from wiseale.encoders import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import Bernoulli, FixedGaussian
@@ -42,7 +42,7 @@ def test_loss_is_reconstruction_plus_weighted_terms():
     torch.manual_seed(2)
     post = model.encode(x)
     nll = model.likelihood.nll(x, model.decode(post.z)).mean()
-    expected = nll + 3.0 * F.gaussian_kl(post.mu, post.logvar).mean()
+    expected = nll + 3.0 * functional.gaussian_kl(post.mu, post.logvar).mean()
     assert torch.allclose(out.loss, expected, rtol=1e-6)
 
 
@@ -144,9 +144,10 @@ def test_variance_penalty_and_information_rate():
     z = torch.randn(500, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5],
                                                                   dtype=torch.float64)
     unbiased = z.numpy().var(axis=0, ddof=1).sum()  # 003 Eq. 6's population value, estimated
-    assert math.isclose(F.total_variance(z).item(), unbiased, rel_tol=1e-12)
-    assert math.isclose(F.variance_penalty(z, 3.0).item(), abs(unbiased - 3.0), rel_tol=1e-12)
-    assert F.information_rate_bits(16, math.sqrt(0.1)) == pytest.approx(8 * math.log2(10))
+    assert math.isclose(functional.total_variance(z).item(), unbiased, rel_tol=1e-12)
+    assert math.isclose(functional.variance_penalty(z, 3.0).item(), abs(unbiased - 3.0),
+                        rel_tol=1e-12)
+    assert functional.information_rate_bits(16, math.sqrt(0.1)) == pytest.approx(8 * math.log2(10))
 
 
 def test_vcae_family_presets():
@@ -162,7 +163,7 @@ def test_vcae_family_presets():
     out = vcae(x)
     torch.manual_seed(0)
     post = vcae.encode(x)
-    assert torch.allclose(out.parts["variance"], (F.total_variance(post.z) - 3).abs())
+    assert torch.allclose(out.parts["variance"], (functional.total_variance(post.z) - 3).abs())
     assert isinstance(_model("dvcae").noise, NoNoise)
     assert _model("vcae", v="5").regularizers[0].target == 5.0
     cwae = _model("cwae", sigma_eps=0.2)
@@ -225,7 +226,7 @@ def test_vae_iaf_trains_with_a_monte_carlo_kl():
     out = model(x)
     torch.manual_seed(1)
     post = model.encode(x)
-    kl = (post.log_q - F.standard_normal_log_prob(post.z)).mean()
+    kl = (post.log_q - functional.standard_normal_log_prob(post.z)).mean()
     assert torch.allclose(out.parts["kl"], kl) and torch.isfinite(out.loss)
     with pytest.raises(WisealeError, match="positive integer"):
         _model("vae-iaf", steps=0)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from wiseale import functional as F
+from wiseale import functional
 
 SIGMA2_MIN = 1e-6  # floor of every learned or estimated variance (a numerical guard)
 LOGVAR_MIN = math.log(SIGMA2_MIN)
@@ -57,10 +57,10 @@ class Bernoulli(Likelihood):
     name = "bernoulli"
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.bernoulli_nll(x, out)
+        return functional.bernoulli_nll(x, out)
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.pairwise_bernoulli_nll(x, out)
+        return functional.pairwise_bernoulli_nll(x, out)
 
     def mean(self, out: Tensor) -> Tensor:
         return out.sigmoid()
@@ -82,10 +82,10 @@ class FixedGaussian(Likelihood):
         self.logvar = math.log(self.sigma2)
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.gaussian_nll(x, out, self.logvar)
+        return functional.gaussian_nll(x, out, self.logvar)
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.pairwise_gaussian_nll(x, out, self.logvar)
+        return functional.pairwise_gaussian_nll(x, out, self.logvar)
 
     def mean(self, out: Tensor) -> Tensor:
         return out
@@ -111,10 +111,10 @@ class LearnedGaussian(Likelihood):
         return self.sigma.square().clamp_min(SIGMA2_MIN).log()
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.gaussian_nll(x, out, self.logvar())
+        return functional.gaussian_nll(x, out, self.logvar())
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
-        return F.pairwise_gaussian_nll(x, out, self.logvar())
+        return functional.pairwise_gaussian_nll(x, out, self.logvar())
 
     def mean(self, out: Tensor) -> Tensor:
         return out
@@ -154,12 +154,12 @@ class OptimalGaussian(Likelihood):
         if self.training:
             with torch.no_grad():
                 self.running_sigma2.lerp_(logvar.exp().to(self.running_sigma2), self.MOMENTUM)
-        return F.gaussian_nll(x, out, logvar)
+        return functional.gaussian_nll(x, out, logvar)
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
         """[i, j] = -log p(x_j | z_i) with the same sigma^2 as :meth:`nll` (the batch's own
         reconstructions, i = j, define it)."""
-        return F.pairwise_gaussian_nll(x, out, self._logvar(x, out))
+        return functional.pairwise_gaussian_nll(x, out, self._logvar(x, out))
 
     def mean(self, out: Tensor) -> Tensor:
         return out
@@ -245,7 +245,7 @@ class PixelGaussian(Likelihood):
         mean, v = self.split(out)
         if self.current_stage() == 1:
             return self.global_variance.nll(x, mean)
-        return F.gaussian_nll(x, mean, (v + self.floor()).log())
+        return functional.gaussian_nll(x, mean, (v + self.floor()).log())
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
         raise ValueError("the pixel-wise likelihood supports the per-sample reconstruction "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from wiseale import functional as F
+from wiseale import functional
 from wiseale.encoders import Noise, Posterior
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class Autoencoder(nn.Module):
         posterior has a density its KL to the prior and the ELBO (batch means)."""
         found = {"recon_error": (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
         if post.has_density:
-            kl = F.posterior_kl(post).mean()
+            kl = functional.posterior_kl(post).mean()
             found["kl_prior"] = kl
             found["elbo"] = -(parts["nll"] + kl)
         return found

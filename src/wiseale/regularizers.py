@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from wiseale import functional as F
+from wiseale import functional
 from wiseale.encoders import Posterior
 
 AGGREGATE_SCALINGS = ("batch", "per-sample")
@@ -61,7 +61,7 @@ class PriorKL(Regularizer):
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         if post.log_q is None:
             _need_variance(post, "the per-sample KL")
-        value = F.posterior_kl(post).mean()  # closed form, or Monte Carlo for a flow
+        value = functional.posterior_kl(post).mean()  # closed form, or Monte Carlo for a flow
         return value, self.weight * value
 
 
@@ -84,7 +84,8 @@ class AggregateKL(Regularizer):
         self.weight, self.scaling = float(weight), scaling
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
-        value = F.aggregate_kl_upper_bound(post.mu, _need_variance(post, "the aggregate KL"))
+        logvar = _need_variance(post, "the aggregate KL")
+        value = functional.aggregate_kl_upper_bound(post.mu, logvar)
         scale = 1.0 / post.mu.shape[0] if self.scaling == "batch" else 1.0
         return value, self.weight * scale * value
 
@@ -104,14 +105,14 @@ class PriorMMD(Regularizer):
         super().__init__()
         if kernel not in ("imq", "rbf"):
             raise ValueError(f"unknown MMD kernel {kernel!r}; use 'imq' or 'rbf'")
-        if scales not in F.MMD_SCALE_SETS:
+        if scales not in functional.MMD_SCALE_SETS:
             raise ValueError(f"unknown MMD scales {scales!r}; use one of "
-                             f"{', '.join(F.MMD_SCALE_SETS)}")
+                             f"{', '.join(functional.MMD_SCALE_SETS)}")
         self.weight, self.kernel, self.scales = float(weight), kernel, scales
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
-        value = F.mmd(post.z, torch.randn_like(post.z), kernel=self.kernel,
-                      scales=F.MMD_SCALE_SETS[self.scales])
+        value = functional.mmd(post.z, torch.randn_like(post.z), kernel=self.kernel,
+                      scales=functional.MMD_SCALE_SETS[self.scales])
         return value, self.weight * value
 
 
@@ -128,7 +129,7 @@ class VariancePenalty(Regularizer):
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         target = post.z.shape[1] if self.target is None else self.target
-        value = F.variance_penalty(post.z, float(target))
+        value = functional.variance_penalty(post.z, float(target))
         return value, self.weight * value
 
 
@@ -185,7 +186,7 @@ class DIPPenalty(Regularizer):
     def __init__(self, lambda_od: float = 10.0, lambda_d: float | None = None,
                  variant: str = "i"):
         super().__init__()
-        if variant not in F.DIP_VARIANTS:
+        if variant not in functional.DIP_VARIANTS:
             raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
         if lambda_d is None:
             lambda_d = self.LAMBDA_D_FACTOR[variant] * lambda_od
@@ -193,7 +194,7 @@ class DIPPenalty(Regularizer):
         self.weight = 1.0  # the lambdas weigh the penalty's parts inside its value
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
-        value = F.dip_covariance_penalty(post.mu, _need_variance(post, "DIP-VAE"),
+        value = functional.dip_covariance_penalty(post.mu, _need_variance(post, "DIP-VAE"),
                                          self.lambda_od, self.lambda_d, self.variant)
         return value, self.weight * value
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wiseale import functional as F
+from wiseale import functional
 from wiseale.errors import WisealeError
 from wiseale.experiments.claims import Claim, Compare, Near, Q
 from wiseale.experiments.spec import Figure, Spec
@@ -53,13 +53,13 @@ def _params(means: Sequence[float], variance: float) -> tuple[torch.Tensor, torc
 def aevb_kl(means: Sequence[float], variance: float) -> float:
     """mean_i KL(N(mu_i, s^2) || N(0, 1)) = mean_i 0.5 (mu_i^2 + s^2 - 1 - log s^2) (Eq. 26 / M)."""
     mu, logvar = _params(means, variance)
-    return float(F.gaussian_kl(mu, logvar).mean())
+    return float(functional.gaussian_kl(mu, logvar).mean())
 
 
 def wise_ale_kl_ub(means: Sequence[float], variance: float) -> float:
     """Eq. 21-24 upper bound of KL(1/M sum_i N(mu_i, s^2) || N(0, 1)) for the batch."""
     mu, logvar = _params(means, variance)
-    return float(F.aggregate_kl_upper_bound(mu, logvar))
+    return float(functional.aggregate_kl_upper_bound(mu, logvar))
 
 
 def exact_aggregate_kl(means: Sequence[float], variance: float) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wiseale import functional as F
+from wiseale import functional
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
 from wiseale.metrics.fid import FeatureExtractor, feature_extractor, image_fid
@@ -52,7 +52,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
             sse.append((batch - x_hat).square().flatten(1).sum(1))
             if not post.has_density:
                 continue
-            batch_kl = F.posterior_kl(post)
+            batch_kl = functional.posterior_kl(post)
             kl.append(batch_kl)
             elbo.append(-model.likelihood.nll(batch, model.decode(post.z)) - batch_kl)
             if post.logvar is not None:
@@ -67,7 +67,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
         result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item())
     if mus:
         mu, logvar = torch.cat(mus)[:AGGREGATE_SAMPLES], torch.cat(logvars)[:AGGREGATE_SAMPLES]
-        result["aggregate_kl_ub"] = F.aggregate_kl_upper_bound(mu, logvar).item()
+        result["aggregate_kl_ub"] = functional.aggregate_kl_upper_bound(mu, logvar).item()
     return result
 
 
@@ -105,7 +105,7 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
                 mu, logvar, MC_SAMPLES)
         result["knn_accuracy"] = None if y is None else knn_accuracy(code, y[:LATENT_N])
         if model.noise.sigma_eps is not None:
-            result["information_rate_bits"] = F.information_rate_bits(model.latent_dim,
+            result["information_rate_bits"] = functional.information_rate_bits(model.latent_dim,
                                                                       model.noise.sigma_eps)
     model.train(was_training)
     return result
