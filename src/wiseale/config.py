@@ -29,8 +29,8 @@ class RunConfig:
     ``likelihood``, ``net`` and ``sample_shape`` of None are resolved from the data when the
     run starts.
     ``n_train``/``n_test`` of None use the whole split. ``micro_batch`` splits each batch for
-    the networks while the regularisers see the whole batch (wiseale.training.wide). ``eval_size``
-    test samples are evaluated after every epoch (all of them at the end of the run).
+    the networks while the regularisers see the whole batch (wiseale.training.micro_batch).
+    ``eval_size`` test samples are evaluated after every epoch (all of them at the end of the run).
     ``on_nonfinite`` is what a non-finite training loss does: ``stop`` the run (the last
     checkpoint is kept) or ``skip`` that step's update (docs/reliability.md).
     """
@@ -54,7 +54,7 @@ class RunConfig:
     batch_size: int = field(default=64, metadata=_flag("samples per step", kind="positive_int"))
     micro_batch: int | None = field(default=None, metadata=_flag(
         "run the networks N samples at a time while the regularisers (e.g. WiSE-ALE's "
-        "aggregate posterior) see the whole --batch-size (wide batches)", kind="positive_int",
+        "aggregate posterior) see the whole --batch-size", kind="positive_int",
         metavar="N"))
     lr: float = field(default=5e-4, metadata=_flag("Adam's learning rate",
                                                    kind="positive_float"))

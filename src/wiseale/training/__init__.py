@@ -1,6 +1,6 @@
 """The training machinery (001 App. C, Algorithm 1): ``loop`` (train, load_run), ``run`` (a
 run's files and :class:`~wiseale.training.run.Run`, with its one loss-and-gradients call),
-``wide`` (micro-batches), ``distributed`` (torchrun), ``checkpoint`` (save and resume),
+``micro_batch`` (micro-batches), ``distributed`` (torchrun), ``checkpoint`` (save and resume),
 ``guards`` (non-finite losses and weights), ``interrupts`` (SIGINT / SIGTERM) and ``rng``
 (random states)."""
 

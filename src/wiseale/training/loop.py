@@ -91,10 +91,10 @@ def _setup(config: RunConfig, out: Path, world: World) -> Run:
         if world.distributed else (model, None)
     run = Run(config, out, world, device, model, _optimizers(model, config.lr), step_model,
               gather)
-    if run.wide and world.distributed:
+    if run.micro_batched and world.distributed:
         raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
                            "of processes instead")
-    if (run.wide or world.distributed) and model.likelihood.batch_dependent:
+    if (run.micro_batched or world.distributed) and model.likelihood.batch_dependent:
         raise WisealeError("the closed-form likelihood variance (004 Eq. 10) is one value per "
                            "batch, which --micro-batch or torchrun would compute per chunk; "
                            "train in one pass, or learn it (--likelihood learned)")

@@ -1,5 +1,6 @@
 """The random generators' states, saved and restored: for a mid-epoch checkpoint, and for
-wiseale.training.wide's second pass, which must draw the first pass's posterior noise again."""
+the second pass of wiseale.training.micro_batch, which must draw the first pass's posterior
+noise again."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput
 from wiseale.training.distributed import World
-from wiseale.training.wide import wide_batch_step
+from wiseale.training.micro_batch import micro_batch_step
 
 CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
     "config.json", "metrics.jsonl", "checkpoint.safetensors", "model.safetensors",
@@ -36,19 +36,20 @@ class Run:
     gather: Callable | None = None
 
     @property
-    def wide(self) -> bool:
+    def micro_batched(self) -> bool:
         return self.config.micro_batch is not None and \
             self.config.micro_batch < self.config.batch_size
 
     def loss_and_grads(self, x_batch: torch.Tensor) -> LossOutput:
         """The batch's loss, with its gradients accumulated into the parameters, in every
-        mode: one process, torchrun (DDP averages them) or micro-batches (wiseale.training.wide).
+        mode: one process, torchrun (DDP averages them) or micro-batches
+        (wiseale.training.micro_batch).
         The forward pass runs under bfloat16 autocast with ``precision="bf16"``."""
         bf16 = torch.autocast(self.device.type, torch.bfloat16,
                               enabled=self.config.precision == "bf16")
         with bf16:
-            if self.wide:  # backward runs inside, one micro-batch at a time
-                return wide_batch_step(self.model, x_batch, self.config.micro_batch)
+            if self.micro_batched:  # backward runs inside, one micro-batch at a time
+                return micro_batch_step(self.model, x_batch, self.config.micro_batch)
             output = (self.step_model(x_batch) if self.gather is None
                       else self.step_model(x_batch, self.gather))
         output.loss.backward()

@@ -11,7 +11,7 @@ from wiseale.build import load_split, model_from_config, resolve
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.training import train
-from wiseale.training.wide import wide_batch_step
+from wiseale.training.micro_batch import micro_batch_step
 
 BASE = RunConfig(method="wise-ale", data="sine", n_train=64, n_test=16, batch_size=16,
                  latent_dim=4, seed=5)
@@ -35,7 +35,7 @@ def test_micro_batches_give_the_gradients_of_the_whole_batch(method, noise_from_
             output = model(x)
             output.loss.backward()
         else:
-            output = wide_batch_step(model, x, micro)
+            output = micro_batch_step(model, x, micro)
         grads.append({n: p.grad for n, p in model.named_parameters()})
         logged.append(output.parts)
     for other, parts in zip(grads[1:], logged[1:], strict=True):

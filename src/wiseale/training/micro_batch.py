@@ -1,8 +1,8 @@
-"""Wide batches: the regularisers on a batch larger than fits through the networks at once.
+"""Micro-batches: the regularisers on a batch larger than fits through the networks at once.
 
 WiSE-ALE's estimate of the aggregate posterior improves with the number M of posteriors in
 the batch (001 Eq. 28), but the networks' activations for M samples may not fit in memory.
-:func:`wide_batch_step` computes the loss of a batch of M samples in micro-batches:
+:func:`micro_batch_step` computes the loss of a batch of M samples in micro-batches:
 
 1. encode every micro-batch without gradients, remembering each one's random state, and
    assemble the posterior of the whole batch (O(M d) memory);
@@ -13,7 +13,7 @@ the batch (001 Eq. 28), but the networks' activations for M samples may not fit 
    term <dR/dposterior, posterior>, whose gradient with respect to the weights is exactly
    this micro-batch's share of dR/dweights (the chain rule through the posterior).
 
-The gradients are those of one pass over the whole batch (tests/test_wide.py), for any
+The gradients are those of one pass over the whole batch (tests/test_micro_batch.py), for any
 regulariser of the posterior; each sample is encoded twice. The per-sample reconstruction
 (``reconstruction=sample``) is required: Eq. 15-16 compare every pair of samples.
 Encoders with batch statistics (batch norm in training mode) see micro-batches, as in any
@@ -33,7 +33,7 @@ from wiseale.training.rng import rng_state, set_rng_state
 FIELDS = ("mu", "logvar", "z", "log_q")
 
 
-def wide_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutput:
+def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutput:
     """Loss of batch ``x`` in micro-batches of ``micro_batch`` samples, with gradients
     accumulated into the model's parameters (backward is called here); the returned loss
     and parts are detached batch means, as :meth:`Autoencoder.forward` logs them."""
