@@ -44,34 +44,26 @@ class _Names:
         return iter(self.names())
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _reader(parse: type, accept: Any, wanted: str) -> Any:
+    """An argparse type: ``parse(text)`` (int or float), then ``accept(value)`` or a one-line
+    error that says what is ``wanted``."""
+    def read(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            kind = "an integer" if parse is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    return read
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2^31 - 1, got {value}")
-    return value
+_positive_int = _reader(int, lambda v: v > 0, "a positive integer")
+_positive_float = _reader(float, lambda v: math.isfinite(v) and v > 0,
+                          "a finite positive number")
+_seed = _reader(int, lambda v: 0 <= v < 2**31, "between 0 and 2^31 - 1")
 
 
 def _option(text: str) -> tuple[str, Any]:
