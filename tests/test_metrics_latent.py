@@ -127,7 +127,8 @@ def test_knn_accuracy_separated_and_random():
 
 
 def test_iwae_is_above_the_elbo_for_every_stochastic_method():
-    from wiseale.methods import METHODS, build_model, resolve_options
+    from wiseale.build import build_model
+    from wiseale.methods import METHODS, resolve_options
     from wiseale.nets import build_nets
 
     x = (torch.rand(400, 12) > 0.5).float()

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from wiseale import functional
+from wiseale.build import build_model
 from wiseale.encoders import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import Bernoulli, FixedGaussian
-from wiseale.methods import METHODS, build_model, get_method, resolve_options
+from wiseale.methods import METHODS, get_method, resolve_options
 from wiseale.model import Autoencoder
 from wiseale.nets import build_nets
 from wiseale.regularizers import AggregateKL, PriorKL

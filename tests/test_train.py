@@ -298,8 +298,6 @@ def test_a_new_regulariser_is_one_class_and_a_method_one_preset(tmp_path, tiny_s
     from wiseale import methods, regularizers
     from wiseale.methods import Method, Term
 
-    monkeypatch.setattr(regularizers, "REGULARIZERS", dict(regularizers.REGULARIZERS))
-
     class CodeNorm(regularizers.Regularizer):
         name = "code_norm"
 
@@ -311,12 +309,15 @@ def test_a_new_regulariser_is_one_class_and_a_method_one_preset(tmp_path, tiny_s
             value = post.z.square().sum(1).mean()
             return value, self.weight * value
 
-    assert regularizers.REGULARIZERS["code_norm"] is CodeNorm
-    monkeypatch.setattr(methods, "REGULARIZERS", regularizers.REGULARIZERS)
-    monkeypatch.setitem(methods.METHODS, "l2-ae", Method(
-        "l2-ae", "deterministic codes with a squared-norm penalty", "a test", "none",
-        (Term("code_norm", {"weight": "lambda"}),), {"lambda": 0.01}))
-    train(dataclasses.replace(tiny_sine, method="l2-ae", epochs=1), tmp_path, progress=False)
+    try:
+        assert regularizers.REGULARIZERS["code_norm"] is CodeNorm
+        monkeypatch.setitem(methods.METHODS, "l2-ae", Method(
+            "l2-ae", "deterministic codes with a squared-norm penalty", "a test", "none",
+            (Term("code_norm", {"weight": "lambda"}),), {"lambda": 0.01}))
+        train(dataclasses.replace(tiny_sine, method="l2-ae", epochs=1), tmp_path,
+              progress=False)
+    finally:
+        del regularizers.REGULARIZERS["code_norm"]
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["code_norm"] > 0 and row["loss"] == pytest.approx(
         row["recon"] + 0.01 * row["code_norm"], rel=1e-4)

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from wiseale import functional
+from wiseale.build import build_model
 from wiseale.config import learning_rate
 from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
 from wiseale.experiments import paper003
 from wiseale.likelihoods import Bernoulli, FixedGaussian
-from wiseale.methods import DERIVED_DEFAULTS, METHODS, build_model, get_method, resolve_options
+from wiseale.methods import DERIVED_DEFAULTS, METHODS, get_method, resolve_options
 from wiseale.nets import build_nets
 from wiseale.training import train
 

@@ -1,25 +1,29 @@
-"""From a :class:`RunConfig` to data and a model: the one place that wires the three axes."""
+"""From a :class:`RunConfig` to data and a model: the one place that wires the three axes
+(:func:`build_model` puts a method's parts together; :func:`model_from_config` builds a run's)."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from typing import Any
 
 import torch
+from torch import nn
 
 from wiseale.config import RunConfig
 from wiseale.data import DATASETS, Dataset, load
+from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
-from wiseale.likelihoods import LIKELIHOOD_CLASSES, build_likelihood, needs_variance_head
-from wiseale.methods import (
-    arguments_of,
-    build_model,
-    choose_likelihood,
-    get_method,
-    resolve_options,
+from wiseale.likelihoods import (
+    LIKELIHOOD_CLASSES,
+    Likelihood,
+    build_likelihood,
+    needs_variance_head,
 )
+from wiseale.methods import Method, arguments_of, choose_likelihood, get_method, resolve_options
 from wiseale.model import Autoencoder
 from wiseale.nets import build_nets, default_net
+from wiseale.regularizers import REGULARIZERS
 
 
 def load_split(config: RunConfig, split: str) -> Dataset:
@@ -96,3 +100,21 @@ def _build(config: RunConfig) -> Autoencoder:
                            config.latent_dim)
     except ValueError as exc:
         raise WisealeError(str(exc)) from None
+
+
+def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,
+                decoder: nn.Module, likelihood: Likelihood, latent_dim: int) -> Autoencoder:
+    """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
+    noise_class = NOISES[method.noise]
+    noise = noise_class(feature_dim, latent_dim, **arguments_of(noise_class, options))
+    regularizers = []
+    for term in method.terms:
+        cls = REGULARIZERS[term.kind]
+        # An option a config saved before it existed lacks takes the class default, which
+        # is what that run trained with (PriorMMD: scales=multi).
+        kwargs = {arg: options[opt] for arg, opt in term.params.items() if opt in options}
+        if cls.needs_latent_dim:
+            kwargs["latent_dim"] = latent_dim
+        regularizers.append(cls(**kwargs))
+    return Autoencoder(encoder, noise, decoder, likelihood, regularizers,
+                       **arguments_of(Autoencoder, options))

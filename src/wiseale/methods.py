@@ -11,14 +11,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
-from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
 from wiseale.functional import MMD_SCALE_SETS
 from wiseale.likelihoods import STAGE1_VARIANCES
-from wiseale.model import RECONSTRUCTIONS, Autoencoder
-from wiseale.regularizers import AGGREGATE_SCALINGS, REGULARIZERS
+from wiseale.model import RECONSTRUCTIONS
+from wiseale.regularizers import AGGREGATE_SCALINGS
 
 
 @dataclass(frozen=True)
@@ -163,21 +160,3 @@ def choose_likelihood(method: Method, likelihood: str | None) -> str | None:
         raise WisealeError(f"{method.name} uses the {' or '.join(method.likelihoods)} "
                            f"likelihood, not {likelihood!r}; drop --likelihood")
     return likelihood
-
-
-def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,
-                decoder: nn.Module, likelihood: nn.Module, latent_dim: int) -> Autoencoder:
-    """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
-    noise_class = NOISES[method.noise]
-    noise = noise_class(feature_dim, latent_dim, **arguments_of(noise_class, options))
-    regularizers = []
-    for term in method.terms:
-        cls = REGULARIZERS[term.kind]
-        # An option a config saved before it existed lacks takes the class default, which
-        # is what that run trained with (PriorMMD: scales=multi).
-        kwargs = {arg: options[opt] for arg, opt in term.params.items() if opt in options}
-        if cls.needs_latent_dim:
-            kwargs["latent_dim"] = latent_dim
-        regularizers.append(cls(**kwargs))
-    return Autoencoder(encoder, noise, decoder, likelihood, regularizers,
-                       **arguments_of(Autoencoder, options))
