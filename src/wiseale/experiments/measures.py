@@ -12,8 +12,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from wiseale.data import Dataset
 from wiseale.model import Autoencoder
 
@@ -102,15 +100,6 @@ def kl_mixture_prior(context: MeasureContext) -> dict[str, Any]:
 
     kl, std = sampler_prior_kl(context.mixture(), KL_SAMPLES, KL_RUNS, seed=context.seed)
     return {"kl_mixture_prior": kl, "kl_mixture_prior_std": std}
-
-
-def likelihood_sigma2(context: MeasureContext) -> dict[str, Any]:
-    """The global variance of the run's Gaussian likelihood: the fixed one, or the learned
-    (or closed-form) one read from the trained model."""
-    likelihood = context.model.likelihood
-    if hasattr(likelihood, "sigma2"):
-        return {"sigma2": float(likelihood.sigma2)}
-    return {"sigma2": float(likelihood.variance(torch.zeros(1)).item())}
 
 
 def generalisation_gap(context: MeasureContext) -> dict[str, Any]:
