@@ -90,7 +90,7 @@ SINE = Spec(
                     "Fig. 5a: two lowest-frequency, two lowest-amplitude and two typical test "
                     "waves and each method's reconstruction. Fig. 6: training-set means per "
                     "epoch of the reconstruction error, the AEVB KL and the ELBO."),),
-    setting="Network and hyper-parameters of App. D.1 (batch {batch_size}, Adam {lr}, "
+    setting="Network and hyper-parameters of App. D.1 (batch {batch_size}, Adam {lr:g}, "
             "d_z = {latent_dim}); {epochs} epochs on {n_train} training waves (all: 180,000), "
             "metrics on {n_test} test waves (all: 20,000). Gaussian likelihood with variance "
             "{sigma2}.",
@@ -163,7 +163,7 @@ EMBEDDING = Spec(
                     f"{N_EMBEDDED} random test images per method: 1- and 2-sigma ellipses of "
                     "q(z|x) coloured by class over the density of their aggregate posterior "
                     "(first seed)."),),
-    setting="App. D.2 network and hyper-parameters (batch {batch_size}, Adam {lr}, d_z = "
+    setting="App. D.2 network and hyper-parameters (batch {batch_size}, Adam {lr:g}, d_z = "
             "{latent_dim}, Bernoulli likelihood); {epochs} epochs on {n_train} training "
             "images; metrics on {n_test} test images.",
     notes="Compactness is `aggregate_kl_mc` (KL of the aggregate posterior to N(0, I), lower "
@@ -202,7 +202,7 @@ CELEBA = Spec(
                   below("wise-ale", "recon_error", ("aevb", "wae"))),),
     figures=(Figure(("fig5b_reconstructions.png",), _draw_celeba,
                     "First row: test images; then one row per method."),),
-    setting="The WAE network, d_z = {latent_dim}, batch {batch_size}, Adam {lr} (halved after "
+    setting="The WAE network, d_z = {latent_dim}, batch {batch_size}, Adam {lr:g} (halved after "
             "epoch {lr_milestones}); {epochs} epochs on {n_train} training images, 64x64 "
             "centre crops; Gaussian likelihood with variance {sigma2}.")
 

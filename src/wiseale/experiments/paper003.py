@@ -106,7 +106,7 @@ MOG = Spec(
                     "each method's codes of the same test points, coloured by component."),),
     setting="Four 2-D Gaussians projected into 100-D (`wiseale datasets`), d_z = "
             "{latent_dim}, fixed encoder noise sigma_eps^2 = 0.01, {net} network, batch "
-            "{batch_size}, Adam {lr}, {epochs} epochs.",
+            "{batch_size}, Adam {lr:g}, {epochs} epochs.",
     notes="`latent_total_variance` is what VCAE constrains to v = {v}; cWAE's N(0, I) target "
           "has the same total variance. 003's MSEs are on its own data scale: compare the "
           "ratio cWAE / VCAE (003: 1.94).")
@@ -161,7 +161,7 @@ OVERFIT = Spec(
                *chain([Q(r, "recon_gap") for r in ("cwae-0.2", "cwae-0.1", "wae")], "<"))),
     ),
     setting="App. B.1 settings; {net} network; {epochs} epochs on the 600 training images, "
-            "batch {batch_size}, Adam {lr}, d_z = {latent_dim}. L2 (`recon_error`) = "
+            "batch {batch_size}, Adam {lr:g}, d_z = {latent_dim}. L2 (`recon_error`) = "
             "per-image sum of squared errors of the reconstruction from the posterior mean "
             "(Table 1's scale); 003 trained on MNIST.",
     notes="`recon_gap` is test minus train recon_error.")
@@ -295,7 +295,7 @@ TABLE2 = Spec(
                     "Rows: test images, then decoded samples of each Table 2 model from the "
                     "prior and (where fitted) from the flow (003 Fig. 6-7; first seed)."),),
     setting="{net} network, {epochs} epochs (VAE + IAF twice as many at Adam 1e-4) on "
-            "{n_train} training images, batch {batch_size}, Adam {lr} cut at epochs "
+            "{n_train} training images, batch {batch_size}, Adam {lr:g} cut at epochs "
             "{lr_milestones}, sigma_eps^2 = 0.05; flow: MAF (Table 5) fitted for {flow_epochs} "
             "epochs. L2 = per-image sum of squared errors from the posterior mean (VAE + IAF: "
             "the flow's output at eps = 0); FIDs over up to 10,000 test images and as many "
@@ -375,7 +375,7 @@ MNIST2D = Spec(
                     "The test codes of each method by class (003 Fig. 2d-e); per-feature "
                     "histograms (003 Fig. 5); the codes z and the same codes mapped to the "
                     "flow's base, w = NF^-1(z) (003 Fig. 8; first seed)."),),
-    setting="{net} network, {epochs} epochs at Adam {lr} on {n_train} training images, batch "
+    setting="{net} network, {epochs} epochs at Adam {lr:g} on {n_train} training images, batch "
             "{batch_size}, sigma_eps^2 = 0.01; flow {flow_epochs} epochs. L2 = per-image sum "
             "of squared errors (reconstruction from the posterior mean).",
     notes="`gaussianity_ks`: the mean over the two features of the Kolmogorov-Smirnov "
@@ -470,7 +470,7 @@ SHAPES = Spec(
                     "Latent traversals: one row per latent dimension, swept over +-2 of its "
                     "standard deviation around the code of the first test image; then "
                     "per-dimension histograms of the test codes (first seed)."),),
-    setting="App. B.5 settings (d_z = {latent_dim}, gamma = 7, batch {batch_size}, Adam {lr}, "
+    setting="App. B.5 settings (d_z = {latent_dim}, gamma = 7, batch {batch_size}, Adam {lr:g}, "
             "{epochs} epochs, Bernoulli likelihood).",
     notes="`disentanglement` is the FactorVAE score (Kim & Mnih; 800 training and 800 "
           "evaluation votes of 64 test images). `recon_nll` is 003's Error: the Bernoulli "

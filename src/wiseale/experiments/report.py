@@ -85,14 +85,19 @@ def differences(results: dict[str, Any]) -> str:
 
 
 class _Fields(dict):
-    """format_map's mapping: a missing key prints as itself, None as 'all'."""
+    """format_map's mapping: a missing key prints as itself, None as 'all', a count of a
+    thousand or more with separators."""
 
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
-        return "all" if value is None else value
+        if value is None:
+            return "all"
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1000:
+            return f"{value:,}"
+        return value
 
 
 def _fields(results: dict[str, Any]) -> _Fields:
