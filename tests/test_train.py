@@ -321,3 +321,39 @@ def test_a_new_regulariser_is_one_class_and_a_method_one_preset(tmp_path, tiny_s
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["code_norm"] > 0 and row["loss"] == pytest.approx(
         row["recon"] + 0.01 * row["code_norm"], rel=1e-4)
+
+
+def test_train_takes_arrays_tensors_pairs_and_torch_datasets(tmp_path, tiny_sine):
+    """train(config, out, train_data=...) with the data as numpy, a tensor, an (x, y) pair or a
+    torch Dataset gives the same run as the wiseale Dataset of the same values (issue 15)."""
+    import numpy as np
+
+    from wiseale.build import load_split
+    from wiseale.data import Dataset
+
+    config = dataclasses.replace(tiny_sine, data="my-waves", epochs=1)
+    sine = load_split(tiny_sine, "train")
+    x, y = sine.x.numpy(), np.arange(len(sine.x)) % 3
+
+    class Waves(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return torch.from_numpy(x[i]), int(y[i])
+
+    reference = train(config, tmp_path / "ref", progress=False,
+                      train_data=Dataset("w", sine.x, torch.from_numpy(y)), test_data=sine)
+    for i, given in enumerate((x, torch.from_numpy(x).double(), (x, y), Waves())):
+        model = train(config, tmp_path / str(i), progress=False, train_data=given,
+                      test_data=sine)
+        for a, b in zip(model.state_dict().values(), reference.state_dict().values(),
+                        strict=True):
+            assert torch.equal(a, b)
+    with pytest.warns(UserWarning, match="measured on the training data"):
+        train(config, tmp_path / "no-test", progress=False, train_data=x)
+    with pytest.raises(WisealeError, match="must be a numpy array, a torch tensor"):
+        train(config, tmp_path / "bad", progress=False, train_data=x.tolist())
+    with pytest.raises(WisealeError, match="one integer per sample"):
+        train(config, tmp_path / "bad", progress=False, train_data=(x, y.astype(float)))
+    assert not (tmp_path / "bad").exists()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -15,7 +17,8 @@ from tqdm import tqdm
 
 from wiseale.build import load_split, model_from_config, resolve
 from wiseale.config import RunConfig, learning_rate
-from wiseale.data import Dataset
+from wiseale.data import DATASETS, Dataset
+from wiseale.data.given import as_dataset
 from wiseale.errors import WisealeError
 from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
@@ -115,7 +118,7 @@ def _write_metrics(out: Path, rows: list[dict]) -> None:
 
 
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          train_data: Dataset | None = None, test_data: Dataset | None = None) -> Autoencoder:
+          train_data: Any = None, test_data: Any = None) -> Autoencoder:
     """Train ``config`` into the run directory ``out`` and return the model.
 
     Writes ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors`` and
@@ -125,11 +128,25 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     :class:`~wiseale.training.interrupts.Interrupted`.
     ``resume=True`` continues from the last checkpoint to the same weights as an
     uninterrupted run.
+    ``train_data`` / ``test_data`` replace the splits of ``config.data`` (then just a name):
+    a numpy array, a tensor, an (x, y) pair, a torch Dataset or a path (data.given); without
+    ``test_data`` the config's test split is used, or, when the name loads nothing, the
+    training data (with a warning).
     """
     out = Path(out)
     config.validate()
-    train_data = train_data or load_split(config, "train")
-    test_data = test_data or load_split(config, "test")
+    given = train_data is not None
+    train_data = load_split(config, "train") if not given else \
+        as_dataset(train_data, "train", config.data)
+    if test_data is not None:
+        test_data = as_dataset(test_data, "test", config.data)
+    elif given and not (config.data in DATASETS
+                        or Path(config.data_dir or ".", config.data).exists()):
+        warnings.warn("no test_data was given: the per-epoch and final test metrics are "
+                      "measured on the training data", stacklevel=2)
+        test_data = train_data
+    else:
+        test_data = load_split(config, "test")
     config = resolve(config, train_data)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
