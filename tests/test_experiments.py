@@ -100,6 +100,7 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
     assert [r["verdict"].endswith("(one seed)") for r in sine] == [True] * 3
     celeba = next(r for r in rows if r["experiment"] == "celeba")
     assert celeba["verdict"] == "not run here"
+    assert next(r for r in rows if r["experiment"] == "lv-sweep")["verdict"] == "not run"
     assert "wiseale reproduce celeba --data-dir PATH --seeds 3" in celeba["scale"]
     assert "| sine |" in (tmp_path / "claims.md").read_text()
     with pytest.raises(SystemExit):

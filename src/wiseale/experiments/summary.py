@@ -55,7 +55,8 @@ def rows(found: dict[str, list[tuple[Path, dict]]], specs: dict[str, Spec]) -> l
             if not runs:
                 out.append({"experiment": name, "id": claim.id, "claim": claim.text,
                             "source": claim.source, "paper": claim.paper, "ours": "-",
-                            "holds_in": "-", "verdict": "not run here",
+                            "holds_in": "-",
+                            "verdict": "not run here" if spec.offline is None else "not run",
                             "scale": _command(spec)})
             for folder, results in runs:
                 judged = next((c for c in results["claims"] if c["id"] == claim.id), None)
@@ -92,7 +93,14 @@ def render(claim_rows: list[dict], sources: list[str]) -> str:
                       "Verdict: holds when a one-sided t-test of the claim's margin over the "
                       "seeds gives p < 0.05 (the largest p over the claim's comparisons); does "
                       "NOT hold when it holds in no seed; unclear otherwise; with one seed, "
-                      "that seed's outcome; exact for a computation without training.", "",
+                      "that seed's outcome; exact for a computation without training. "
+                      "\"not run here\": the experiment needs data this machine does not "
+                      "have (the command runs it at full scale from your copy); \"not run\": "
+                      "it runs offline but was not run for this table.", "",
+                      "Rows on fashion-mnist, reduced-fashion-mnist and toy-shapes use the "
+                      "offline stand-ins of the papers' MNIST and 3D Shapes; `wiseale "
+                      "reproduce NAME --data mnist|reduced-mnist|3dshapes --data-dir PATH` "
+                      "runs the papers' own data.", "",
                       body, ""])
 
 
