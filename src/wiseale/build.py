@@ -79,19 +79,56 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
         sample_shape=list(train.sample_shape))
 
 
-def model_from_config(config: RunConfig) -> Autoencoder:
+CUSTOM_NET = "custom"  # config.net of a run trained with your own encoder and decoder
+
+
+def model_from_config(config: RunConfig, encoder: nn.Module | None = None,
+                      decoder: nn.Module | None = None) -> Autoencoder:
     """A freshly initialised model for a resolved config (seeded by ``config.seed``; the
-    caller's random state is left as it was)."""
+    caller's random state is left as it was); ``encoder`` and ``decoder`` are your own
+    networks (:func:`own_nets`) for a config whose net is ``custom``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return _build(config)
+        return _build(config, encoder, decoder)
 
 
-def _build(config: RunConfig) -> Autoencoder:
+def own_nets(config: RunConfig, encoder: nn.Module | None,
+             decoder: nn.Module | None) -> tuple[nn.Module, int, nn.Module]:
+    """Your encoder (x [N, *sample_shape] -> features [N, F]) and decoder (z [N, d_z] -> the
+    likelihood's parameters, shaped like x), checked on a batch of two zero samples; returns
+    (encoder, F, decoder)."""
+    if encoder is None or decoder is None:
+        raise WisealeError("this run was trained with your own encoder and decoder; load it "
+                           "from Python with wiseale.load_run(run_dir, encoder=..., "
+                           "decoder=...)")
+    if not (isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module)):
+        raise WisealeError("encoder and decoder must be torch nn.Modules")
+    if needs_variance_head(config.likelihood):
+        raise WisealeError(f"the {config.likelihood} likelihood needs wiseale's lv-mnist or "
+                           "lv-celeba network (a variance branch); use another likelihood")
+    shape = tuple(config.sample_shape)
+    with torch.no_grad():
+        features = encoder(torch.zeros(2, *shape))
+        out = decoder(torch.zeros(2, config.latent_dim))
+    if not (isinstance(features, torch.Tensor) and features.dim() == 2):
+        raise WisealeError(f"your encoder must map [N, {', '.join(map(str, shape))}] samples to "
+                           f"features [N, F]; it gave {getattr(features, 'shape', features)}")
+    if not (isinstance(out, torch.Tensor) and tuple(out.shape) == (2, *shape)):
+        raise WisealeError(f"your decoder must map [N, {config.latent_dim}] codes to [N, "
+                           f"{', '.join(map(str, shape))}] (the data's shape); it gave "
+                           f"{getattr(out, 'shape', out)}")
+    return encoder, features.shape[1], decoder
+
+
+def _build(config: RunConfig, own_encoder: nn.Module | None = None,
+           own_decoder: nn.Module | None = None) -> Autoencoder:
     try:
-        encoder, feature_dim, decoder = build_nets(
-            config.net, tuple(config.sample_shape), config.latent_dim,
-            variance_head=needs_variance_head(config.likelihood))
+        if config.net == CUSTOM_NET:
+            encoder, feature_dim, decoder = own_nets(config, own_encoder, own_decoder)
+        else:
+            encoder, feature_dim, decoder = build_nets(
+                config.net, tuple(config.sample_shape), config.latent_dim,
+                variance_head=needs_variance_head(config.likelihood))
         method = get_method(config.method)
         part = LIKELIHOOD_CLASSES.get(config.likelihood)
         likelihood = build_likelihood(config.likelihood, config.sigma2, **(

@@ -5,6 +5,7 @@ on SIGINT or SIGTERM, one mid-epoch. docs/reliability.md lists the faults it sur
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 import warnings
@@ -15,7 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from wiseale.build import load_split, model_from_config, resolve
+from wiseale.build import CUSTOM_NET, load_split, model_from_config, resolve
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import DATASETS, Dataset
 from wiseale.data.given import as_dataset
@@ -86,10 +87,10 @@ def _optimizers(model: Autoencoder, lr: float) -> dict[str, torch.optim.Optimize
     return optimizers
 
 
-def _setup(config: RunConfig, out: Path, world: World) -> Run:
+def _setup(config: RunConfig, out: Path, world: World, nets: tuple) -> Run:
     device = torch.device(config.device, torch.cuda.current_device()) \
         if config.device == "cuda" else torch.device("cpu")
-    model = model_from_config(config).to(device)
+    model = model_from_config(config, *nets).to(device)
     step_model, gather = (DistributedDataParallel(model), gather_posterior) \
         if world.distributed else (model, None)
     run = Run(config, out, world, device, model, _optimizers(model, config.lr), step_model,
@@ -118,7 +119,8 @@ def _write_metrics(out: Path, rows: list[dict]) -> None:
 
 
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          train_data: Any = None, test_data: Any = None) -> Autoencoder:
+          train_data: Any = None, test_data: Any = None, encoder: torch.nn.Module | None = None,
+          decoder: torch.nn.Module | None = None) -> Autoencoder:
     """Train ``config`` into the run directory ``out`` and return the model.
 
     Writes ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors`` and
@@ -131,7 +133,10 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     ``train_data`` / ``test_data`` replace the splits of ``config.data`` (then just a name):
     a numpy array, a tensor, an (x, y) pair, a torch Dataset or a path (data.given); without
     ``test_data`` the config's test split is used, or, when the name loads nothing, the
-    training data (with a warning).
+    training data (with a warning). ``encoder`` and ``decoder`` are your own networks
+    (build.own_nets: x -> features [N, F], z -> the likelihood's parameters shaped like x),
+    trained in place of ``config.net`` (saved as ``custom``; load the run with
+    ``load_run(run_dir, encoder=..., decoder=...)``).
     """
     out = Path(out)
     config.validate()
@@ -147,21 +152,29 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
         test_data = train_data
     else:
         test_data = load_split(config, "test")
+    if (encoder is None) != (decoder is None):
+        raise WisealeError("give both your encoder and your decoder, or neither")
+    if encoder is not None:
+        if config.net not in (None, CUSTOM_NET):
+            raise WisealeError(f"net={config.net!r} and your own encoder and decoder: leave net "
+                               "unset")
+        config = dataclasses.replace(config, net=CUSTOM_NET)
     config = resolve(config, train_data)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
     world = init_world(config.device)
     try:
-        return _train(config, out, resume, progress, train_data, test_data, world)
+        return _train(config, out, resume, progress, train_data, test_data, world,
+                      (encoder, decoder))
     finally:
         finish(world)
 
 
 def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_data: Dataset,
-           test_data: Dataset, world: World) -> Autoencoder:
+           test_data: Dataset, world: World, nets: tuple) -> Autoencoder:
     """The loop of :func:`train`; with several processes (torchrun) each takes its slice of
     every global batch of world.size x batch_size samples and rank 0 writes the files."""
-    run = _setup(config, out, world)  # first: a network that does not fit writes nothing
+    run = _setup(config, out, world, nets)  # first: a network that does not fit writes nothing
     with contextlib.ExitStack() as held:
         if world.main:
             _prepare_dir(out, resume, held)
@@ -305,8 +318,10 @@ def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
         "test": evaluate_full(run.model, test_data.x.to(device), labels[1])})
 
 
-def load_run(run_dir: str | Path) -> tuple[Autoencoder, RunConfig]:
-    """The trained model of a run directory and its config, from safetensors and JSON only."""
+def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,
+             decoder: torch.nn.Module | None = None) -> tuple[Autoencoder, RunConfig]:
+    """The trained model of a run directory and its config, from safetensors and JSON only;
+    a run trained with your own networks needs the same ``encoder`` and ``decoder`` again."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise WisealeError(f"{run_dir} is not a directory; give a run directory made by "
@@ -320,6 +335,6 @@ def load_run(run_dir: str | Path) -> tuple[Autoencoder, RunConfig]:
     if on_disk != config.to_dict():
         raise WisealeError(f"{run_dir / CONFIG} does not match {WEIGHTS}; the run directory "
                            "was modified")
-    model = model_from_config(config)
+    model = model_from_config(config, encoder, decoder)
     load_weights(model, tensors, run_dir / WEIGHTS)
     return model.eval(), config
