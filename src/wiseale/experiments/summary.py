@@ -79,8 +79,7 @@ def _ours(results: dict[str, Any], judged: dict[str, Any]) -> str:
 def render(claim_rows: list[dict], sources: list[str]) -> str:
     counts: dict[str, int] = {}
     for row in claim_rows:
-        key = row["verdict"].split(" (")[0]
-        counts[key] = counts.get(key, 0) + 1
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     tally = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
     body = table(["experiment", "claim", "paper", "ours (mean ± sd)", "holds in", "verdict",
                   "data, scale, seeds"],
