@@ -350,6 +350,8 @@ def test_train_takes_arrays_tensors_pairs_and_torch_datasets(tmp_path, tiny_sine
         for a, b in zip(model.state_dict().values(), reference.state_dict().values(),
                         strict=True):
             assert torch.equal(a, b)
+        labelled = json.loads((tmp_path / str(i) / "evaluation.json").read_text())["train"]
+        assert (labelled["knn_accuracy"] is not None) == (i >= 2)  # (x, y) and the Dataset
     with pytest.warns(UserWarning, match="measured on the training data"):
         train(config, tmp_path / "no-test", progress=False, train_data=x)
     with pytest.raises(WisealeError, match="must be a numpy array, a torch tensor"):
@@ -389,3 +391,16 @@ def test_your_own_encoder_and_decoder_train_save_and_load(tmp_path, tiny_sine):
     with pytest.raises(WisealeError, match="give both your encoder and your decoder"):
         train(config, tmp_path / "bad", progress=False, encoder=encoder)
     assert not (tmp_path / "bad").exists()
+
+
+def test_every_step_moves_the_weights(tmp_path, tiny_sine):
+    """One process, no micro-batches: the loss's gradients reach the optimiser (the trained
+    weights differ from the same seed's initial ones, every parameter of the heads)."""
+    from wiseale.build import model_from_config
+
+    model = train(dataclasses.replace(tiny_sine, epochs=1), tmp_path, progress=False)
+    _, config = load_run(tmp_path)
+    initial = model_from_config(config).state_dict()
+    moved = [name for name, value in model.state_dict().items()
+             if not torch.equal(value, initial[name])]
+    assert {"noise.mu_head.weight", "noise.sigma_head.weight"} <= set(moved)
