@@ -388,6 +388,14 @@ def test_your_own_encoder_and_decoder_train_save_and_load(tmp_path, tiny_sine):
     with pytest.raises(WisealeError, match=r"decoder must map \[N, 4\] codes to \[N, 1, 256\]"):
         train(config, tmp_path / "bad", progress=False, encoder=encoder,
               decoder=_own_nets(out_width=128)[1])
+    with_norm = torch.nn.Sequential(torch.nn.BatchNorm1d(1), torch.nn.Flatten(),
+                                    torch.nn.Linear(256, 32))
+    from wiseale.build import own_nets
+    from wiseale.training.loop import resolve
+
+    own_nets(resolve(dataclasses.replace(config, net="custom"), load_split(config, "train")),
+             with_norm, decoder)
+    assert with_norm[0].num_batches_tracked == 0 and with_norm.training  # the check left it be
     with pytest.raises(WisealeError, match="give both your encoder and your decoder"):
         train(config, tmp_path / "bad", progress=False, encoder=encoder)
     assert not (tmp_path / "bad").exists()

@@ -107,9 +107,12 @@ def own_nets(config: RunConfig, encoder: nn.Module | None,
         raise WisealeError(f"the {config.likelihood} likelihood needs wiseale's lv-mnist or "
                            "lv-celeba network (a variance branch); use another likelihood")
     shape = tuple(config.sample_shape)
-    with torch.no_grad():
-        features = encoder(torch.zeros(2, *shape))
-        out = decoder(torch.zeros(2, config.latent_dim))
+    modes = encoder.training, decoder.training
+    with torch.no_grad():  # in eval mode: the check must not move batch-norm statistics
+        features = encoder.eval()(torch.zeros(2, *shape))
+        out = decoder.eval()(torch.zeros(2, config.latent_dim))
+    encoder.train(modes[0])
+    decoder.train(modes[1])
     if not (isinstance(features, torch.Tensor) and features.dim() == 2):
         raise WisealeError(f"your encoder must map [N, {', '.join(map(str, shape))}] samples to "
                            f"features [N, F]; it gave {getattr(features, 'shape', features)}")
