@@ -65,7 +65,7 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if config.batch_size > len(train):
         raise WisealeError(f"batch-size {config.batch_size} is larger than the {len(train)} "
                            "training samples; lower --batch-size")
-    if config.batch_size < 2 and any(t.kind in ("mmd", "variance") for t in method.terms):
+    if config.batch_size < 2 and any(REGULARIZERS[t].compares_samples for t in method.terms):
         raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
                            "or more")
     likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train.x)
@@ -148,11 +148,11 @@ def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, fea
     noise_class = NOISES[method.noise]
     noise = noise_class(feature_dim, latent_dim, **arguments_of(noise_class, options))
     regularizers = []
-    for term in method.terms:
-        cls = REGULARIZERS[term.kind]
+    for name in method.terms:
+        cls = REGULARIZERS[name]
         # An option a config saved before it existed lacks takes the class default, which
         # is what that run trained with (PriorMMD: scales=multi).
-        kwargs = {arg: options[opt] for arg, opt in term.params.items() if opt in options}
+        kwargs = arguments_of(cls, options, cls.option_names)
         if cls.needs_latent_dim:
             kwargs["latent_dim"] = latent_dim
         regularizers.append(cls(**kwargs))

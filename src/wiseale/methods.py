@@ -19,28 +19,18 @@ from wiseale.regularizers import AGGREGATE_SCALINGS
 
 
 @dataclass(frozen=True)
-class Term:
-    """A regulariser of kind ``kind`` whose constructor arguments come from method options:
-    ``params`` maps each argument name to the option that sets it."""
-
-    kind: str
-    params: dict[str, str]
-
-
-@dataclass(frozen=True)
 class Method:
     name: str
     summary: str
     source: str
-    noise: str
-    terms: tuple[Term, ...]
+    noise: str  # encoders.NOISES
+    terms: tuple[str, ...]  # regularizers.REGULARIZERS, each set by the options it takes
     defaults: dict[str, Any] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     likelihoods: tuple[str, ...] = ()  # the likelihoods it allows, default first; () = any
 
 
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
-MMD = Term("mmd", {"weight": "lambda", "kernel": "kernel", "scales": "scales"})
 MMD_CHOICES = {"kernel": ("imq", "rbf"), "scales": tuple(MMD_SCALE_SETS)}
 TC_SOURCE = "003 Sec. 4, 6.4, App. B.5"
 # How a None default is derived, for `wiseale methods`.
@@ -48,55 +38,52 @@ DERIVED_DEFAULTS = {"v": "d_z", "lambda_d": "10*lambda_od (variant i) or lambda_
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("aevb", "VAE: per-sample KL to N(0, I)", "001 Eq. 26 (Kingma & Welling)",
-           "gaussian", (Term("kl", {"weight": "beta"}),), {"beta": 1.0}),
+           "gaussian", ("kl",), {"beta": 1.0}),
     Method("beta-vae", "per-sample KL weighted by beta", "Higgins et al. 2017 (001 Sec. 5)",
-           "gaussian", (Term("kl", {"weight": "beta"}),), {"beta": 4.0}),
+           "gaussian", ("kl",), {"beta": 4.0}),
     Method("wise-ale", "aggregate-posterior KL upper bound on the mini-batch",
            "001 Eq. 21, 25, 27", "gaussian",
-           (Term("aggregate_kl", {"weight": "weight", "scaling": "scaling"}),),
+           ("aggregate_kl",),
            {"weight": 1.0, "scaling": "batch", "reconstruction": "sample"},
            {"scaling": AGGREGATE_SCALINGS, "reconstruction": RECONSTRUCTIONS}),
     Method("wae", "deterministic encoder, MMD to N(0, I)", "Tolstikhin et al. (003 Eq. 3)",
-           "none", (MMD,), {"lambda": 10.0, "kernel": "imq", "scales": "multi"}, MMD_CHOICES),
+           "none", ("mmd",), {"lambda": 10.0, "kernel": "imq", "scales": "multi"}, MMD_CHOICES),
     Method("cwae", "fixed encoder noise sigma_eps, MMD to N(0, I)", "003 Eq. 3, App. B",
-           "fixed", (MMD,),
+           "fixed", ("mmd",),
            {"lambda": 100.0, "kernel": "imq", "scales": "single", "sigma_eps": SIGMA_EPS},
            MMD_CHOICES),
     Method("vcae", "fixed encoder noise, |total variance of z - v| per batch",
            "003 Eq. 6-7, Alg. 1", "fixed",
-           (Term("variance", {"weight": "lambda", "target": "v"}),),
+           ("variance",),
            {"lambda": 1.0, "v": None, "sigma_eps": SIGMA_EPS}),
     Method("dvcae", "deterministic VCAE (sigma_eps = 0)", "003 Sec. 6", "none",
-           (Term("variance", {"weight": "lambda", "target": "v"}),), {"lambda": 1.0, "v": None}),
+           ("variance",), {"lambda": 1.0, "v": None}),
     Method("vae-iaf", "VAE with an inverse autoregressive flow posterior (MC KL)",
-           "Kingma et al. 2016 (003 Table 2)", "iaf", (Term("kl", {"weight": "beta"}),),
+           "Kingma et al. 2016 (003 Table 2)", "iaf", ("kl",),
            {"beta": 1.0, "steps": 2}),
     Method("factorvae", "VAE + gamma * total correlation (discriminator)",
            f"Kim & Mnih 2018 ({TC_SOURCE})", "gaussian",
-           (Term("kl", {"weight": "beta"}), Term("tc", {"weight": "gamma"})),
+           ("kl", "tc"),
            {"beta": 1.0, "gamma": 7.0}),
     Method("tc-vcae", "VCAE + gamma * total correlation", TC_SOURCE, "fixed",
-           (Term("variance", {"weight": "lambda", "target": "v"}),
-            Term("tc", {"weight": "gamma"})),
+           ("variance", "tc"),
            {"lambda": 1.0, "v": None, "gamma": 7.0, "sigma_eps": SIGMA_EPS}),
     Method("tc-cwae", "cWAE + gamma * total correlation", TC_SOURCE, "fixed",
-           (MMD, Term("tc", {"weight": "gamma"})),
+           ("mmd", "tc"),
            {"lambda": 2500.0, "kernel": "imq", "scales": "single", "gamma": 7.0,
             "sigma_eps": SIGMA_EPS}, MMD_CHOICES),
     Method("dip-vae", "VAE + DIP-VAE covariance penalty on q(z)",
            "Kumar et al. 2018 (004 Table 2)", "gaussian",
-           (Term("kl", {"weight": "beta"}),
-            Term("dip", {"lambda_od": "lambda_od", "lambda_d": "lambda_d",
-                         "variant": "variant"})),
+           ("kl", "dip"),
            {"beta": 1.0, "lambda_od": 10.0, "lambda_d": None, "variant": "i"},
            {"variant": ("i", "ii")}),
     Method("lv-vae", "VAE whose Gaussian likelihood variance is learned (gradient, or "
            "--likelihood optimal: closed form)", "004 Eq. 9-10", "gaussian",
-           (Term("kl", {"weight": "beta"}),), {"beta": 1.0},
+           ("kl",), {"beta": 1.0},
            likelihoods=("learned", "optimal")),
     Method("lv-vae-pixel", "VAE with a global, then per-pixel input-dependent likelihood "
            "variance (two stages)", "004 Eq. 11, Alg. 1", "gaussian",
-           (Term("kl", {"weight": "beta"}),),
+           ("kl",),
            {"beta": 1.0, "stage1_epochs": 16, "stage1_tolerance": 0.0,
             "stage1_variance": "gradient"},
            {"stage1_variance": STAGE1_VARIANCES}, likelihoods=("pixel",)),
@@ -142,11 +129,18 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def arguments_of(part: type, options: dict[str, Any]) -> dict[str, Any]:
+def arguments_of(part: type, options: dict[str, Any],
+                 option_names: dict[str, str] | None = None) -> dict[str, Any]:
     """The method options that are arguments of ``part``'s constructor (its signature is its
-    schema: fixed noise takes ``sigma_eps``, the pixel-wise likelihood ``stage1_epochs``)."""
-    accepted = inspect.signature(part).parameters
-    return {name: value for name, value in options.items() if name in accepted}
+    schema: fixed noise takes ``sigma_eps``, the pixel-wise likelihood ``stage1_epochs``);
+    ``option_names`` maps an argument to the option of another name that sets it."""
+    renamed = option_names or {}
+    arguments = {}
+    for name in inspect.signature(part).parameters:
+        option = renamed.get(name, name)
+        if option in options:
+            arguments[name] = options[option]
+    return arguments
 
 
 def choose_likelihood(method: Method, likelihood: str | None) -> str | None:

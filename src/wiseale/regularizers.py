@@ -3,7 +3,9 @@
 Each regulariser returns its raw value (logged under ``name``) and its contribution to the
 loss, in the units of the loss: per-sample terms averaged over the batch (DESIGN.md). A
 subclass of :class:`Regularizer` with a ``name`` is registered in ``REGULARIZERS`` by being
-defined; a method preset then names it by that name (methods.Term).
+defined; a method preset then names it by that name, and its constructor's signature is its
+schema: the method options of the same name set its arguments (``option_names`` gives the
+paper's name of an argument where it differs, such as ``lambda``, a Python keyword).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Regularizer(nn.Module):
     the optional parts are declared here."""
 
     name: ClassVar[str]
+    option_names: ClassVar[dict[str, str]] = {}  # constructor argument -> method option
+    compares_samples: ClassVar[bool] = False  # a batch statistic: needs two or more samples
     needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
     has_adversary: ClassVar[bool] = False  # trained by adversary_loss, beside the loss
 
@@ -53,6 +57,7 @@ class PriorKL(Regularizer):
     """beta * mean_i KL(q(z|x_i) || N(0, I)): AEVB (001 Eq. 26) and beta-VAE."""
 
     name = "kl"
+    option_names = {"weight": "beta"}
 
     def __init__(self, weight: float = 1.0):
         super().__init__()
@@ -100,6 +105,8 @@ class PriorMMD(Regularizer):
     """
 
     name = "mmd"
+    option_names = {"weight": "lambda"}
+    compares_samples = True
 
     def __init__(self, weight: float = 10.0, kernel: str = "imq", scales: str = "multi"):
         super().__init__()
@@ -122,6 +129,8 @@ class VariancePenalty(Regularizer):
     functional.total_variance); v = d_z by default (003 Sec. 4)."""
 
     name = "variance"
+    option_names = {"weight": "lambda", "target": "v"}
+    compares_samples = True
 
     def __init__(self, weight: float = 1.0, target: float | None = None):
         super().__init__()
@@ -150,6 +159,7 @@ class TotalCorrelation(Regularizer):
     """
 
     name = "tc"
+    option_names = {"weight": "gamma"}
     needs_latent_dim = True
     has_adversary = True
 
