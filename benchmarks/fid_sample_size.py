@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     args = parser.parse_args()
     features = sample_features(load(args.data, "train"))
-    test = load(args.data, "test").x
+    test = load(args.data, "test").floats()
     print(f"{args.data}, {features.name}: FID of two disjoint sets of n test images "
           f"(mean ± sd over {args.splits} random splits)")
     for n in args.sizes:

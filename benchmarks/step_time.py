@@ -29,7 +29,7 @@ def _stepper(method: str, data: str, latent_dim: int, net: str, batch: int):
     train = load_split(config, "train")
     model = model_from_config(resolve(config, train))
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-    x = train.x[:batch]
+    x = train.floats(slice(0, batch))
 
     def step() -> float:
         started = time.perf_counter()

@@ -71,7 +71,7 @@ def main() -> None:
         resolved = resolve(config, train_data)
         hand, lib = [], []
         for _ in range(args.repeats):
-            hand.append(hand_written(resolved, train_data.x))
+            hand.append(hand_written(resolved, train_data.floats()))
             lib.append(library(config, train_data, test_data))
         h, w = statistics.median(hand), statistics.median(lib)
         print(f"{method:9s} hand-written {h:8.0f} samples/s | wiseale {w:8.0f} samples/s | "

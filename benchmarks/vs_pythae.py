@@ -90,7 +90,7 @@ def main() -> None:
     base = RunConfig(method="aevb", data=args.data, likelihood="gaussian", epochs=1,
                      batch_size=64, lr=5e-4, latent_dim=4 if args.data == "sine" else 2,
                      n_train=args.n_train, n_test=64, eval_size=64)
-    x = load_split(base, "train").x
+    x = load_split(base, "train").floats()
     config = resolve(base, load_split(base, "train"))
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -69,10 +69,10 @@ def write_idx_set(directory: Path, n_train: int = 7, n_test: int = 5, gz: bool =
 @pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_fashion_mnist_from_the_debian_package():
     data = load("fashion-mnist", split="test")
-    assert data.x.shape == (10000, 1, 28, 28)
-    assert data.x.dtype == torch.float32
-    assert float(data.x.min()) >= 0.0 and float(data.x.max()) <= 1.0
-    assert float(data.x.max()) == 1.0  # scaled by 255, not left as bytes
+    assert data.floats().shape == (10000, 1, 28, 28)
+    assert data.x.dtype == torch.uint8 and data.divide_by == 255.0  # 4x less than float32
+    assert float(data.floats().min()) >= 0.0 and float(data.floats().max()) <= 1.0
+    assert float(data.floats().max()) == 1.0  # scaled by 255, not left as bytes
     assert data.y.dtype == torch.int64
     assert sorted(data.y.unique().tolist()) == list(range(10))
     assert torch.bincount(data.y).tolist() == [1000] * 10
@@ -99,24 +99,24 @@ def test_mnist_loader_reads_the_published_layout(tmp_path: Path, monkeypatch):
     arrays = write_idx_set(tmp_path / "mnist", gz=True)  # the data_dir/mnist subfolder
     data = load("mnist", split="train", data_dir=tmp_path)
     assert data.name == "mnist-train"
-    assert data.x.shape == (7, 1, 28, 28) and data.x.dtype == torch.float32
+    assert data.floats().shape == (7, 1, 28, 28) and data.x.dtype == torch.uint8
     expected = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float()[:, None] / 255
-    torch.testing.assert_close(data.x, expected)
+    torch.testing.assert_close(data.floats(), expected)
     assert data.y.dtype == torch.int64
     assert data.y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     # plain files straight in $WISEALE_DATA, test split
     write_idx_set(tmp_path / "env", gz=False, seed=1)
     monkeypatch.setenv("WISEALE_DATA", str(tmp_path / "env"))
     test = load("fashion-mnist", split="test")
-    assert test.name == "fashion-mnist-test" and test.x.shape == (5, 1, 28, 28)
+    assert test.name == "fashion-mnist-test" and test.floats().shape == (5, 1, 28, 28)
 
 
 def test_binarize_gives_zeros_and_ones(tmp_path: Path):
     arrays = write_idx_set(tmp_path, gz=True)
     data = load("mnist", split="test", data_dir=tmp_path, binarize=True)
-    assert set(data.x.unique().tolist()) <= {0.0, 1.0}
+    assert set(data.floats().unique().tolist()) <= {0.0, 1.0}
     expected = (arrays["t10k-images-idx3-ubyte"] >= 128).astype(np.float32)[:, None]
-    np.testing.assert_array_equal(data.x.numpy(), expected)
+    np.testing.assert_array_equal(data.floats().numpy(), expected)
     with pytest.raises(WisealeError, match="binarize"):
         load("mnist", split="test", data_dir=tmp_path, binarize="yes")
 
@@ -228,9 +228,9 @@ def test_published_mnist_hashes_are_well_formed():
 
 def test_digits_shapes_and_split():
     train, test = load("digits", split="train"), load("digits", split="test")
-    assert train.x.shape == (1500, 1, 8, 8) and test.x.shape == (297, 1, 8, 8)
+    assert train.floats().shape == (1500, 1, 8, 8) and test.floats().shape == (297, 1, 8, 8)
     assert len(train) + len(test) == 1797
-    assert float(train.x.min()) == 0.0 and float(train.x.max()) == 1.0
+    assert float(train.floats().min()) == 0.0 and float(train.floats().max()) == 1.0
     assert train.y.dtype == torch.int64 and sorted(test.y.unique().tolist()) == list(range(10))
     from wiseale.data.digits import digits_split
 
@@ -238,9 +238,9 @@ def test_digits_shapes_and_split():
     assert not set(train_idx) & set(test_idx)
     assert len(set(train_idx) | set(test_idx)) == 1797
     again = load("digits", split="test")
-    torch.testing.assert_close(again.x, test.x)  # fixed split
+    torch.testing.assert_close(again.floats(), test.floats())  # fixed split
     binary = load("digits", split="train", binarize=True)
-    assert set(binary.x.unique().tolist()) == {0.0, 1.0}
+    assert set(binary.floats().unique().tolist()) == {0.0, 1.0}
 
 
 # ---------------------------------------------------------------- CelebA
@@ -267,14 +267,14 @@ def test_celeba_crop_geometry(tmp_path: Path, crop: int):
     for i in range(3):
         framed_image(crop).save(folder / f"{i + 1:06d}.png")
     data = load("celeba", split="train", data_dir=tmp_path, crop=crop)
-    assert data.x.shape == (2, 3, 64, 64) and data.x.dtype == torch.float32
+    assert data.floats().shape == (2, 3, 64, 64) and data.x.dtype == torch.uint8
     centre = torch.tensor([200, 40, 10], dtype=torch.float32) / 255
-    torch.testing.assert_close(data.x, centre[None, :, None, None].expand_as(data.x),
+    torch.testing.assert_close(data.floats(), centre[None, :, None, None].expand_as(data.floats()),
                                atol=1.5 / 255, rtol=0)
     other = 140 if crop == 178 else 178
     framed = load("celeba", split="train", data_dir=tmp_path, crop=other, size=32)
-    assert framed.x.shape == (2, 3, 32, 32)
-    spread = (framed.x.amax(dim=(2, 3)) - framed.x.amin(dim=(2, 3))).max()
+    assert framed.floats().shape == (2, 3, 32, 32)
+    spread = (framed.floats().amax(dim=(2, 3)) - framed.floats().amin(dim=(2, 3))).max()
     if crop == 140:  # a 178 crop takes in the border
         assert float(spread) > 0.3
     else:  # a 140 crop lies inside the 178 centre
@@ -287,11 +287,11 @@ def test_celeba_without_partition_file_is_a_90_10_split_by_name(tmp_path: Path):
     train = load("celeba", split="train", data_dir=tmp_path)
     test = load("celeba", split="test", data_dir=tmp_path)
     assert len(train) == 9 and len(test) == 1
-    means = (train.x.mean(dim=(1, 2, 3)) * 255).round().tolist()
+    means = (train.floats().mean(dim=(1, 2, 3)) * 255).round().tolist()
     assert means == pytest.approx([190 - 20 * i for i in range(9)], abs=2)
-    assert float(test.x.mean() * 255) == pytest.approx(10, abs=2)  # file 000009.jpg
+    assert float(test.floats().mean() * 255) == pytest.approx(10, abs=2)  # file 000009.jpg
     limited = load("celeba", split="train", data_dir=tmp_path, limit=3)
-    torch.testing.assert_close(limited.x, train.x[:3])
+    torch.testing.assert_close(limited.floats(), train.floats(slice(0, 3)))
 
 
 def test_celeba_with_the_official_partition_file(tmp_path: Path, monkeypatch):
@@ -305,8 +305,8 @@ def test_celeba_with_the_official_partition_file(tmp_path: Path, monkeypatch):
         "".join(f"{i:06d}.png {p}\n" for i, p in partition.items()))
     monkeypatch.setenv("WISEALE_DATA", str(tmp_path))
     train, test = load("celeba", split="train"), load("celeba", split="test")
-    assert (train.x.mean(dim=(1, 2, 3)) * 255).round().tolist() == [30, 60, 180]
-    assert (test.x.mean(dim=(1, 2, 3)) * 255).round().tolist() == [120, 150]
+    assert (train.floats().mean(dim=(1, 2, 3)) * 255).round().tolist() == [30, 60, 180]
+    assert (test.floats().mean(dim=(1, 2, 3)) * 255).round().tolist() == [120, 150]
     assert train.y is None
 
 

@@ -25,25 +25,25 @@ from wiseale.errors import WisealeError
 def test_mog_shapes_labels_subspace_and_means() -> None:
     train = load("mog", "train", n_train=4000)
     test = load("mog", "test")
-    assert train.x.shape == (4000, 100) and train.x.dtype == torch.float32
+    assert train.floats().shape == (4000, 100) and train.x.dtype == torch.float32
     assert len(test) == 2000 and train.factors.shape == (4000, 2)
     assert set(train.y.tolist()) == {0, 1, 2, 3}
     # the 100-D data lie in a 2-D subspace: only two non-negligible singular values
-    s = torch.linalg.svdvals(train.x - train.x.mean(0))
+    s = torch.linalg.svdvals(train.floats() - train.floats().mean(0))
     assert s[1] > 10 and s[2] < 1e-4 * s[0]
     # x = A s with orthonormal A: the source points are recovered exactly
     a = torch.from_numpy(mog_projection(0)).float()
     assert torch.allclose(a.T @ a, torch.eye(2), atol=1e-6)
-    assert torch.allclose(train.x @ a, train.factors, atol=1e-5)
+    assert torch.allclose(train.floats() @ a, train.factors, atol=1e-5)
     for k in range(4):
         points = train.factors[train.y == k]
         assert torch.allclose(points.mean(0), torch.tensor(MEANS[k]).float(), atol=0.03)
         assert torch.allclose(points.std(0), torch.full((2,), STD), atol=0.03)
     # fixed: same seed same data, prefix-stable, train and test differ
     again = load("mog", "train", n_train=100)
-    assert torch.equal(again.x, train.x[:100])
-    assert not torch.equal(test.x[:100], train.x[:100])
-    assert not torch.equal(load("mog", "train", n_train=100, seed=1).x, again.x)
+    assert torch.equal(again.floats(), train.floats(slice(0, 100)))
+    assert not torch.equal(test.floats(slice(0, 100)), train.floats(slice(0, 100)))
+    assert not torch.equal(load("mog", "train", n_train=100, seed=1).floats(), again.floats())
 
 
 def test_mog_bad_option_is_one_line() -> None:
@@ -56,12 +56,13 @@ def test_mog_bad_option_is_one_line() -> None:
                     reason="Fashion-MNIST is not installed")
 def test_reduced_fashion_mnist() -> None:
     train, test = load("reduced-fashion-mnist", "train"), load("reduced-fashion-mnist", "test")
-    assert train.x.shape == (600, 1, 28, 28) and len(train.y) == 600
+    assert train.floats().shape == (600, 1, 28, 28) and len(train.y) == 600
     assert len(test) == 10_000
     full = load("fashion-mnist", "train")
-    assert torch.equal(train.x, full.x[:600]) and torch.equal(train.y, full.y[:600])
+    assert torch.equal(train.floats(), full.floats(slice(0, 600)))
+    assert torch.equal(train.y, full.y[:600])
     binary = load("reduced-fashion-mnist", "train", binarize=True)
-    assert set(binary.x.unique().tolist()) == {0.0, 1.0}
+    assert set(binary.floats().unique().tolist()) == {0.0, 1.0}
     assert "reduced-mnist" in DATASETS
 
 
@@ -87,24 +88,25 @@ def test_dsprites_factors_split_and_limit(tmp_path: Path, monkeypatch) -> None:
     values = _write_dsprites(tmp_path / "dsprites")
     train = load("dsprites", "train", data_dir=tmp_path)
     test = load("dsprites", "test", data_dir=tmp_path)
-    assert train.x.shape == (180, 1, 64, 64) and len(test) == 20 and train.y is None
-    assert train.x.dtype == torch.float32 and set(train.x.unique().tolist()) == {0.0, 1.0}
+    assert train.floats().shape == (180, 1, 64, 64) and len(test) == 20 and train.y is None
+    assert train.x.dtype == torch.uint8 and set(train.floats().unique().tolist()) == {0.0, 1.0}
     assert train.factors.shape == (180, 5)
     # the splits are a permutation of the file's rows; factors are its values without colour
-    ids = torch.cat([train.x, test.x]).flatten(1).argmax(1).numpy()
+    ids = torch.cat([train.floats(), test.floats()]).flatten(1).argmax(1).numpy()
     assert sorted(ids.tolist()) == list(range(200))
     factors = torch.cat([train.factors, test.factors])
     assert torch.equal(factors, torch.from_numpy(values[ids, 1:].astype(np.float32)))
     # limit: the first N of the same shuffled split; another seed gives another split
     small = load("dsprites", "train", data_dir=tmp_path, limit=7)
-    assert torch.equal(small.x, train.x[:7]) and torch.equal(small.factors, train.factors[:7])
+    assert torch.equal(small.floats(), train.floats(slice(0, 7)))
+    assert torch.equal(small.factors, train.factors[:7])
     other = load("dsprites", "train", data_dir=tmp_path, limit=7, seed=1)
     assert not torch.equal(other.factors, small.factors)
     classes = factor_classes(train)
     assert classes.dtype == torch.int64 and classes.shape == (180, 5)
     assert classes[:, 0].max() == 2  # three shapes
     monkeypatch.setenv("WISEALE_DATA", str(tmp_path))  # found through $WISEALE_DATA too
-    assert torch.equal(load("dsprites", "test").x, test.x)
+    assert torch.equal(load("dsprites", "test").floats(), test.floats())
 
 
 def test_dsprites_errors_are_one_line(tmp_path: Path, monkeypatch) -> None:
@@ -141,13 +143,13 @@ def test_3dshapes_loader(tmp_path: Path, monkeypatch) -> None:
         h5["images"], h5["labels"] = images, labels
     train = load("3dshapes", "train", data_dir=tmp_path)
     test = load("3dshapes", "test", data_dir=tmp_path)
-    assert train.x.shape == (45, 3, 64, 64) and len(test) == 5 and train.y is None
-    assert float(train.x.max()) == 1.0 and float(train.x.min()) == 0.0
-    ids = torch.cat([train.x, test.x])[:, 0, 0, 0].mul(255).round().long() // 5
+    assert train.floats().shape == (45, 3, 64, 64) and len(test) == 5 and train.y is None
+    assert float(train.floats().max()) == 1.0 and float(train.floats().min()) == 0.0
+    ids = torch.cat([train.floats(), test.floats()])[:, 0, 0, 0].mul(255).round().long() // 5
     assert sorted(ids.tolist()) == list(range(n))  # a permutation of the file's rows
     assert torch.allclose(train.factors, torch.from_numpy(labels[ids[:45].numpy()]).float())
     small = load("3dshapes", "train", data_dir=tmp_path, limit=4)
-    assert torch.equal(small.x, train.x[:4])
+    assert torch.equal(small.floats(), train.floats(slice(0, 4)))
     from wiseale.data.shapes import _take_rows
     with h5py.File(tmp_path / "3dshapes" / SHAPES3D_FILE, "r") as h5:
         idx = np.array([40, 3, 17, 0, 49])
@@ -175,7 +177,7 @@ def test_3dshapes_without_h5py_is_one_line(tmp_path: Path, monkeypatch) -> None:
 def test_toy_shapes_factors_are_discrete_and_determine_the_image() -> None:
     train = load("toy-shapes", "train", n_train=600)
     test = load("toy-shapes", "test", n_test=50)
-    assert train.x.shape == (600, 1, 64, 64) and len(test) == 50 and train.y is None
+    assert train.floats().shape == (600, 1, 64, 64) and len(test) == 50 and train.y is None
     assert train.factors.shape == (600, 4)
     for column, values in zip(train.factors.T, TOY_VALUES, strict=True):
         assert set(column.tolist()) == set(np.float32(values).tolist())
@@ -186,10 +188,10 @@ def test_toy_shapes_factors_are_discrete_and_determine_the_image() -> None:
     first = {}
     for i, key in enumerate(inverse.tolist()):
         if key in first:
-            assert torch.equal(train.x[i], train.x[first[key]])
+            assert torch.equal(train.floats()[i], train.floats()[first[key]])
         first.setdefault(key, i)
-    assert len(torch.unique(train.x.flatten(1), dim=0)) == len(first)
-    assert torch.equal(torch.from_numpy(render_squares(train.factors.numpy())), train.x)
+    assert len(torch.unique(train.floats().flatten(1), dim=0)) == len(first)
+    assert torch.equal(torch.from_numpy(render_squares(train.factors.numpy())), train.floats())
     # the square: side pixels wide, at the brightness
     x, factors = synthetic_shapes(3, seed=5)
     for image, (_, _, side, brightness) in zip(x, factors, strict=True):

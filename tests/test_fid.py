@@ -262,7 +262,7 @@ def test_sample_fid_compares_every_test_image_when_fewer_exist_and_warns():
     test = Dataset("toy-test", torch.rand(30, 1, 8, 8))
     with pytest.warns(UserWarning, match="uses its 30 test images"):
         sample_fid(Noise(), test, test, features=features)
-    assert [len(images) for images in seen] == [30, 30] and torch.equal(seen[0], test.x)
+    assert [len(images) for images in seen] == [30, 30] and torch.equal(seen[0], test.floats())
 
 
 class _Decoded:
@@ -292,7 +292,7 @@ def test_sample_fid_of_unlabelled_images_uses_inception(random_inception):
     features = _MeanColour()
     value = sample_fid(_Decoded(), train, test, n=4, features=features)
     reference, samples = features.seen
-    assert torch.equal(reference, test.x[:4]) and samples.shape == (4, 3, 16, 16)
+    assert torch.equal(reference, test.floats(slice(0, 4))) and samples.shape == (4, 3, 16, 16)
     assert value == pytest.approx(fid(reference.mean(dim=(2, 3)), samples.mean(dim=(2, 3))))
 
 

@@ -149,7 +149,7 @@ def test_lv_iwae_reports_both_bounds_and_the_uncertainty(tmp_path, cheap, shrink
     # the mixture enters the bound as p(z); the bound is seeded and leaves the global RNG be
     model = load_run(tmp_path / "runs/vae")[0]
     mixture = load_sampler(tmp_path / "runs/vae/mixture.safetensors", model.latent_dim)
-    x = load_split(load_run(tmp_path / "runs/vae")[1], "test").x[:64]
+    x = load_split(load_run(tmp_path / "runs/vae")[1], "test").floats(slice(0, 64))
     state = torch.random.get_rng_state()
     assert paper004.seeded_iwae(model, x, mixture) == methods["vae"]["test"]["iwae_mixture"]
     assert paper004.seeded_iwae(model, x) == methods["vae"]["test"]["iwae_prior"]

@@ -48,20 +48,20 @@ def test_default_net_and_errors():
 
 def test_sine_data_follows_sec5():
     train = load("sine", "train", n_train=2000)
-    assert train.x.shape == (2000, 1, LENGTH) and train.x.dtype == torch.float32
+    assert train.floats().shape == (2000, 1, LENGTH) and train.x.dtype == torch.float32
     f, phi, a = train.factors.T
     assert 0 <= f.min() and f.max() <= 20 and 0 <= phi.min() and phi.max() <= 2 * np.pi
     assert 0 <= a.min() and a.max() <= 2
     t = torch.arange(LENGTH) / LENGTH
     clean = a[:, None] * torch.sin(2 * torch.pi * f[:, None] * t + phi[:, None])
-    residual = train.x[:, 0] - clean
+    residual = train.floats()[:, 0] - clean
     assert 0.04 < residual.std() < 0.06  # the documented noise level 0.05
     test = load("sine", "test", n_test=100)
     assert not torch.isin(test.factors[:, 0], train.factors[:, 0]).any()  # disjoint splits
     again = load("sine", "train", n_train=10)
-    assert torch.equal(again.x, train.x[:10])  # seeded, prefix-stable
+    assert torch.equal(again.floats(), train.floats(slice(0, 10)))  # seeded, prefix-stable
     x2, _ = sine_waves(5, seed=1)
-    assert not np.allclose(x2, train.x[:5].numpy())
+    assert not np.allclose(x2, train.floats(slice(0, 5)).numpy())
     with pytest.raises(WisealeError, match="1 to 20000"):
         load("sine", "test", n_test=10**6)
 
@@ -71,7 +71,7 @@ def test_user_arrays(tmp_path):
     np.save(tmp_path / "a.npy", x)
     train, test = load(str(tmp_path / "a.npy")), load(str(tmp_path / "a.npy"), "test")
     assert len(train) == 45 and len(test) == 5 and train.x.dtype == torch.float32
-    both = torch.cat([train.x, test.x]).double().numpy()
+    both = torch.cat([train.floats(), test.floats()]).double().numpy()
     assert np.allclose(np.sort(both, axis=0), np.sort(x, axis=0), atol=1e-6)
     np.savez(tmp_path / "b.npz", x=x, y=np.arange(50), x_test=x[:7], y_test=np.arange(7))
     d = load(str(tmp_path / "b.npz"), "test")

@@ -147,13 +147,13 @@ def test_vcae_model_on_mnist_vcae_trains_a_step():
     model = model_from_config(config)
     assert model.noise.mu_head.in_features == 2 * 2 * 1024 and model.latent_dim == 16
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 6
-    out = model(train.x[:2])
+    out = model(train.floats(slice(0, 2)))
     assert torch.isfinite(out.loss)
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     model.eval()  # batch norm's running statistics
-    assert model.reconstruct(train.x[:1]).shape == (1, 1, 28, 28)
+    assert model.reconstruct(train.floats(slice(0, 1))).shape == (1, 1, 28, 28)
     with pytest.raises(WisealeError, match="needs samples of shape"):
         model_from_config(RunConfig(method="vcae", data="random", net="mnist-vcae",
                                     options=config.options, sample_shape=[1, 32, 32]))

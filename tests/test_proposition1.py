@@ -151,14 +151,14 @@ def test_proposition1_on_a_vcae_model_is_finite_and_has_no_side_effects():
     for training in (True, False):
         model.train(training)
         state = torch.get_rng_state()
-        out = proposition1(model, train.x[:8], samples=16)
+        out = proposition1(model, train.floats(slice(0, 8)), samples=16)
         assert torch.equal(torch.get_rng_state(), state)
         assert all(m.training == training for m in model.modules())
         assert set(out) == {"mc", "mc_se", "deterministic", "jacobian", "approximation",
                             "sigma_eps"}
         assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
         assert out["sigma_eps"] == model.noise.sigma_eps and out["jacobian"] > 0
-    again = proposition1(model, train.x[:8], samples=16)
+    again = proposition1(model, train.floats(slice(0, 8)), samples=16)
     assert again == out  # seeded: the same numbers
 
 

@@ -277,7 +277,7 @@ def test_sigma_stays_within_its_bounds_on_extreme_features(bf16):
 
 
 def _scaled(config, scale):
-    return [Dataset(d.name, d.x * scale, d.y, d.factors)
+    return [Dataset(d.name, d.floats() * scale, d.y, d.factors)
             for d in (load_split(config, "train"), load_split(config, "test"))]
 
 

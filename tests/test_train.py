@@ -238,7 +238,7 @@ def test_bf16_autocast_trains_with_float32_posterior_and_losses(tmp_path, tiny_s
     config = resolve(dataclasses.replace(tiny_sine, precision="bf16"),
                      load_split(tiny_sine, "train"))
     model = model_from_config(config)
-    x = load_split(tiny_sine, "train").x[:32]
+    x = load_split(tiny_sine, "train").floats(slice(0, 32))
     with torch.autocast("cpu", torch.bfloat16):
         post = model.encode(x)
         output = model(x)
@@ -335,7 +335,7 @@ def test_train_takes_arrays_tensors_pairs_and_torch_datasets(tmp_path, tiny_sine
 
     config = dataclasses.replace(tiny_sine, data="my-waves", epochs=1)
     sine = load_split(tiny_sine, "train")
-    x, y = sine.x.numpy(), np.arange(len(sine.x)) % 3
+    x, y = sine.floats().numpy(), np.arange(len(sine.floats())) % 3
 
     class Waves(torch.utils.data.Dataset):
         def __len__(self):
@@ -345,7 +345,7 @@ def test_train_takes_arrays_tensors_pairs_and_torch_datasets(tmp_path, tiny_sine
             return torch.from_numpy(x[i]), int(y[i])
 
     reference = train(config, tmp_path / "ref", progress=False,
-                      train_data=Dataset("w", sine.x, torch.from_numpy(y)), test_data=sine)
+                      train_data=Dataset("w", sine.floats(), torch.from_numpy(y)), test_data=sine)
     for i, given in enumerate((x, torch.from_numpy(x).double(), (x, y), Waves())):
         model = train(config, tmp_path / str(i), progress=False, train_data=given,
                       test_data=sine)
@@ -384,7 +384,7 @@ def test_your_own_encoder_and_decoder_train_save_and_load(tmp_path, tiny_sine):
     with pytest.raises(WisealeError, match=r"load_run\(run_dir, encoder=..., decoder=...\)"):
         load_run(tmp_path / "run")
     loaded, _ = load_run(tmp_path / "run", *_own_nets())  # fresh modules get the weights
-    x = load_split(tiny_sine, "test").x[:8]
+    x = load_split(tiny_sine, "test").floats(slice(0, 8))
     assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))
     assert main(["evaluate", str(tmp_path / "run")]) == 1
     with pytest.raises(WisealeError, match=r"decoder must map \[N, 4\] codes to \[N, 1, 256\]"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,23 +40,28 @@ def load_split(config: RunConfig, split: str) -> Dataset:
             if name in params:
                 options.setdefault(name, limit)
                 break
-    data = load(config.data, split, data_dir=config.data_dir, **options)
+    data = load(config.data, split, data_dir=config.data_dir, storage=config.storage, **options)
     if limit is None:
         return data
     if limit > len(data):
         raise WisealeError(f"--n-{split} {limit} is more than the {len(data)} {split} samples "
                            f"of {config.data}; lower it")
-    return Dataset(data.name, data.x[:limit], None if data.y is None else data.y[:limit],
-                   None if data.factors is None else data.factors[:limit])
+    return data.head(limit)
 
 
 def _loader_parameters(name: str) -> set[str]:
     return set(inspect.signature(DATASETS[name][0]).parameters) if name in DATASETS else set()
 
 
-def default_likelihood(x: torch.Tensor) -> str:
+def _all(data: Dataset, test: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+    """Whether ``test`` holds for every value of ``data`` (read a chunk at a time)."""
+    return all(bool(test(data.floats(slice(start, start + CHUNK))).all())
+               for start in range(0, len(data), CHUNK))
+
+
+def default_likelihood(data: Dataset) -> str:
     """Bernoulli for data that is all 0 or 1, a Gaussian otherwise."""
-    return "bernoulli" if bool(((x == 0) | (x == 1)).all()) else "gaussian"
+    return "bernoulli" if _all(data, lambda x: (x == 0) | (x == 1)) else "gaussian"
 
 
 def resolve(config: RunConfig, train: Dataset) -> RunConfig:
@@ -68,8 +74,8 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if config.batch_size < 2 and any(REGULARIZERS[t].compares_samples for t in method.terms):
         raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
                            "or more")
-    likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train.x)
-    if likelihood == "bernoulli" and not bool(((train.x >= 0) & (train.x <= 1)).all()):
+    likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train)
+    if likelihood == "bernoulli" and not _all(train, lambda x: (x >= 0) & (x <= 1)):
         raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
                            "use --likelihood gaussian")
     return dataclasses.replace(
@@ -79,6 +85,7 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
         sample_shape=list(train.sample_shape))
 
 
+CHUNK = 16_384  # samples checked at a time
 CUSTOM_NET = "custom"  # config.net of a run trained with your own encoder and decoder
 
 

@@ -185,7 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
                        "output folders (experiments without results: the command to run)")
     p.add_argument("directories", type=Path, nargs="+")
     p.add_argument("--out", type=Path, required=True, help="a markdown file (and .json beside)")
+    p = sub.add_parser("prepare", help="decode an image-folder data set once into uint8 .npy "
+                       "files that training reads (memory-mapped when large)")
+    p.add_argument("dataset", choices=("celeba",))
+    p.add_argument("--data-dir", type=Path, required=True,
+                   help="where the images are (as for `train --data-dir`)")
+    p.add_argument("--out", type=Path, help="folder to write celeba-CROP-SIZE-{train,test}.npy "
+                   "in (default: the images' folder); train with --data-dir pointing there")
+    p.add_argument("--crop", type=_positive_int, default=178,
+                   help="centre crop (178: 001 Sec. 5; 140: 003 App. B.4) (default: 178)")
+    p.add_argument("--size", type=_positive_int, default=64, help="side after resizing "
+                   "(default: 64; 128 for 004)")
+    p.add_argument("--workers", type=_positive_int, help="decoding processes (default: one per "
+                   "CPU)")
+    p.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from wiseale.data.celeba import prepare_celeba
+
+    for path in prepare_celeba(args.data_dir, args.out, args.crop, args.size, args.workers,
+                               progress=not args.no_progress):
+        print(f"prepared: {path}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -220,7 +242,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     model, config = load_run(args.run_dir)
     data = load_split(config, args.split)
-    metrics = evaluate_full(model, data.x, data.y)
+    metrics = evaluate_full(model, data, data.y)
     if args.fid:
         train = load_split(config, "train")
         features = sample_features(train)
@@ -248,7 +270,7 @@ def _sample(args: argparse.Namespace) -> None:
         sampler = PriorSampler(model.latent_dim)
     else:
         file = args.run_dir / (FLOW_FILE if args.sampler == "flow" else MIXTURE_FILE)
-        train_x = None if file.exists() else load_split(config, "train").x
+        train_x = None if file.exists() else load_split(config, "train").floats()
         if args.sampler == "flow":
             sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
                                seed=config.seed)
@@ -396,7 +418,7 @@ def _describe(exc: Exception) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce,
-                "claims": _claims, "plot": _plot, "sample": _sample,
+                "claims": _claims, "plot": _plot, "sample": _sample, "prepare": _prepare,
                 "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
                 "experiments": lambda _: _experiments()}
     try:

@@ -12,6 +12,7 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
 ON_NONFINITE = ("stop", "skip")
+STORAGES = ("auto", "memory", "mmap")  # where a file's samples are kept (data/arrays.py)
 
 
 def _flag(help: str, **how: Any) -> dict[str, Any]:
@@ -83,6 +84,10 @@ class RunConfig:
     data_dir: str | None = field(default=None, metadata=_flag(
         "directory that relative data paths are in", kind="path"))
     data_options: dict[str, Any] = field(default_factory=dict)  # --data-option KEY=VALUE
+    storage: str = field(default="auto", metadata=_flag(
+        "where the samples of a .npy file (or prepared CelebA) are kept: memory, or mmap: on "
+        "disk, read batch by batch (for data larger than memory); auto: mmap for a file larger "
+        "than half the available memory", choices=STORAGES))
     sample_shape: list[int] | None = None  # resolved from the data
     on_nonfinite: str = field(default="stop", metadata=_flag(
         "a non-finite loss stops the run (the last checkpoint is kept) or skips that batch's "
@@ -113,6 +118,9 @@ class RunConfig:
             raise WisealeError(f"unknown precision {self.precision!r}; use fp32 or bf16")
         if self.device not in DEVICES:
             raise WisealeError(f"unknown device {self.device!r}; use cpu or cuda")
+        if self.storage not in STORAGES:
+            raise WisealeError(f"unknown storage {self.storage!r}; use one of "
+                               f"{', '.join(STORAGES)}")
         if self.on_nonfinite not in ON_NONFINITE:
             raise WisealeError(f"unknown on-nonfinite {self.on_nonfinite!r}; use stop or skip")
         return self

@@ -1,4 +1,5 @@
-"""Data sets: ``load(name_or_path, split)`` returns a :class:`Dataset` of float32 tensors."""
+"""Data sets: ``load(name_or_path, split)`` returns a :class:`Dataset` (samples as stored:
+float32, uint8 or a memory-mapped file; ``Dataset.floats`` reads them as float32)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ DATASETS["fashion-mnist"] = (load_fashion_mnist, "Fashion-MNIST 28x28, 60,000/10
                              "dataset-fashion-mnist or --data-dir)")
 DATASETS["digits"] = (load_digits_data, "scikit-learn 8x8 digits, 1,500/297 (offline)")
 DATASETS["celeba"] = (load_celeba, "CelebA aligned faces from --data-dir, centre crop 178 "
-                      "(001 Sec. 5) or 140 (003) resized to 64x64")
+                      "(001 Sec. 5) or 140 (003) resized to 64x64; read from the uint8 .npy "
+                      "files of `wiseale prepare celeba` when they are there")
 DATASETS["mog"] = (load_mog, "four 2-D Gaussians projected into 100-D, 10,000/2,000 (003 "
                    "Sec. 6.1; generated)")
 DATASETS["reduced-mnist"] = (load_reduced_mnist, "ReducedMNIST: the first 600 MNIST training "
@@ -68,7 +70,7 @@ def _check_options(name: str, loader: Callable[..., Dataset], options: dict[str,
     """Each option must be one of the loader's and have its default's type (counts and seeds
     in range): a one-line error here instead of a NumPy exception deep in the loader."""
     params = inspect.signature(loader).parameters
-    known = [key for key in params if key not in ("split", "data_dir")]
+    known = [key for key in params if key not in ("split", "data_dir", "storage")]
     unknown = [key for key in options if key not in known]
     if unknown:
         raise WisealeError(f"data set {name} does not take these options: {', '.join(unknown)}; "
@@ -90,11 +92,12 @@ def _call(what: str, loader: Callable[..., Dataset], *args: Any, **kwargs: Any) 
 
 
 def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = None,
-         **options: Any) -> Dataset:
+         storage: str = "auto", **options: Any) -> Dataset:
     """A named data set (``wiseale datasets`` lists them) or a .npy / .npz file of yours.
 
-    Every named loader is called as ``loader(split=..., data_dir=..., **options)``; loaders of
-    generated data ignore ``data_dir``. Relative file paths are looked up in ``data_dir``.
+    Every named loader is called as ``loader(split=..., data_dir=..., **options)`` (and
+    ``storage=`` if it takes it); loaders of generated data ignore ``data_dir``. Relative file
+    paths are looked up in ``data_dir``. ``storage``: see data/arrays.py.
     """
     if split not in SPLITS:
         raise WisealeError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -104,6 +107,8 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
     if name_or_path in DATASETS:
         loader = DATASETS[name_or_path][0]
         _check_options(name_or_path, loader, options)
+        if "storage" in inspect.signature(loader).parameters:
+            options["storage"] = storage
         return _call(f"{name_or_path} ({split})", loader, split=split, data_dir=data_dir,
                      **options)
     if options:
@@ -112,6 +117,6 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
         name_or_path = str(Path(data_dir) / name_or_path)
     path = Path(name_or_path)
     if path.suffix in (".npy", ".npz") or path.exists():
-        return _call(str(path), load_array_file, path, split=split)
+        return _call(str(path), load_array_file, path, split=split, storage=storage)
     raise WisealeError(f"unknown data set {name_or_path!r}; use one of {', '.join(DATASETS)} "
                        "or a path to a .npy/.npz file")

@@ -1,8 +1,14 @@
 """A user's own data: a .npy array, or a .npz archive with ``x`` (and ``y``, ``x_test``,
-``y_test``). Without a test array, a fixed 10% of the samples (seed 0) is the test split."""
+``y_test``). Without a test array, a fixed 10% of the samples (seed 0) is the test split.
+
+Values are kept as given; uint8 arrays stay uint8 in memory (4x less than float32), other
+types become float32. A .npy file can instead stay on disk, memory-mapped and read batch by
+batch in its own type (``storage="mmap"``); ``"auto"`` does so when the file is larger than
+half the memory available (:data:`STORAGES`)."""
 
 from __future__ import annotations
 
+import os
 import tokenize
 import zipfile
 import zlib
@@ -11,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wiseale.config import STORAGES
 from wiseale.data.dataset import Dataset
 from wiseale.errors import WisealeError, one_line
 
@@ -20,6 +27,32 @@ TEST_FRACTION = 0.1
 NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, OverflowError,
                      tokenize.TokenError, SyntaxError, NotImplementedError, MemoryError)
 MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}  # the first bytes of each format
+AUTO_MMAP_FRACTION = 0.5  # auto: memory-map a .npy larger than this share of available memory
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else all of it)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_mapped(path: Path, storage: str) -> bool:
+    """Whether ``path`` is read from disk batch by batch (see the module docstring)."""
+    if storage not in STORAGES:
+        raise WisealeError(f"unknown storage {storage!r}; use one of {', '.join(STORAGES)}")
+    if storage == "mmap" and path.suffix != ".npy":
+        raise WisealeError(f"{path}: only a .npy file can be memory-mapped; save x with "
+                           "numpy.save or use --storage memory")
+    if storage == "auto":
+        return path.suffix == ".npy" and \
+            path.stat().st_size > AUTO_MMAP_FRACTION * available_memory()
+    return storage == "mmap"
 
 
 def real_dtype(dtype: np.dtype) -> bool:
@@ -41,7 +74,7 @@ def _check_magic(path: Path) -> None:
                            "numpy.savez")
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
+def _read(path: Path, storage: str = "memory") -> dict[str, np.ndarray]:
     if not path.exists():
         raise WisealeError(f"data file {path} does not exist; check the path")
     if not path.is_file():  # a FIFO, device or socket would block or never end
@@ -51,12 +84,13 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         raise WisealeError(f"{path} is not a .npy or .npz file; save your array with numpy.save "
                            "or numpy.savez")
     _check_magic(path)
+    mapped = memory_mapped(path, storage)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
         else:
-            arrays = {"x": np.load(path, allow_pickle=False)}
+            arrays = {"x": np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)}
     except NUMPY_READ_ERRORS as exc:
         raise WisealeError(f"cannot read {path} as a NumPy array ({one_line(exc)}); save it "
                            "with numpy.save or numpy.savez, without object arrays") from None
@@ -71,7 +105,9 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _as_float(path: Path, key: str, array: np.ndarray) -> torch.Tensor:
+def _samples(path: Path, key: str, array: np.ndarray) -> torch.Tensor | np.ndarray:
+    """The array checked; in memory as a tensor (uint8 kept, the rest float32), or the
+    memory-map itself."""
     if not real_dtype(array.dtype):
         raise WisealeError(f"{path}:{key} has dtype {array.dtype}; store real numbers")
     if array.ndim not in (2, 3, 4):
@@ -79,6 +115,10 @@ def _as_float(path: Path, key: str, array: np.ndarray) -> torch.Tensor:
                            "signals or N x C x H x W images")
     if array.shape[0] == 0:
         raise WisealeError(f"{path}:{key} is empty; give it at least one sample")
+    if isinstance(array, np.memmap):
+        return array
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(array))
     with np.errstate(over="ignore", invalid="ignore"):  # Dataset reports non-finite values
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
@@ -94,20 +134,20 @@ def _labels(path: Path, key: str, arrays: dict[str, np.ndarray], n: int) -> torc
     return torch.from_numpy(labels.astype(np.int64))
 
 
-def load_array_file(path: str | Path, split: str = "train") -> Dataset:
+def load_array_file(path: str | Path, split: str = "train", storage: str = "auto") -> Dataset:
     """The ``split`` of the array file at ``path`` (see the module docstring)."""
     path = Path(path)
-    arrays = _read(path)
+    arrays = _read(path, storage)
     name = f"{path.stem}-{split}"
     if "x_test" in arrays:
         if arrays["x_test"].shape[1:] != arrays["x"].shape[1:]:
             raise WisealeError(f"{path}: x_test has samples of shape {arrays['x_test'].shape[1:]}"
                                f" but x has {arrays['x'].shape[1:]}; they must match")
         key = "x" if split == "train" else "x_test"
-        x = _as_float(path, key, arrays[key])
+        x = _samples(path, key, arrays[key])
         return Dataset(name, x, _labels(path, "y" if split == "train" else "y_test", arrays,
                                         len(x)))
-    x = _as_float(path, "x", arrays["x"])
+    x = _samples(path, "x", arrays["x"])
     y = _labels(path, "y", arrays, len(x))
     n_test = int(round(TEST_FRACTION * len(x)))
     if n_test == 0 or n_test == len(x):
@@ -115,4 +155,4 @@ def load_array_file(path: str | Path, split: str = "train") -> Dataset:
                            "add samples or store x_test in a .npz")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     index = order[n_test:] if split == "train" else order[:n_test]
-    return Dataset(name, x[index], None if y is None else y[index])
+    return Dataset(name, x, y).subset(index.numpy())

@@ -11,21 +11,32 @@ parent, train is partition 0 and test partition 2 (validation is unused), restri
 images present. Without it, the images sorted by file name are split 90/10: the first 90% are
 train, the last 10% test.
 
-The full set is 202,599 images, which at 64x64x3 float32 are about 10 GB; ``limit`` loads only
-the first ``limit`` images of the split (in file-name order) to keep memory in hand.
+Images are kept as uint8 (202,599 images at 64x64x3 are 2.5 GB; at 128x128, 10 GB); ``limit``
+keeps the first ``limit`` images of the split (in file-name order).
+
+Decoding every JPEG takes minutes, so :func:`prepare_celeba` (``wiseale prepare celeba``) does
+it once and writes each split as a uint8 .npy (``celeba-CROP-SIZE-SPLIT.npy``); the loader then
+reads that file, memory-mapped when it is large (``storage``, data/arrays.py), instead of the
+images. A file read batch by batch costs no CPU beside training, keeps the batch order a
+function of the seed alone (exact resume), and needs no worker processes; a DataLoader that
+decodes JPEGs in workers would spend the 2 cores of a small machine on every epoch again.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from wiseale.data.dataset import Dataset
+from wiseale.data.arrays import NUMPY_READ_ERRORS, memory_mapped
+from wiseale.data.dataset import SPLITS, Dataset
 from wiseale.errors import WisealeError, positive_int
+from wiseale.storage import TEMPORARY
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")
@@ -122,19 +133,86 @@ def load_image(path: Path, crop: int, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def prepared_name(crop: int, size: int, split: str) -> str:
+    return f"celeba-{crop}-{size}-{split}.npy"
+
+
+def find_prepared(data_dir: str | Path | None, crop: int, size: int, split: str) -> Path | None:
+    """The prepared file of ``split`` in the folders CelebA is looked for in, if any."""
+    for directory in _candidates(data_dir):
+        path = directory / prepared_name(crop, size, split)
+        if path.is_file():
+            return path
+    return None
+
+
+def prepare_celeba(data_dir: str | Path | None, out: str | Path | None = None,
+                   crop: int = 178, size: int = 64, workers: int | None = None,
+                   progress: bool = True) -> list[Path]:
+    """Decode CelebA once into ``out/celeba-CROP-SIZE-{train,test}.npy`` (uint8
+    [N, 3, size, size]; ``out`` defaults to the images' folder), with ``workers`` processes
+    (default: one per CPU). Each file appears whole or not at all."""
+    from tqdm import tqdm
+
+    crop, size = positive_int(crop, "crop"), positive_int(size, "size")
+    directory, files = find_celeba(data_dir)
+    out = directory if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for split in SPLITS:
+        chosen = celeba_split(directory, files, split)
+        path = out / prepared_name(crop, size, split)
+        partial_path = out / f".{path.name}{TEMPORARY}"
+        pixels = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8,
+                                           shape=(len(chosen), 3, size, size))
+        try:
+            with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+                images = pool.map(partial(load_image, crop=crop, size=size), chosen,
+                                  chunksize=64)
+                for i, image in enumerate(tqdm(images, total=len(chosen), disable=not progress,
+                                               desc=f"celeba {split}", mininterval=1.0)):
+                    pixels[i] = image.transpose(2, 0, 1)
+            pixels.flush()
+            del pixels
+            os.replace(partial_path, path)
+        except BaseException:
+            partial_path.unlink(missing_ok=True)
+            raise
+        written.append(path)
+    return written
+
+
+def _load_prepared(path: Path, split: str, size: int, storage: str) -> Dataset:
+    mapped = memory_mapped(path, storage)
+    try:
+        pixels = np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
+    except NUMPY_READ_ERRORS as exc:
+        raise WisealeError(f"cannot read {path} ({exc}); delete it and run wiseale prepare "
+                           "celeba again") from None
+    if pixels.dtype != np.uint8 or pixels.shape[1:] != (3, size, size):
+        raise WisealeError(f"{path} holds {pixels.dtype} {pixels.shape}, not uint8 N x 3 x "
+                           f"{size} x {size}; delete it and run wiseale prepare celeba again")
+    return Dataset(f"celeba-{split}", pixels if mapped else torch.from_numpy(pixels),
+                   divide_by=255.0)
+
+
 def load_celeba(split: str = "train", data_dir: str | Path | None = None, crop: int = 178,
-                size: int = 64, limit: int | None = None) -> Dataset:
-    """CelebA's ``split`` as x float32 [N, 3, size, size] in [0, 1] (no labels): the centre
+                size: int = 64, limit: int | None = None, storage: str = "auto") -> Dataset:
+    """CelebA's ``split`` as x uint8 [N, 3, size, size] read as [0, 1] (no labels): the centre
     ``crop`` square (178: 001 Sec. 5; 140: seed 003 App. B.4) resized to ``size`` (64 in both
-    papers). ``limit`` keeps the first ``limit`` images of the split (the full set is ~10 GB
-    as float32)."""
+    papers). ``limit`` keeps the first ``limit`` images of the split. A prepared file
+    (:func:`prepare_celeba`) is read instead of the images when there is one."""
     crop, size = positive_int(crop, "option crop"), positive_int(size, "option size")
     if limit is not None:
         limit = positive_int(limit, "option limit")
+    prepared = find_prepared(data_dir, crop, size, split)
+    if prepared is not None:
+        data = _load_prepared(prepared, split, size, storage)
+        return data if limit is None else data.head(limit)
     directory, files = find_celeba(data_dir)
     chosen = celeba_split(directory, files, split)[:limit]
     pixels = np.empty((len(chosen), size, size, 3), dtype=np.uint8)
     for i, path in enumerate(chosen):
         pixels[i] = load_image(path, crop, size)
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
-    return Dataset(f"celeba-{split}", x)
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    return Dataset(f"celeba-{split}", x, divide_by=255.0)

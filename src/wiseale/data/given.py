@@ -1,9 +1,10 @@
 """Data handed over from Python: a numpy array or torch tensor of samples (with labels, as an
 ``(x, y)`` pair), a torch ``Dataset`` of samples or (sample, label) items, a path to a
-.npy/.npz file, or a :class:`Dataset`, each as a :class:`Dataset` (float32, in memory).
+.npy/.npz file, or a :class:`Dataset`, each as a :class:`Dataset`.
 
 Values are kept as given (an 8-bit image array stays on 0-255 unless you scale it), as the
-.npy/.npz loader keeps them (data/arrays.py)."""
+.npy/.npz loader keeps them (data/arrays.py): uint8 samples stay uint8, the others become
+float32."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _samples(x: Any, what: str) -> Tensor:
         raise WisealeError(f"{what} must be {KINDS}; got {type(x).__name__}")
     if x.is_complex() or x.dtype == torch.bool:
         raise WisealeError(f"{what} has dtype {x.dtype}; give real numbers")
-    return x.detach().cpu().to(torch.float32)
+    x = x.detach().cpu()
+    return x if x.dtype == torch.uint8 else x.to(torch.float32)
 
 
 def _labels(y: Any, what: str) -> Tensor | None:
@@ -58,13 +60,14 @@ def _stacked(data: torch.utils.data.Dataset, what: str) -> tuple[Tensor, Tensor 
     return x, y
 
 
-def as_dataset(data: Any, split: str, name: str = "given") -> Dataset:
-    """``data`` (see the module docstring) as the ``split`` of a data set named ``name``."""
+def as_dataset(data: Any, split: str, name: str = "given", storage: str = "auto") -> Dataset:
+    """``data`` (see the module docstring) as the ``split`` of a data set named ``name``
+    (``storage``: where a .npy file's samples are kept, data/arrays.py)."""
     what = f"the {split} data"
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (str, Path)):
-        return load_array_file(data, split)
+        return load_array_file(data, split, storage)
     if isinstance(data, tuple) and len(data) == 2:
         x, y = _samples(data[0], what), _labels(data[1], what)
     elif isinstance(data, torch.utils.data.Dataset):

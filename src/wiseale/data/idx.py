@@ -2,7 +2,7 @@
 
 The paper trains on MNIST (001 Sec. 5, App. D.2) and treats it as binary (Bernoulli
 likelihood); ``binarize=True`` gives that. Each loader returns the published split: 60,000
-training and 10,000 test images, float32 in [0, 1], N x 1 x 28 x 28, with int64 labels.
+training and 10,000 test images, uint8 read as [0, 1], N x 1 x 28 x 28, with int64 labels.
 
 Where the files are looked for, in order: ``data_dir`` (and its ``mnist`` or ``fashion-mnist``
 subfolder), ``$WISEALE_DATA`` (same rule), then for Fashion-MNIST the Debian package
@@ -182,8 +182,8 @@ def bool_option(name: str, value: object) -> bool:
 
 def load_idx_split(directory: Path, split: str, name: str,
                    binarize: bool = False) -> Dataset:
-    """The ``split`` of the IDX images and labels in ``directory``: x float32 [N, 1, H, W] in
-    [0, 1], y int64 [N]."""
+    """The ``split`` of the IDX images and labels in ``directory``: x uint8 [N, 1, H, W] read as
+    [0, 1] (0/1 binarised), y int64 [N]."""
     image_path, label_path = (_find_file(directory, base) for base in FILES[split])
     if image_path is None or label_path is None:
         raise WisealeError(f"{directory} lacks the {split} files {FILES[split][0]}[.gz] and "
@@ -195,11 +195,11 @@ def load_idx_split(directory: Path, split: str, name: str,
     if labels.ndim != 1 or len(labels) != len(images):
         raise WisealeError(f"{label_path} holds shape {labels.shape}, not one label for each of "
                            f"the {len(images)} images in {image_path.name}; use matching files")
-    x = torch.from_numpy(images).to(torch.float32).div_(255.0).unsqueeze(1)
-    if binarize:
-        x = binarise(x)
+    x = torch.from_numpy(images).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
-    return Dataset(f"{name}-{split}", x, y)
+    if binarize:
+        return Dataset(f"{name}-{split}", binarise(x.float() / 255.0).to(torch.uint8), y)
+    return Dataset(f"{name}-{split}", x, y, divide_by=255.0)
 
 
 def load_mnist(split: str = "train", data_dir: str | Path | None = None,

@@ -65,11 +65,11 @@ def load_mog(split: str = "train", data_dir: object = None, n_train: int = N_TRA
 
 def _reduce(data: Dataset, name: str, split: str) -> Dataset:
     if split != "train":
-        return Dataset(f"{name}-{split}", data.x, data.y)
+        return data.renamed(f"{name}-{split}")
     if len(data) < REDUCED_SIZE:
         raise WisealeError(f"{name}: the training split holds {len(data)} images, fewer than "
                            f"{REDUCED_SIZE}; use the full training files")
-    return Dataset(f"{name}-train", data.x[:REDUCED_SIZE].clone(), data.y[:REDUCED_SIZE].clone())
+    return data.head(REDUCED_SIZE).renamed(f"{name}-train")
 
 
 def load_reduced_mnist(split: str = "train", data_dir: str | Path | None = None,

@@ -9,8 +9,8 @@ Files (never downloaded), looked for in ``data_dir/<name>``, ``data_dir``,
 
 Split: a permutation of all images seeded by ``seed`` (default 0, independent of the training
 seed); its first 90% is train, the last 10% test. ``limit`` keeps the first ``limit`` images of
-that shuffled split (the full sets are 12 GB and 24 GB as float32). x is float32
-[N, C, 64, 64] in [0, 1], y is None, ``factors`` holds the factor *values* (float32 [N, K]);
+that shuffled split (the full sets are 3 GB and 6 GB as uint8). x is uint8 [N, C, 64, 64] read
+as [0, 1], y is None, ``factors`` holds the factor *values* (float32 [N, K]);
 :func:`factor_classes` turns them into the integer classes the FactorVAE score needs.
 """
 
@@ -100,6 +100,11 @@ def _check(path: Path, images: Any, factors: Any, ndim: int) -> None:
                            "use the published file")
 
 
+def _stored(pixels: np.ndarray) -> Tensor:
+    """8-bit pixels as they are (uint8); any other real type as float32."""
+    return torch.from_numpy(pixels if pixels.dtype == np.uint8 else pixels.astype(np.float32))
+
+
 def _options(limit: int | None, seed: int) -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise WisealeError(f"option seed must be an integer, got {seed!r}")
@@ -123,11 +128,10 @@ def load_dsprites(split: str = "train", data_dir: str | Path | None = None,
         raise WisealeError(f"cannot read {path} ({one_line(exc)}); download it again") from None
     _check(path, images, values, 3)
     idx = shuffled_split(len(images), split, seed, limit)
-    x = torch.from_numpy(_take_rows(images, idx)).to(torch.float32).unsqueeze(1)
-    if x.max() > 1:  # the published file is 0/1; accept a 0..255 copy
-        x /= 255.0
+    x = _stored(_take_rows(images, idx)).unsqueeze(1)
     factors = torch.from_numpy(values[idx, 1:].astype(np.float32))
-    return Dataset(f"dsprites-{split}", x, None, factors)
+    # the published file is 0/1; a 0..255 copy is accepted
+    return Dataset(f"dsprites-{split}", x, None, factors, divide_by=255.0 if x.max() > 1 else 1.0)
 
 
 def load_3dshapes(split: str = "train", data_dir: str | Path | None = None,
@@ -151,8 +155,9 @@ def load_3dshapes(split: str = "train", data_dir: str | Path | None = None,
             pixels, values = _take_rows(images, idx), labels[()][idx]
     except (OSError, KeyError, RuntimeError, ValueError) as exc:  # what h5py raises when corrupt
         raise WisealeError(f"cannot read {path} ({one_line(exc)}); download it again") from None
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
-    return Dataset(f"3dshapes-{split}", x, None, torch.from_numpy(values.astype(np.float32)))
+    x = _stored(pixels).permute(0, 3, 1, 2).contiguous()
+    return Dataset(f"3dshapes-{split}", x, None, torch.from_numpy(values.astype(np.float32)),
+                   divide_by=255.0)
 
 
 def render_squares(factors: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ class MeasureContext:
         """The run's flow (fitted once, saved in the run), ``flow_epochs`` epochs."""
         from wiseale.samplers import run_flow
 
-        return run_flow(self.run_dir, self.model, self.train.x,
+        return run_flow(self.run_dir, self.model, self.train.floats(),
                         epochs=self.settings["flow_epochs"], seed=self.seed,
                         progress=self.progress)
 
@@ -72,7 +72,7 @@ class MeasureContext:
         """The run's Gaussian mixture of ``components`` components (fitted once, saved)."""
         from wiseale.samplers import run_mixture
 
-        return run_mixture(self.run_dir, self.model, self.train.x,
+        return run_mixture(self.run_dir, self.model, self.train.floats(),
                            components=self.settings["components"], seed=self.seed)
 
 

@@ -56,7 +56,7 @@ def _draw_sine(out: Path, results: dict[str, Any]) -> None:
     """Fig. 5a (reconstructions of chosen test waves) and Fig. 6 (training curves)."""
     test_data = load_split(first_config(results), "test")
     picks, titles = _pick_waves(test_data.factors)
-    x = test_data.x[picks]
+    x = test_data.floats(torch.as_tensor(picks))
     recons = {m: _model(out, m).reconstruct(x).numpy() for m in results["methods"]}
     plot_signal_reconstructions(x.numpy(), recons, titles, out / "fig5a_reconstructions.png")
     histories = {m: e["history"] for m, e in results["methods"].items() if m in VAES}
@@ -126,7 +126,7 @@ def _draw_embeddings(out: Path, results: dict[str, Any]) -> None:
     panels = {}
     with torch.no_grad():
         for name in results["methods"]:
-            post = _model(out, name).encode(test_data.x[shown], sample=False)
+            post = _model(out, name).encode(test_data.floats(torch.as_tensor(shown)), sample=False)
             panels[name] = (post.code.numpy(),
                             None if post.logvar is None else post.logvar.numpy())
     plot_embeddings(panels, test_data.y[shown].numpy(), out / "fig1_embeddings.png")
@@ -180,7 +180,7 @@ EMBEDDING = Spec(
 
 def _draw_celeba(out: Path, results: dict[str, Any]) -> None:
     """Fig. 5b: the first test images and each method's reconstructions."""
-    shown = load_split(first_config(results), "test").x[:N_CELEBA]
+    shown = load_split(first_config(results), "test").floats(slice(0, N_CELEBA))
     rows = {"input": shown.numpy()}
     for name in results["methods"]:
         rows[name] = _model(out, name).reconstruct(shown).numpy()

@@ -77,7 +77,7 @@ def _draw_mog(out: Path, results: dict[str, Any]) -> None:
     shown = slice(0, 1000)
     panels = {"data (2-D source)": (test_data.factors[shown].numpy(), None)}
     for name in results["methods"]:
-        panels[name] = (_codes(out, name, test_data.x[shown]).numpy(), None)
+        panels[name] = (_codes(out, name, test_data.floats(shown)).numpy(), None)
     plot_embeddings(panels, test_data.y[shown].numpy(), out / "fig2_mog_latents.png")
 
 
@@ -224,7 +224,7 @@ def _draw_table2_samples(out: Path, results: dict[str, Any]) -> None:
     from wiseale.samplers import FLOW_FILE, load_sampler
 
     test_data = load_split(first_config(results), "test")
-    rows = {"test images": test_data.x[:10].numpy()}
+    rows = {"test images": test_data.floats(slice(0, 10)).numpy()}
     with torch.no_grad():
         for row, name in TABLE2_ROWS.items():
             model = _model(out, name)
@@ -314,7 +314,7 @@ def gaussianity(context: MeasureContext) -> dict[str, Any]:
 
     context.flow()
     with torch.no_grad():
-        codes = context.model.code(context.test.x[:2_000])
+        codes = context.model.code(context.test.floats(slice(0, 2_000)))
     return {"gaussianity_ks": float(np.mean(gaussianity_ks(codes)))}
 
 
@@ -323,7 +323,7 @@ def _draw_mnist2d(out: Path, results: dict[str, Any]) -> None:
     from wiseale.samplers import FLOW_FILE, load_sampler
 
     test_data = load_split(first_config(results), "test")
-    x, labels = test_data.x[:2_000], test_data.y[:2_000].numpy()
+    x, labels = test_data.floats(slice(0, 2_000)), test_data.y[:2_000].numpy()
     codes = {name: _codes(out, name, x) for name in results["methods"]}
     plot_embeddings({n: (z.numpy(), None) for n, z in codes.items()}, labels,
                     out / "fig2de_latents.png")
@@ -393,9 +393,9 @@ def shapes_scores(context: MeasureContext) -> dict[str, Any]:
 
     model, data = context.model.eval(), context.test
     score = factorvae_score(lambda x: model.encode(x, sample=False).mu, factor_classes(data),
-                            lambda idx: data.x[idx], seed=context.seed)
+                            lambda idx: data.floats(torch.as_tensor(idx)), seed=context.seed)
     return {"disentanglement": score["score"], "active_dims": score["active_dims"],
-            "recon_nll": recon_nll(model, data.x)}
+            "recon_nll": recon_nll(model, data.floats())}
 
 
 @torch.no_grad()
@@ -427,9 +427,9 @@ def _draw_shapes(out: Path, results: dict[str, Any]) -> None:
     for name in results["methods"]:
         model = _model(out, name)
         with torch.no_grad():
-            codes = model.encode(test_data.x, sample=False).mu
+            codes = model.encode(test_data.floats(), sample=False).mu
         codes_of[name] = codes.numpy()
-        images = _traversal(model, test_data.x, codes, steps)
+        images = _traversal(model, test_data.floats(), codes, steps)
         for dim in range(codes.shape[1]):
             traversals[f"{name} z{dim}"] = images[dim * steps:(dim + 1) * steps]
     plot_image_grid(traversals, out / "fig4_traversals.png")

@@ -182,7 +182,7 @@ def _draw_densities(out: Path, results: dict[str, Any]) -> None:
     prior, over a square that holds 99.9% of every run's codes (posterior means) in each
     dimension, with a margin."""
     config = first_config(results)
-    x = load_split(config, "train").x[:N_DENSITY]
+    x = load_split(config, "train").floats(slice(0, N_DENSITY))
     models = {name: _model(out, name) for name in results["methods"]}
     posteriors = {name: _posteriors(model, x) for name, model in models.items()}
     extent = max(MIN_EXTENT, *(mu.abs().quantile(EXTENT_QUANTILE, dim=0).max().item()
@@ -283,7 +283,7 @@ def samples(model: Autoencoder, sampler: LatentSampler | None) -> np.ndarray:
 
 
 def _first_test_images(results: dict[str, Any]) -> Tensor:
-    return load_split(first_config(results), "test").x[:N_SHOWN]
+    return load_split(first_config(results), "test").floats(slice(0, N_SHOWN))
 
 
 def _draw_fid_samples(out: Path, results: dict[str, Any]) -> None:
@@ -354,7 +354,7 @@ def component_fids(context: MeasureContext) -> dict[str, Any]:
     """``fid_mixture_m{i}``: the FID of the mixture with the i-th of the setting's component
     counts (``counts``), and its EM iterations and convergence."""
     counts = context.settings["counts"]
-    mixtures = component_mixtures(context.run_dir, context.model, context.train.x, counts,
+    mixtures = component_mixtures(context.run_dir, context.model, context.train.floats(), counts,
                                   context.seed)
     found: dict[str, Any] = {}
     for i, m in enumerate(counts, start=1):
@@ -367,19 +367,19 @@ def component_fids(context: MeasureContext) -> dict[str, Any]:
 def iwae_bounds(context: MeasureContext) -> dict[str, Any]:
     """The IWAE bound (K = 20) on the first 500 test images with N(0, I) and with the run's
     mixture as p(z), on the same importance samples (004 Sec. 5.2, Table 3)."""
-    x = context.test.x[:IWAE_N]
+    x = context.test.floats(slice(0, IWAE_N))
     return {"iwae_prior": seeded_iwae(context.model, x),
             "iwae_mixture": seeded_iwae(context.model, x, context.mixture())}
 
 
 def pixel_uncertainty(context: MeasureContext) -> dict[str, Any]:
     """004 Sec. 5.4: the pixel-wise model's predicted variance against its squared error."""
-    return uncertainty(context.model, context.test.x)
+    return uncertainty(context.model, context.test.floats())
 
 
 def _uncertainty_section(results: dict[str, Any]) -> list[str]:
     pixel = results["methods"][PIXEL]["test"]
-    dims = int(np.prod(load_split(first_config(results), "test").x.shape[1:]))
+    dims = int(np.prod(load_split(first_config(results), "test").sample_shape))
     return [
         "## Uncertainty of the pixel-wise model (004 Sec. 5.4, Fig. 3-4)", "",
         f"Over the test images at the posterior mean (means over the seeds): predicted sigma^2 "

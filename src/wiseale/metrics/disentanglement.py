@@ -123,7 +123,7 @@ def factorvae_score(encode: Callable[[Tensor], Tensor],
             put the model in eval mode first.
         factors: integer factor classes [N, K] of the data set, one row per image.
         sample_images: data indices (a 1-D ``torch.long`` tensor on the CPU) -> the images at
-            those indices (e.g. ``lambda idx: data.x[idx]``).
+            those indices (e.g. ``lambda idx: data.floats(torch.as_tensor(idx))``).
         n_train_votes: votes that build the majority-vote classifier (Kim & Mnih: 800).
         n_eval_votes: separate votes the score is measured on (Kim & Mnih: 800).
         batch_size: images per vote (Kim & Mnih: 64); at least 2.

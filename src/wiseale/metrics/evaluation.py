@@ -24,11 +24,31 @@ from wiseale.samplers import LatentSampler
 
 AGGREGATE_SAMPLES = 4096
 EVAL_SEED = 1234
+Samples = Tensor | Dataset  # a data set is read a batch at a time, as float32
+
+
+def _device(model: Autoencoder) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _first(x: Samples, n: int, device: torch.device) -> Tensor:
+    """The first ``n`` samples of ``x`` as a float32 tensor on ``device``."""
+    return x.floats(slice(0, n), device) if isinstance(x, Dataset) else x[:n]
+
+
+def _batches(x: Samples, size: int, device: torch.device):
+    """``x`` in consecutive batches of ``size`` samples."""
+    if not isinstance(x, Dataset):
+        yield from x.split(size)
+        return
+    for start in range(0, len(x), size):
+        yield x.floats(slice(start, start + size), device)
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str, float | None]:
-    """Test metrics, each a mean over the samples of ``x``:
+def evaluate(model: Autoencoder, x: Samples, batch_size: int = 1024) -> dict[str, float | None]:
+    """Test metrics, each a mean over the samples of ``x`` (a tensor, or a data set read a
+    batch at a time):
 
     - ``recon_error``: sum_d (x - x_hat)^2 with x_hat decoded from the posterior's code
       (``Posterior.code``: the mean; for a flow posterior the flow at eps = 0);
@@ -46,7 +66,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
     sse, kl, elbo, mus, logvars = [], [], [], [], []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EVAL_SEED)
-        for batch in x.split(batch_size):
+        for batch in _batches(x, batch_size, _device(model)):
             post = model.encode(batch, sample=True)
             x_hat = model.likelihood.mean(model.decode(post.code))
             sse.append((batch - x_hat).square().flatten(1).sum(1))
@@ -61,7 +81,7 @@ def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str,
     model.train(was_training)
     recon_error = torch.cat(sse).mean().item()
     result: dict[str, float | None] = {"recon_error": recon_error,
-                                       "mse": recon_error / x[0].numel(),
+                                       "mse": recon_error / batch[0].numel(),
                                        "kl_prior": None, "elbo": None, "aggregate_kl_ub": None}
     if kl:
         result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item())
@@ -75,7 +95,7 @@ IWAE_K, IWAE_N, LATENT_N, MC_SAMPLES = 20, 1000, 2000, 10_000
 
 
 @torch.no_grad()
-def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dict[str, Any]:
+def evaluate_full(model: Autoencoder, x: Samples, y: Tensor | None = None) -> dict[str, Any]:
     """:func:`evaluate` plus the measures of docs/metrics.md, for the end of a run:
 
     ``iwae`` (K = 20 on the first 1,000 samples), and on the first 2,000 samples:
@@ -89,8 +109,8 @@ def evaluate_full(model: Autoencoder, x: Tensor, y: Tensor | None = None) -> dic
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EVAL_SEED)
-        result["iwae"] = iwae(model, x[:IWAE_N], k=IWAE_K)
-        subset = x[:LATENT_N]
+        result["iwae"] = iwae(model, _first(x, IWAE_N, _device(model)), k=IWAE_K)
+        subset = _first(x, LATENT_N, _device(model))
         posts = [model.encode(batch) for batch in subset.split(1024)]
         mu = torch.cat([p.mu for p in posts])
         code = torch.cat([p.code for p in posts])
@@ -129,10 +149,10 @@ def sample_features(train: Dataset) -> FeatureExtractor:
     its weights (the papers' FID), else a classifier trained once (cached) on the labelled
     training images (docs/metrics.md: not comparable with Inception FIDs). Unlabelled images
     (CelebA) need Inception. The extractor's ``name`` says which; record it with the FID."""
-    if train.x.dim() != 4:
+    if len(train.sample_shape) != 3:
         raise WisealeError(f"the FID needs images (N x C x H x W); {train.name} has samples of "
-                           f"shape {tuple(train.x.shape[1:])}")
-    return feature_extractor(train.name.rsplit("-", 1)[0], train.x, train.y)
+                           f"shape {tuple(train.sample_shape)}")
+    return feature_extractor(train.name.rsplit("-", 1)[0], train.floats(), train.y)
 
 
 def sample_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N,
@@ -144,6 +164,6 @@ def sample_fid(model: Autoencoder, train: Dataset, test: Dataset, n: int = FID_N
     :func:`sample_features` of ``train``). Record ``fid_count(test, n)`` beside it."""
     if features is None:
         features = sample_features(train)
-    reference = test.x[:fid_count(test, n)]
+    reference = test.floats(slice(0, fid_count(test, n)))
     samples = model.sample(len(reference), torch.Generator().manual_seed(EVAL_SEED), sampler)
     return image_fid(features, reference, samples.clamp(0, 1))  # Gaussian means can overshoot

@@ -142,9 +142,9 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     config.validate()
     given = train_data is not None
     train_data = load_split(config, "train") if not given else \
-        as_dataset(train_data, "train", config.data)
+        as_dataset(train_data, "train", config.data, config.storage)
     if test_data is not None:
-        test_data = as_dataset(test_data, "test", config.data)
+        test_data = as_dataset(test_data, "test", config.data, config.storage)
     elif given and not (config.data in DATASETS
                         or Path(config.data_dir or ".", config.data).exists()):
         warnings.warn("no test_data was given: the per-epoch and final test metrics are "
@@ -186,12 +186,12 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
           test_data: Dataset) -> Autoencoder:
     config, out, world = run.config, run.out, run.world
     state, history = restore(run) if resume else (EpochState(0), [])
-    x = train_data.x.to(run.device)
-    x_eval = test_data.x[:config.eval_size].to(run.device)
-    n_batches = _n_batches(len(x), config.batch_size, world)
+    data = train_data.to(run.device)  # in memory: moved once; a file: read batch by batch
+    x_eval = test_data.floats(slice(0, config.eval_size), run.device)
+    n_batches = _n_batches(len(data), config.batch_size, world)
     with StopSignals(enabled=not world.distributed) as signals:
         for epoch in range(state.epoch, config.epochs):
-            row = _train_epoch(run, x, state, n_batches, signals, progress)
+            row = _train_epoch(run, data, state, n_batches, signals, progress)
             if world.main:
                 row.update({f"test_{k}": v for k, v in evaluate(run.model, x_eval).items()})
             row.update(run.model.end_epoch(epoch, row))
@@ -229,7 +229,7 @@ def _epoch_order(run: Run, n: int, epoch: int) -> torch.Tensor:
     return order
 
 
-def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
+def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
                  signals: StopSignals, progress: bool) -> dict:
     """Train epoch ``state.epoch`` from batch ``state.step`` on and return the metrics row
     of its steps. After a signal: a mid-epoch checkpoint, then
@@ -238,7 +238,7 @@ def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
     lr = learning_rate(config, epoch)
     for group in run.optimizers["optim"].param_groups:
         group["lr"] = lr
-    x_epoch = x[_epoch_order(run, len(x), epoch)]
+    order = _epoch_order(run, len(data), epoch)
     if state.rng:  # resumed mid-epoch
         set_rng_state(state.rng, run.device)
     watch = FiniteWatch(run.device, run.world,
@@ -249,7 +249,7 @@ def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
                disable=None if progress and run.world.main else True, leave=False,
                mininterval=0.5)
     for step in bar:
-        _train_step(run, x_epoch, state, watch, step)
+        _train_step(run, data, order, state, watch, step)
         state.step = step + 1
         if signals.signum is not None:
             check_watch(run, watch, epoch)
@@ -264,15 +264,15 @@ def _train_epoch(run: Run, x: torch.Tensor, state: EpochState, n_batches: int,
     return _epoch_row(run, state, lr, n_batches, time.perf_counter() - started)
 
 
-def _train_step(run: Run, x_epoch: torch.Tensor, state: EpochState, watch: FiniteWatch,
-                step: int) -> None:
-    """One optimiser step on batch ``step``. A non-finite loss stops the run or, with
-    ``on_nonfinite="skip"``, leaves the weights and optimisers as they were."""
+def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
+                watch: FiniteWatch, step: int) -> None:
+    """One optimiser step on batch ``step`` of the epoch's ``order``. A non-finite loss stops
+    the run or, with ``on_nonfinite="skip"``, leaves the weights and optimisers as they were."""
     batch, world = run.config.batch_size, run.world
     first = step * batch * world.size + world.rank * batch
     optimizer, adversary = run.optimizers["optim"], run.optimizers.get("adversary")
     optimizer.zero_grad(set_to_none=True)
-    output = run.loss_and_grads(x_epoch[first:first + batch])
+    output = run.loss_and_grads(data.floats(order[first:first + batch], run.device))
     watch.update(output.loss, step)
     if not watch.lazy and watch.first_bad() is not None:
         if run.config.on_nonfinite == "stop":
@@ -314,8 +314,8 @@ def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     labels = (None if train_data.y is None else train_data.y[:n].to(device),
               None if test_data.y is None else test_data.y.to(device))
     write_json(run.out / EVALUATION, {
-        "train": evaluate_full(run.model, train_data.x[:n].to(device), labels[0]),
-        "test": evaluate_full(run.model, test_data.x.to(device), labels[1])})
+        "train": evaluate_full(run.model, train_data.head(n), labels[0]),
+        "test": evaluate_full(run.model, test_data, labels[1])})
 
 
 def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,

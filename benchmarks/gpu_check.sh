@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The GPU check of issue 15, at most about 8 minutes on one GPU: the tests marked `cuda`
+# (the compiled and eager aggregate-KL kernels against the literal formula, values and
+# gradients; fp32 and bf16 runs), then benchmarks/gpu_figures.py (training samples/s and the
+# aggregate KL at M = 2048, 16384, 65536). Record its output in docs/performance.md with the
+# date and the GPU.
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root; PYTHON=... to choose
+#
+# Needs a Python with a CUDA build of torch and wiseale's requirements (pip install -e .).
+set -uo pipefail
+PYTHON=${PYTHON:-python3}
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+"$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible')" || exit 1
+date -u +"%Y-%m-%d %H:%M UTC"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+status=0
+timeout 180 "$PYTHON" -m pytest -p no:cacheprovider -q -m cuda tests/test_cuda.py -rs || status=1
+timeout 300 "$PYTHON" benchmarks/gpu_figures.py || status=1
+exit $status
