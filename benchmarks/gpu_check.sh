@@ -7,14 +7,19 @@
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root; PYTHON=... to choose
 #
-# Needs a Python with a CUDA build of torch and wiseale's requirements (pip install -e .).
+# Without a GPU the cuda tests skip and the figures are left out (exit 0). Needs a Python
+# with torch (a CUDA build for the GPU parts)
+# and wiseale's requirements (pip install -e .).
 set -uo pipefail
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-"$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible')" || exit 1
 date -u +"%Y-%m-%d %H:%M UTC"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 status=0
 timeout 180 "$PYTHON" -m pytest -p no:cacheprovider -q -m cuda tests/test_cuda.py -rs || status=1
-timeout 300 "$PYTHON" benchmarks/gpu_figures.py || status=1
+if "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    timeout 300 "$PYTHON" benchmarks/gpu_figures.py || status=1
+else
+    echo "no CUDA GPU visible: the cuda tests skipped and the GPU figures were not measured"
+fi
 exit $status

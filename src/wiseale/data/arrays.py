@@ -74,7 +74,8 @@ def _check_magic(path: Path) -> None:
                            "numpy.savez")
 
 
-def _read(path: Path, storage: str = "memory") -> dict[str, np.ndarray]:
+def _read(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the file at ``path``; a .npy's is memory-mapped (read when indexed)."""
     if not path.exists():
         raise WisealeError(f"data file {path} does not exist; check the path")
     if not path.is_file():  # a FIFO, device or socket would block or never end
@@ -84,14 +85,16 @@ def _read(path: Path, storage: str = "memory") -> dict[str, np.ndarray]:
         raise WisealeError(f"{path} is not a .npy or .npz file; save your array with numpy.save "
                            "or numpy.savez")
     _check_magic(path)
-    mapped = memory_mapped(path, storage)
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
         else:
-            arrays = {"x": np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)}
+            arrays = {"x": np.load(path, allow_pickle=False, mmap_mode="r")}
     except NUMPY_READ_ERRORS as exc:
+        if "mmap length is greater than file size" in str(exc):  # numpy's word for it
+            raise WisealeError(f"cannot read {path}: the file seems not fully written (shorter "
+                               "than its header says); save it again") from None
         raise WisealeError(f"cannot read {path} as a NumPy array ({one_line(exc)}); save it "
                            "with numpy.save or numpy.savez, without object arrays") from None
     not_arrays = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
@@ -105,9 +108,7 @@ def _read(path: Path, storage: str = "memory") -> dict[str, np.ndarray]:
     return arrays
 
 
-def _samples(path: Path, key: str, array: np.ndarray) -> torch.Tensor | np.ndarray:
-    """The array checked; in memory as a tensor (uint8 kept, the rest float32), or the
-    memory-map itself."""
+def _checked(path: Path, key: str, array: np.ndarray) -> np.ndarray:
     if not real_dtype(array.dtype):
         raise WisealeError(f"{path}:{key} has dtype {array.dtype}; store real numbers")
     if array.ndim not in (2, 3, 4):
@@ -115,8 +116,11 @@ def _samples(path: Path, key: str, array: np.ndarray) -> torch.Tensor | np.ndarr
                            "signals or N x C x H x W images")
     if array.shape[0] == 0:
         raise WisealeError(f"{path}:{key} is empty; give it at least one sample")
-    if isinstance(array, np.memmap):
-        return array
+    return array
+
+
+def _in_memory(array: np.ndarray) -> torch.Tensor:
+    """``array`` read into memory as a tensor: uint8 kept, the rest float32."""
     if array.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(array))
     with np.errstate(over="ignore", invalid="ignore"):  # Dataset reports non-finite values
@@ -137,17 +141,18 @@ def _labels(path: Path, key: str, arrays: dict[str, np.ndarray], n: int) -> torc
 def load_array_file(path: str | Path, split: str = "train", storage: str = "auto") -> Dataset:
     """The ``split`` of the array file at ``path`` (see the module docstring)."""
     path = Path(path)
-    arrays = _read(path, storage)
+    arrays = _read(path)
+    mapped = memory_mapped(path, storage)
     name = f"{path.stem}-{split}"
     if "x_test" in arrays:
         if arrays["x_test"].shape[1:] != arrays["x"].shape[1:]:
             raise WisealeError(f"{path}: x_test has samples of shape {arrays['x_test'].shape[1:]}"
                                f" but x has {arrays['x'].shape[1:]}; they must match")
         key = "x" if split == "train" else "x_test"
-        x = _samples(path, key, arrays[key])
+        x = _in_memory(_checked(path, key, arrays[key]))
         return Dataset(name, x, _labels(path, "y" if split == "train" else "y_test", arrays,
                                         len(x)))
-    x = _samples(path, "x", arrays["x"])
+    x = _checked(path, "x", arrays["x"])
     y = _labels(path, "y", arrays, len(x))
     n_test = int(round(TEST_FRACTION * len(x)))
     if n_test == 0 or n_test == len(x):
@@ -155,4 +160,7 @@ def load_array_file(path: str | Path, split: str = "train", storage: str = "auto
                            "add samples or store x_test in a .npz")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     index = order[n_test:] if split == "train" else order[:n_test]
-    return Dataset(name, x, y).subset(index.numpy())
+    if mapped:
+        return Dataset(name, x, y).subset(index.numpy())
+    # only the split's rows are read into memory, never the whole file beside them
+    return Dataset(name, _in_memory(x[index.numpy()]), None if y is None else y[index])
