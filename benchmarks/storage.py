@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -59,6 +60,7 @@ def _memory(pid: int) -> tuple[int, int]:
 
 def _train(args: list[str], out: Path, stop_after_s: float | None = None) -> dict:
     """Run `wiseale train` and return its peak memory and last metrics row."""
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run each time
     command = [sys.executable, "-m", "wiseale", "train", "--out", str(out), "--no-progress",
                "--epochs", "1", *args]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
