@@ -2,13 +2,26 @@
 ``kernel="auto"``, one call at M = 64, d = 64 (eager: below the compile threshold), then three
 at M = 2048, d = 64 (the first compiles), then three with ``kernel="compiled"``; each figure is
 one forward + backward in seconds. Run it in a fresh process: the first compile is the point.
+Then the figures behind ``pairwise.compile_pays``: seconds per pair element M^2 d of each
+kernel, forward + backward and forward alone (medians of 3 after a warm-up).
+``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` measures a compile with a cold cache. ``--train``
+adds `wiseale train` of AEVB and WiSE-ALE at batch 1024 on 8,192 sine waves for 3 epochs,
+each in a fresh process: the samples/s of every epoch (the first holds any compile) and the
+wall time.
 
-    .venv/bin/python benchmarks/kernel_first_use.py
+    .venv/bin/python benchmarks/kernel_first_use.py [--train]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -26,11 +39,50 @@ def timed(m: int, d: int, kernel: str = "auto", calls: int = 3) -> list[float]:
     return seconds
 
 
+def per_element(m: int, d: int, kernel: str, backward: bool) -> float:
+    mu = torch.randn(m, d, requires_grad=backward)
+    logvar = (0.1 * torch.randn(m, d)).requires_grad_(backward)
+    seconds = []
+    for _ in range(4):
+        started = time.perf_counter()
+        value = aggregate_kl_upper_bound(mu, logvar, kernel=kernel)
+        if backward:
+            value.backward()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:]) / (m * m * d)
+
+
+def train_epochs(method: str) -> tuple[list[float], float]:
+    """Samples/s of each epoch and the wall time of a fresh `wiseale train` process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "wiseale", "train", "--method", method, "--data",
+                        "sine", "--n-train", "8192", "--n-test", "256", "--eval-size", "256",
+                        "--batch-size", "1024", "--epochs", "3", "--no-progress", "--out",
+                        f"{tmp}/run"], check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        rows = Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()
+    return [round(json.loads(row)["samples_per_s"]) for row in rows], wall
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true")
+    args = parser.parse_args()
+    if args.train:
+        for method in ("aevb", "wise-ale"):
+            rates, wall = train_epochs(method)
+            print(f"train {method}: samples/s per epoch {rates}, {wall:.2f} s wall", flush=True)
     torch.manual_seed(0)
     print("warm M=64 auto", timed(64, 64, calls=1))
     print("M=2048 auto", timed(2048, 64))
     print("M=2048 compiled", timed(2048, 64, "compiled"))
+    print("| M | d | pass | eager ns/element | compiled ns/element | saved ns/element |")
+    for m, d in ((1024, 4), (4096, 4), (1024, 16), (2048, 64)):
+        for backward in (True, False):
+            eager, compiled = (per_element(m, d, k, backward) for k in ("eager", "compiled"))
+            print(f"| {m} | {d} | {'fwd+bwd' if backward else 'fwd'} | {eager * 1e9:.1f} | "
+                  f"{compiled * 1e9:.1f} | {(eager - compiled) * 1e9:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,10 @@ def test_sample_from_prior_and_flow(capsys, tmp_path):
                           "--out", str(tmp_path / "flow2.npy"))
     assert code == 0 and "fitted" not in out  # loaded, not refitted
     assert np.array_equal(np.load(tmp_path / "flow2.npy"), first)
+    code, _, err = _run(capsys, "sample", str(tmp_path / "r"), "--sampler", "flow",
+                        "--flow-epochs", "3", "--out", str(tmp_path / "flow3.npy"))
+    assert code == 1 and "fitted with epochs=2, not epochs=3; delete it" in err
+    assert err.count("\n") == 1 and not (tmp_path / "flow3.npy").exists()
     code, _, err = _run(capsys, "sample", str(tmp_path / "r"), "--out", str(tmp_path / "x.png"))
     assert code == 1 and "use .npy" in err
     code, out, err = _run(capsys, "sample", str(tmp_path / "r"), "--sampler", "mixture",
@@ -180,6 +184,9 @@ def test_sample_from_prior_and_flow(capsys, tmp_path):
     mixture = load_sampler(tmp_path / "r/mixture.safetensors")
     assert (mixture.name, mixture.components) == ("mixture", 3)
     assert np.load(tmp_path / "mix.npy").shape == (5, 1, 256)
+    code, _, err = _run(capsys, "sample", str(tmp_path / "r"), "--n", "2", "--out",
+                        str(tmp_path / "new/folder/prior.npy"))  # missing folders are made
+    assert code == 0 and np.load(tmp_path / "new/folder/prior.npy").shape == (2, 1, 256)
 
 
 def test_evaluate_with_fid_on_labelled_images(capsys, tmp_path):

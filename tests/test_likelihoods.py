@@ -208,7 +208,8 @@ def test_two_stage_training_switches_logs_and_resumes_exactly(tmp_path):
     z = torch.zeros(3, 4)
     floor = model.likelihood.floor()
     assert torch.all(model.predicted_variance(z) >= floor)
-    train(dataclasses.replace(config, epochs=1), tmp_path / "part", progress=False)
+    with pytest.warns(UserWarning, match=r"--epochs 1 ends within stage 1 \(stage1_epochs=1\)"):
+        train(dataclasses.replace(config, epochs=1), tmp_path / "part", progress=False)
     train(config, tmp_path / "part", resume=True, progress=False)
     full, part = (load_tensors(tmp_path / d / "model.safetensors")[0] for d in ("full", "part"))
     assert all(torch.equal(full[k], part[k]) for k in full)

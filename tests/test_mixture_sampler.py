@@ -286,7 +286,12 @@ def test_run_mixture_fits_once_then_loads_and_decodes(tmp_path):
     mixture = run_mixture(tmp_path, model, x, components=3, copies=2, seed=1)
     assert (tmp_path / MIXTURE_FILE).exists() and mixture.components == 3
     assert mixture.fit_info["on"] == "samples" and mixture.fit_info["n"] == 600
-    again = run_mixture(tmp_path, model, None, components=50)  # loaded, not refitted
+    with pytest.raises(WisealeError, match="fitted with components=3, not components=50; "
+                       "delete it to refit"):
+        run_mixture(tmp_path, model, None, components=50, copies=2, seed=1)
+    with pytest.raises(WisealeError, match="fitted with seed=1, not seed=0"):
+        run_mixture(tmp_path, model, None, copies=2)
+    again = run_mixture(tmp_path, model, None, copies=2, seed=1)  # loaded, not refitted
     assert again.components == 3 and torch.equal(again.means, mixture.means)
     samples = model.sample(5, torch.Generator().manual_seed(0), sampler=again)
     z = mixture.sample(5, torch.Generator().manual_seed(0))

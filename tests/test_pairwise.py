@@ -77,3 +77,47 @@ def test_auto_probes_the_compiler_under_no_grad_too(monkeypatch):
     assert pairwise._probed == {("cpu", torch.float32): True}
     expected = aggregate_kl_upper_bound(mu, logvar, kernel="eager")
     assert torch.allclose(value, expected, rtol=1e-5)
+
+
+def test_compile_pays_only_for_enough_calls():
+    """The compile (about 8 s) is paid only where the eager kernel's extra time over the run
+    exceeds it: 24 steps at M = 1024, d = 4 stay eager, 10,000 compile, M = 2048, d = 64
+    compiles for 20 steps."""
+    from wiseale.pairwise import compile_pays, planned_kernel
+
+    assert not compile_pays(1024, 4, 24) and compile_pays(1024, 4, 10_000)
+    assert compile_pays(2048, 64, 20) and not compile_pays(2048, 64, 3)
+    assert not compile_pays(4096, 4, 12, backward=False)  # 12 evaluations, forward only
+    assert planned_kernel(1024, 4, None) == "auto" and planned_kernel(1024, 4, 24) == "eager"
+
+
+def test_a_short_run_does_not_compile_the_aggregate_kl(monkeypatch):
+    """AggregateKL with few planned steps never builds the compiled kernels; without a plan
+    (or with many steps) `auto` does at this size."""
+    from wiseale.encoders import Posterior
+    from wiseale.regularizers import AggregateKL
+
+    built = []
+
+    def compiled_kernels():
+        built.append(1)
+        return pairwise.block_lse, pairwise.block_grad  # stand-ins: the test needs no compiler
+
+    monkeypatch.setattr(pairwise, "_compiled_kernels", compiled_kernels)
+    monkeypatch.setattr(pairwise, "_probed", {})
+    mu, logvar = torch.randn(1024, 4), torch.zeros(1024, 4)
+    post = Posterior(mu=mu, logvar=logvar, z=mu)
+    term = AggregateKL()
+    term.planned_steps = 24
+    term(post)
+    assert built == []
+    term.planned_steps = 100_000
+    term(post)
+    assert built
+
+
+def test_training_tells_the_regularisers_the_steps_ahead(tmp_path, tiny_sine):
+    from wiseale.training import train
+
+    model = train(tiny_sine, tmp_path / "run", progress=False)  # 256 / 32 = 8 steps, 2 epochs
+    assert [term.planned_steps for term in model.regularizers] == [16]

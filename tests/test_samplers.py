@@ -269,7 +269,9 @@ def test_run_flow_fits_once_then_loads_and_decodes(tmp_path):
         run_flow(tmp_path, model, None, epochs=1)
     flow = run_flow(tmp_path, model, x, epochs=2)
     assert (tmp_path / "flow.safetensors").exists() and len(flow.history) == 2
-    again = run_flow(tmp_path, model, None, epochs=50)  # loaded, not refitted
+    with pytest.raises(WisealeError, match="fitted with epochs=2, not epochs=50"):
+        run_flow(tmp_path, model, None, epochs=50)  # never a silent reuse
+    again = run_flow(tmp_path, model, None)  # the saved flow, whatever its epochs
     assert again.history == pytest.approx(flow.history, abs=1e-6)
     generator = torch.Generator().manual_seed(0)
     samples = model.sample(5, generator, sampler=again)

@@ -403,6 +403,33 @@ def test_your_own_encoder_and_decoder_train_save_and_load(tmp_path, tiny_sine):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("given", ["numpy", "torch-dataset"])
+def test_own_networks_on_given_data_reload_and_sample(tmp_path, tiny_sine, given):
+    """Your encoder and decoder trained on a numpy array or a torch Dataset of (sample, label)
+    pairs: the reloaded run decodes the prior's and a fitted mixture's samples as the trained
+    model does (issue 15's done-when)."""
+    import numpy as np
+
+    from wiseale.build import load_split
+    from wiseale.samplers.mixture import fit_mixture
+
+    sine = load_split(tiny_sine, "train")
+    x, y = sine.floats().numpy(), np.arange(len(sine)) % 3
+    data = x if given == "numpy" else torch.utils.data.TensorDataset(
+        torch.from_numpy(x), torch.from_numpy(y))
+    config = dataclasses.replace(tiny_sine, data="mine", epochs=1)
+    with pytest.warns(UserWarning, match="no test_data"):
+        model = train(config, tmp_path / "run", progress=False, train_data=data,
+                      encoder=_own_nets()[0], decoder=_own_nets()[1])
+    loaded, _ = load_run(tmp_path / "run", *_own_nets())
+    prior = [m.sample(5, generator=torch.Generator().manual_seed(1)) for m in (model, loaded)]
+    assert prior[0].shape == (5, 1, 256) and torch.equal(prior[0], prior[1])
+    mixture = fit_mixture(loaded.encode(torch.from_numpy(x), sample=False).mu, components=3)
+    drawn = [m.sample(5, generator=torch.Generator().manual_seed(2), sampler=mixture)
+             for m in (model.eval(), loaded)]
+    assert torch.isfinite(drawn[0]).all() and torch.equal(drawn[0], drawn[1])
+
+
 def test_every_step_moves_the_weights(tmp_path, tiny_sine):
     """One process, no micro-batches: the loss's gradients reach the optimiser (the trained
     weights differ from the same seed's initial ones, every parameter of the heads)."""

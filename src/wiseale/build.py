@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -78,11 +79,24 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if likelihood == "bernoulli" and not _all(train, lambda x: (x >= 0) & (x <= 1)):
         raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
                            "use --likelihood gaussian")
+    options = resolve_options(method, config.options)
+    _warn_if_one_stage(method, options, config.epochs)
     return dataclasses.replace(
-        config, method=method.name, options=resolve_options(method, config.options),
+        config, method=method.name, options=options,
         likelihood=likelihood,
         net=config.net or default_net(train.sample_shape),
         sample_shape=list(train.sample_shape))
+
+
+def _warn_if_one_stage(method: Method, options: dict[str, Any], epochs: int) -> None:
+    """A two-stage method (lv-vae-pixel, 004 Alg. 1) run for no more epochs than its first
+    stage ends without training its second: say so."""
+    stage1 = options.get("stage1_epochs")
+    if stage1 is not None and epochs <= stage1 and not options.get("stage1_tolerance"):
+        warnings.warn(f"{method.name}: --epochs {epochs} ends within stage 1 "
+                      f"(stage1_epochs={stage1}), so the per-pixel variance is never trained; "
+                      f"use --epochs above {stage1} or -o stage1_epochs=N below {epochs}",
+                      stacklevel=3)
 
 
 CHUNK = 16_384  # samples checked at a time

@@ -153,14 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flow: a MAF fitted to the training latents (003 Eq. 8-9); mixture: a "
                    "Gaussian mixture fitted to them (004 Eq. 13); either is fitted and saved "
                    "in the run directory on first use")
-    p.add_argument("--components", type=_positive_int, default=32,
-                   help="mixture components when the mixture is fitted (004: 32 for MNIST, "
-                   "500 for CelebA)")
+    p.add_argument("--components", type=_positive_int,
+                   help="mixture components when the mixture is fitted (default: 32; 004: 32 "
+                   "for MNIST, 500 for CelebA); a saved mixture of another size is refused")
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--out", type=Path, required=True, help="a .npy file (or .png for images)")
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--flow-epochs", type=_positive_int, default=100,
-                   help="epochs when the flow is fitted (003 App. B: 100)")
+    p.add_argument("--flow-epochs", type=_positive_int,
+                   help="epochs when the flow is fitted (default: 100, 003 App. B); a saved "
+                   "flow fitted for other epochs is refused")
     p = sub.add_parser("plot", help="redraw the figures of an experiment or run directory")
     p.add_argument("directory", type=Path)
     sub.add_parser("methods", help="list the methods and their options")
@@ -281,6 +282,7 @@ def _sample(args: argparse.Namespace) -> None:
             print(f"fitted a {args.sampler} to {len(train_x)} training latents: {file}")
     with torch.no_grad():
         x = model.sample(args.n, torch.Generator().manual_seed(args.seed), sampler).numpy()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".png":
         if x.ndim != 4:
             raise WisealeError("--out .png draws images (N x C x H x W); use .npy for this data")

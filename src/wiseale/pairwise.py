@@ -35,6 +35,12 @@ BLOCK_ELEMENTS = 2**18  # eager: elements of each [rows, M, d] block (1 MB in fl
 COMPILED_BLOCK_ELEMENTS = 2**24  # compiled: rows x M x d per call (only [rows, M] is stored)
 COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024, d = 4)
 COMPILE_ENV = "WISEALE_COMPILE"
+# What a compile costs and saves on the development CPU (benchmarks/kernel_first_use.py,
+# docs/performance.md): 11.5 s once per process with a cold inductor cache, 6.2 s with a warm
+# one, against eager - compiled of 2.0-2.9 ns per pair element M^2 d for a forward + backward
+# (0.7-1.8 ns for a forward alone).
+COMPILE_SECONDS = 8.0
+SAVED_SECONDS_PER_ELEMENT = {True: 2.5e-9, False: 1e-9}  # with backward -> s per element
 
 BlockLse = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 BlockGrad = Callable[..., tuple[Tensor, Tensor]]
@@ -133,6 +139,18 @@ def compiles(mu: Tensor, var: Tensor, chunk_size: int) -> bool:
                           "aggregate KL uses its eager kernel (set WISEALE_COMPILE=0 to skip "
                           "the attempt)", RuntimeWarning, stacklevel=3)
     return _probed[key]
+
+
+def compile_pays(m: int, d: int, calls: int, backward: bool = True) -> bool:
+    """Whether ``calls`` evaluations at batch ``m`` and latent size ``d`` save more time with
+    the compiled kernel than its compile costs (COMPILE_SECONDS): a short run stays eager."""
+    return calls * m * m * d * SAVED_SECONDS_PER_ELEMENT[backward] >= COMPILE_SECONDS
+
+
+def planned_kernel(m: int, d: int, calls: int | None, backward: bool = True) -> str:
+    """``auto`` where the compile pays for ``calls`` evaluations (or they are not known),
+    else ``eager``."""
+    return "auto" if calls is None or compile_pays(m, d, calls, backward) else "eager"
 
 
 def _use_compiled(mu: Tensor, kernel: str) -> bool:

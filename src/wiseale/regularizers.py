@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.encoders import Posterior
+from wiseale.pairwise import planned_kernel
 
 AGGREGATE_SCALINGS = ("batch", "per-sample")
 
@@ -35,6 +36,7 @@ class Regularizer(nn.Module):
     option_names: ClassVar[dict[str, str]] = {}  # constructor argument -> method option
     compares_samples: ClassVar[bool] = False  # a batch statistic: needs two or more samples
     needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
+    planned_steps: int | None = None  # the training steps ahead, set by the training loop
     has_adversary: ClassVar[bool] = False  # trained by adversary_loss, beside the loss
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -90,7 +92,8 @@ class AggregateKL(Regularizer):
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         logvar = _need_variance(post, "the aggregate KL")
-        value = functional.aggregate_kl_upper_bound(post.mu, logvar)
+        kernel = planned_kernel(*post.mu.shape, self.planned_steps)  # compile where it pays
+        value = functional.aggregate_kl_upper_bound(post.mu, logvar, kernel=kernel)
         scale = 1.0 / post.mu.shape[0] if self.scaling == "batch" else 1.0
         return value, self.weight * scale * value
 

@@ -59,7 +59,6 @@ from wiseale.samplers import (
     fit_mixture,
     latents_of,
     load_sampler,
-    run_mixture,
     run_sampler,
 )
 from wiseale.training import load_run
@@ -202,7 +201,7 @@ def _draw_densities(out: Path, results: dict[str, Any]) -> None:
         label = (f"lv-vae (sigma2 = {test['sigma2']:.3g})" if name == LV_VAE.label
                  else f"sigma2 = {test['sigma2']:g}")
         aggregate[label] = image(aggregate_log_density(grid, mu.double(), logvar.double()))
-        fitted = run_mixture(out / "runs" / name, models[name], None)
+        fitted = load_sampler(out / "runs" / name / MIXTURE_FILE, models[name].latent_dim)
         mixture[label] = image(fitted.log_prob(grid))
     for panels in rows.values():
         panels["prior"] = image(standard_normal_log_prob(grid))
@@ -312,7 +311,8 @@ def component_mixtures(run_dir: Path, model: Autoencoder, x: torch.Tensor,
     def fitter(m: int):
         return lambda z: fit_mixture(z, m, seed=seed)
 
-    return {m: run_sampler(run_dir, mixture_file(m), MixtureSampler, model, latents, fitter(m))
+    return {m: run_sampler(run_dir, mixture_file(m), MixtureSampler, model, latents, fitter(m),
+                           {"components": m, "seed": seed, "images": FIT_IMAGES})
             for m in components}
 
 

@@ -46,7 +46,8 @@ def _batches(x: Samples, size: int, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, x: Samples, batch_size: int = 1024) -> dict[str, float | None]:
+def evaluate(model: Autoencoder, x: Samples, batch_size: int = 1024,
+             kernel: str = "auto") -> dict[str, float | None]:
     """Test metrics, each a mean over the samples of ``x`` (a tensor, or a data set read a
     batch at a time):
 
@@ -56,7 +57,8 @@ def evaluate(model: Autoencoder, x: Samples, batch_size: int = 1024) -> dict[str
     - ``kl_prior``: KL(q(z|x) || N(0, I)), the "AEVB KL" of Fig. 6;
     - ``elbo``: log p(x|z) - KL(q(z|x) || N(0, I)) with one z ~ q(z|x) (seeded);
     - ``aggregate_kl_ub``: Eq. 21 over the first 4096 posteriors (the bound depends on how
-      many: compare values computed over the same number).
+      many: compare values computed over the same number), with the ``kernel`` of
+      functional.aggregate_kl_upper_bound.
     The last three are None for a deterministic encoder, which has no posterior density; for a
     flow posterior (vae-iaf) ``kl_prior`` and ``elbo`` use one-sample Monte Carlo KL and
     ``aggregate_kl_ub`` is None.
@@ -87,7 +89,8 @@ def evaluate(model: Autoencoder, x: Samples, batch_size: int = 1024) -> dict[str
         result.update(kl_prior=torch.cat(kl).mean().item(), elbo=torch.cat(elbo).mean().item())
     if mus:
         mu, logvar = torch.cat(mus)[:AGGREGATE_SAMPLES], torch.cat(logvars)[:AGGREGATE_SAMPLES]
-        result["aggregate_kl_ub"] = functional.aggregate_kl_upper_bound(mu, logvar).item()
+        result["aggregate_kl_ub"] = functional.aggregate_kl_upper_bound(mu, logvar,
+                                                                        kernel=kernel).item()
     return result
 
 
@@ -95,7 +98,8 @@ IWAE_K, IWAE_N, LATENT_N, MC_SAMPLES = 20, 1000, 2000, 10_000
 
 
 @torch.no_grad()
-def evaluate_full(model: Autoencoder, x: Samples, y: Tensor | None = None) -> dict[str, Any]:
+def evaluate_full(model: Autoencoder, x: Samples, y: Tensor | None = None,
+                  kernel: str = "auto") -> dict[str, Any]:
     """:func:`evaluate` plus the measures of docs/metrics.md, for the end of a run:
 
     ``iwae`` (K = 20 on the first 1,000 samples), and on the first 2,000 samples:
@@ -104,7 +108,7 @@ def evaluate_full(model: Autoencoder, x: Samples, y: Tensor | None = None) -> di
     for a fixed-noise encoder, ``information_rate_bits`` (003 Sec. 4).
     Seeded, so the same model gives the same numbers.
     """
-    result: dict[str, Any] = dict(evaluate(model, x))
+    result: dict[str, Any] = dict(evaluate(model, x, kernel=kernel))
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[]):

@@ -59,6 +59,7 @@ FLOW_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {
     "realnvp": (8, (256, 256, 256)),    # CelebA: RealNVP[256^3], 7 x {Permutation, RealNVP}
 }
 FLOW_FILE = "flow.safetensors"  # the flow's file name inside a run directory
+DEFAULT_FLOW_EPOCHS = 100  # run_flow: 003 App. B
 SAMPLER_FORMAT = 2  # 2: trained on fresh posterior samples in every mini-batch (003 Alg. 1)
 STD_MIN = 1e-6  # a latent dimension with (near) zero spread is standardised by this instead
 
@@ -308,14 +309,19 @@ def _train(sampler: FlowSampler, draw: Callable[[Tensor], Tensor], n: int,
             epoch_bar.set_postfix(nll=f"{sampler.history[-1]:.4f}")
 
 
-def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None, epochs: int = 100,
-             seed: int = 0, progress: bool = False) -> FlowSampler:
+def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None,
+             epochs: int | None = None, seed: int = 0, progress: bool = False) -> FlowSampler:
     """The flow of a run directory: loaded from ``run_dir/flow.safetensors``, or fitted to the
     latents of the training images ``x`` (:func:`latents_of`, :func:`fit_flow`) and saved
     there, so it is fitted once per run, not at every use (``x`` may be None when the flow
     exists). Every mini-batch sees fresh posterior samples (003 Alg. 1): mu + sigma * eps for a
     diagonal-Gaussian or fixed-noise posterior, re-encoded samples for a flow posterior
-    (VAE + IAF); a deterministic encoder gives its codes."""
+    (VAE + IAF); a deterministic encoder gives its codes. ``epochs`` None: the saved flow's,
+    or 100 (003 App. B) when one is fitted; other options than the saved flow's are refused in
+    one line."""
+    asked = {"epochs": epochs, "seed": seed}
+    fitted_with = {**asked, "epochs": epochs or DEFAULT_FLOW_EPOCHS}
+    epochs = fitted_with["epochs"]
 
     def fit(x: Tensor) -> FlowSampler:
         means, std = posterior_means(model, x)
@@ -325,4 +331,4 @@ def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None, epochs: 
         return fit_flow(means.cpu(), epochs=epochs, seed=seed, progress=progress,
                         noise_std=None if std is None else std.cpu())
 
-    return run_sampler(run_dir, FLOW_FILE, FlowSampler, model, x, fit)
+    return run_sampler(run_dir, FLOW_FILE, FlowSampler, model, x, fit, asked, fitted_with)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -29,6 +29,7 @@ __all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "posterior_means",
 
 # sampler name (the "sampler" entry of a file's meta) -> its class; filled by register_sampler
 SAMPLER_CLASSES: dict[str, type] = {}
+FIT_OPTIONS = "fit_options"  # meta entry: the options a run directory's sampler was fitted with
 
 S = TypeVar("S", bound=type)
 
@@ -47,13 +48,15 @@ def register_sampler(cls: S) -> S:
 register_sampler(PriorSampler)
 
 
-def save_sampler(path: str | Path, sampler: LatentSampler) -> None:
-    """Write a sampler as one safetensors file with JSON meta, atomically (never pickled)."""
+def save_sampler(path: str | Path, sampler: LatentSampler,
+                 fit_options: dict[str, Any] | None = None) -> None:
+    """Write a sampler as one safetensors file with JSON meta (and the options it was fitted
+    with), atomically (never pickled)."""
     if getattr(sampler, "name", None) not in SAMPLER_CLASSES:
         raise WisealeError(f"cannot save a {type(sampler).__name__}; samplers are "
                            f"{', '.join(SAMPLER_CLASSES)}")
     tensors, meta = sampler.state()
-    save_tensors(Path(path), tensors, meta)
+    save_tensors(Path(path), tensors, {**meta, FIT_OPTIONS: fit_options or {}})
 
 
 def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampler:
@@ -144,21 +147,33 @@ def posterior_means(model: Autoencoder, x: Tensor,
 
 
 def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
-                x: Tensor | None, fit: Callable[[Tensor], LatentSampler]) -> LatentSampler:
-    """The ``cls`` sampler of a run directory: loaded from ``run_dir/file`` when it exists
-    (whatever the fitting options were then: delete the file to refit), else ``fit(x)`` on
-    the training images ``x`` and saved there, so it is fitted once per run, not at every
-    use (``x`` may be None when the file exists)."""
+                x: Tensor | None, fit: Callable[[Tensor], LatentSampler],
+                asked: dict[str, Any], fitted_with: dict[str, Any] | None = None
+                ) -> LatentSampler:
+    """The ``cls`` sampler of a run directory: loaded from ``run_dir/file`` when it exists and
+    was fitted with the ``asked`` options (None: any; other values: a one-line error saying
+    to delete it; a file of a version that did not save them is used as it is), else
+    ``fit(x)`` on the training images ``x`` and saved there with ``fitted_with`` (the asked
+    options with their defaults; default ``asked``), so it is fitted once per run, not at
+    every use (``x`` may be None when the file exists)."""
     path = Path(run_dir) / file
     if path.exists():
         sampler = load_sampler(path, model.latent_dim)
         if not isinstance(sampler, cls):
             raise WisealeError(f"{path} holds a {sampler.name} sampler, not a {cls.name}; "
                                f"delete it to refit the {cls.name}")
+        saved = load_tensors(path)[1].get(FIT_OPTIONS)
+        differ = {key: saved[key] for key, value in asked.items()
+                  if value is not None and saved and key in saved and saved[key] != value}
+        if differ:
+            was = ", ".join(f"{key}={value}" for key, value in differ.items())
+            wanted = ", ".join(f"{key}={asked[key]}" for key in differ)
+            raise WisealeError(f"{path} was fitted with {was}, not {wanted}; delete it to refit "
+                               f"with {wanted}, or ask for {was}")
         return sampler
     if x is None:
         raise WisealeError(f"{run_dir} has no fitted {cls.name} yet; give the training images")
     with exclusive(Path(run_dir)):  # one writer: not while the run trains or another fits
         sampler = fit(x)
-        save_sampler(path, sampler)
+        save_sampler(path, sampler, asked if fitted_with is None else fitted_with)
     return sampler

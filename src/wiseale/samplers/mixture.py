@@ -46,6 +46,7 @@ __all__ = ["COVARIANCE_TYPES", "FIT_ON", "MIXTURE_FILE", "MixtureSampler", "fit_
 COVARIANCE_TYPES = ("full", "diag")
 FIT_ON = ("samples", "means")
 MIXTURE_FILE = "mixture.safetensors"  # the mixture's file name inside a run directory
+DEFAULT_COMPONENTS = 32  # run_mixture: 004 uses 32 for MNIST, 500 for CelebA
 MIXTURE_FORMAT = 1
 WEIGHT_SUM_TOL = 1e-6  # |sum w - 1| allowed in a mixture (sklearn's weights sum to 1 +- 1e-15)
 SYMMETRY_TOL = 1e-9  # relative asymmetry allowed in a full covariance matrix
@@ -310,11 +311,12 @@ def fit_mixture(latents: Tensor, components: int = 32, covariance: str = "full",
 
 
 def run_mixture(run_dir: str | Path, model: Autoencoder, x: Tensor | None,
-                components: int = 32, copies: int = 1, seed: int = 0, on: str = "samples",
-                covariance: str = "full") -> MixtureSampler:
+                components: int | None = None, copies: int = 1, seed: int = 0,
+                on: str = "samples", covariance: str = "full") -> MixtureSampler:
     """The mixture of a run directory: loaded from ``run_dir/mixture.safetensors``, or fitted
     to the training images ``x`` and saved there (fitted once per run; ``x`` may be None when
-    the file exists; delete it to refit with other options).
+    the file exists; other options than the saved file's are refused in one line).
+    ``components`` None: the saved mixture's, or 32 when one is fitted.
 
     ``on="samples"`` (default) fits EM to ``copies`` samples z ~ q(z|x_i) per image, exact
     draws of the aggregate posterior (004 Eq. 12); ``on="means"`` to the posterior means
@@ -327,10 +329,14 @@ def run_mixture(run_dir: str | Path, model: Autoencoder, x: Tensor | None,
         raise WisealeError("posterior means are the same in every copy; use copies=1 with "
                            "on='means'")
 
+    asked = {"components": components, "copies": copies, "seed": seed, "on": on,
+             "covariance": covariance}
+    fitted_with = {**asked, "components": components or DEFAULT_COMPONENTS}
+
     def fit(x: Tensor) -> MixtureSampler:
         latents = latents_of(model, x, seed=seed, copies=copies, sample=on == "samples")
-        sampler = fit_mixture(latents, components, covariance, seed=seed)
+        sampler = fit_mixture(latents, fitted_with["components"], covariance, seed=seed)
         sampler.fit_info.update(on=on, copies=copies)
         return sampler
 
-    return run_sampler(run_dir, MIXTURE_FILE, MixtureSampler, model, x, fit)
+    return run_sampler(run_dir, MIXTURE_FILE, MixtureSampler, model, x, fit, asked, fitted_with)

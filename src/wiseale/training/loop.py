@@ -23,7 +23,9 @@ from wiseale.data.given import as_dataset
 from wiseale.errors import WisealeError
 from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
+from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.model import Autoencoder
+from wiseale.pairwise import planned_kernel
 from wiseale.storage import (
     atomic_write_text,
     check_writable,
@@ -189,11 +191,13 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     data = train_data.to(run.device)  # in memory: moved once; a file: read batch by batch
     x_eval = test_data.floats(slice(0, config.eval_size), run.device)
     n_batches = _n_batches(len(data), config.batch_size, world)
+    eval_kernel = _plan_kernels(run, state, n_batches, len(x_eval))
     with StopSignals(enabled=not world.distributed) as signals:
         for epoch in range(state.epoch, config.epochs):
             row = _train_epoch(run, data, state, n_batches, signals, progress)
             if world.main:
-                row.update({f"test_{k}": v for k, v in evaluate(run.model, x_eval).items()})
+                row.update({f"test_{k}": v for k, v in
+                            evaluate(run.model, x_eval, kernel=eval_kernel).items()})
             row.update(run.model.end_epoch(epoch, row))
             history.append(row)
             state = EpochState(epoch + 1)
@@ -208,6 +212,17 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
         _save_results(run, train_data, test_data)
     barrier(world)
     return run.model
+
+
+def _plan_kernels(run: Run, state: EpochState, n_batches: int, n_eval: int) -> str:
+    """Tell the regularisers how many steps are ahead (the aggregate KL compiles its kernel
+    only where that pays, pairwise.compile_pays) and return the kernel of the per-epoch
+    evaluations' aggregate KL."""
+    epochs_ahead = run.config.epochs - state.epoch
+    for regularizer in run.model.regularizers:
+        regularizer.planned_steps = epochs_ahead * n_batches - state.step
+    return planned_kernel(min(n_eval, AGGREGATE_SAMPLES), run.config.latent_dim, epochs_ahead,
+                          backward=False)
 
 
 def _n_batches(n: int, batch: int, world: World) -> int:
@@ -313,9 +328,10 @@ def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     save_tensors(run.out / WEIGHTS, run.model.state_dict(), {"config": run.config.to_dict()})
     labels = (None if train_data.y is None else train_data.y[:n].to(device),
               None if test_data.y is None else test_data.y.to(device))
+    kernel = planned_kernel(min(n, AGGREGATE_SAMPLES), run.config.latent_dim, 2, backward=False)
     write_json(run.out / EVALUATION, {
-        "train": evaluate_full(run.model, train_data.head(n), labels[0]),
-        "test": evaluate_full(run.model, test_data, labels[1])})
+        "train": evaluate_full(run.model, train_data.head(n), labels[0], kernel),
+        "test": evaluate_full(run.model, test_data, labels[1], kernel)})
 
 
 def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,
