@@ -245,3 +245,48 @@ def test_train_has_a_flag_for_every_config_field_with_its_default(capsys):
     assert "--eval-size N test samples evaluated after every epoch (all of them at the end) " \
            "(default: 4096)" in text
     assert "--sigma2 SIGMA2 variance of the Gaussian likelihood (default: 0.5)" in text
+
+
+def test_version(capsys):
+    from wiseale import __version__
+
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out.strip() == f"wiseale {__version__}"
+
+
+def test_train_reads_a_toml_config_that_flags_override(capsys, tmp_path):
+    (tmp_path / "run.toml").write_text(
+        'method = "vcae"\ndata = "sine"\nn-train = 128\nn_test = 32\nepochs = 3\n'
+        'batch_size = 32\nlr_schedule = "cosine"\n\n[options]\nlambda = 2.5\n')
+    code, _, err = _run(capsys, "train", "--config", str(tmp_path / "run.toml"), "--epochs",
+                        "1", "-o", "v=3", "--no-progress", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    saved = json.loads((tmp_path / "r/config.json").read_text())
+    assert (saved["method"], saved["epochs"], saved["lr_schedule"]) == ("vcae", 1, "cosine")
+    assert saved["options"]["lambda"] == 2.5 and saved["options"]["v"] == 3
+    (tmp_path / "bad.toml").write_text('method = "vcae"\nepoch = 3\n')
+    code, _, err = _run(capsys, "train", "--config", str(tmp_path / "bad.toml"), "--out",
+                        str(tmp_path / "b"))
+    assert code == 1 and "unknown settings epoch; use method, data" in err
+    assert err.count("\n") == 1 and not (tmp_path / "b").exists()
+    (tmp_path / "broken.toml").write_text('method = "vcae\n')
+    code, _, err = _run(capsys, "train", "--config", str(tmp_path / "broken.toml"), "--out",
+                        str(tmp_path / "b"))
+    assert code == 1 and "is not valid TOML" in err and err.count("\n") == 1
+    code, _, err = _run(capsys, "train", "--data", "sine", "--out", str(tmp_path / "b"))
+    assert code == 1 and "give --method (or --config FILE, or --resume" in err
+
+
+def test_resume_takes_the_runs_own_settings(capsys, tmp_path):
+    """`train --resume --out DIR` needs no other flag; --epochs extends the run."""
+    code, _, err = _run(capsys, *TRAIN, "--method", "wise-ale", "--lr", "0.002", "-o",
+                        "weight=2", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    code, _, err = _run(capsys, "train", "--resume", "--epochs", "2", "--no-progress", "--out",
+                        str(tmp_path / "r"))
+    assert code == 0, err
+    rows = (tmp_path / "r/metrics.jsonl").read_text().splitlines()
+    saved = json.loads((tmp_path / "r/config.json").read_text())
+    assert len(rows) == 2 and saved["lr"] == 0.002 and saved["options"]["weight"] == 2
+    code, _, err = _run(capsys, "train", "--resume", "--out", str(tmp_path / "none"))
+    assert code == 1 and "holds no config.json" in err

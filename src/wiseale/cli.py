@@ -88,21 +88,19 @@ def _data_option(text: str) -> tuple[str, Any]:
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
     """A flag for every RunConfig field with flag metadata: its default, help and reading
-    come from config.py (one place for each)."""
+    come from config.py (one place for each). A flag not given is absent from the parsed
+    arguments, so --config and --resume can supply it (wiseale.settings)."""
     readers = {"positive_int": _positive_int, "positive_float": _positive_float, "seed": _seed,
                "path": Path}
     for f in dataclasses.fields(RunConfig):
         if "help" not in f.metadata:
             continue
         how = f.metadata
-        kwargs: dict[str, Any] = {"help": how["help"]}
+        kwargs: dict[str, Any] = {"help": how["help"], "default": argparse.SUPPRESS}
         if f.default is dataclasses.MISSING:
-            kwargs["required"] = True
-        else:
-            if f.default is not None:
-                kwargs["help"] += " (default: %(default)s)"
-            kwargs["default"] = f.default if how.get("nargs") is None or f.default is None \
-                else [f.default]
+            kwargs["help"] += " (required, here or in --config)"
+        elif f.default is not None:
+            kwargs["help"] += f" (default: {f.default})"
         if "kind" in how:
             kwargs["type"] = readers[how["kind"]]
         if "choices" in how:
@@ -116,13 +114,17 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one method on one data set")
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument("--config", type=Path, metavar="FILE", help="a TOML file of these settings "
+                   "(names as the flags': lr_schedule = \"cosine\"; [options] and "
+                   "[data_options] tables); flags given here override it")
     _config_flags(p)
     p.add_argument("-o", "--option", type=_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a method option (see `wiseale methods`)")
     p.add_argument("--data-option", type=_data_option, action="append", default=[],
                    metavar="KEY=VALUE", help="a data-set option, e.g. binarize=true")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (after a "
-                   "kill, or SIGINT / SIGTERM, which save a checkpoint and exit 130 / 143)")
+                   "kill, or SIGINT / SIGTERM, which save a checkpoint and exit 130 / 143) with "
+                   "the settings of its config.json; flags given override them (--epochs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "posterior: train, evaluate, reproduce the papers.", epilog=ENVIRONMENT,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"wiseale {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
@@ -211,27 +214,36 @@ def _prepare(args: argparse.Namespace) -> None:
         print(f"prepared: {path}")
 
 
+def _version() -> str:
+    from wiseale import __version__
+
+    return __version__
+
+
 def _train(args: argparse.Namespace) -> None:
+    from wiseale.settings import merged, read_config_file, saved_settings
     from wiseale.training import train
     from wiseale.training.interrupts import Interrupted
 
-    data = args.data
-    if args.data_dir is None and Path(data).suffix and Path(data).exists():
-        data = str(Path(data).resolve())  # `wiseale evaluate` then works from any directory
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-             if hasattr(args, f.name)}
-    gamma = args.lr_gamma
-    config = RunConfig(**{
-        **given, "data": data, "options": dict(args.option),
-        "data_options": dict(args.data_option),
-        "lr_gamma": gamma[0] if isinstance(gamma, list) and len(gamma) == 1 else gamma,
-        "data_dir": None if args.data_dir is None else str(args.data_dir.resolve())})
+             if hasattr(args, f.name)}  # only the flags given
+    given.update(options=dict(args.option), data_options=dict(args.data_option))
+    settings = merged(read_config_file(args.config) if args.config else {},
+                      saved_settings(args.out) if args.resume else {}, given)
+    data, data_dir, gamma = settings["data"], settings.get("data_dir"), settings.get("lr_gamma")
+    if data_dir is None and Path(data).suffix and Path(data).exists():
+        settings["data"] = str(Path(data).resolve())  # `wiseale evaluate` works from anywhere
+    if data_dir is not None:
+        settings["data_dir"] = str(Path(data_dir).resolve())
+    if isinstance(gamma, list) and len(gamma) == 1:
+        settings["lr_gamma"] = gamma[0]
+    config = RunConfig(**settings)
     try:
         train(config, args.out, resume=args.resume, progress=not args.no_progress)
     except Interrupted as exc:
         sys.stderr.write(f"wiseale: {exc}\n")
         raise SystemExit(128 + exc.signum) from None
-    print(f"trained {args.method}: {args.out}/model.safetensors")
+    print(f"trained {config.method}: {args.out}/model.safetensors")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -1,0 +1,78 @@
+"""Where ``wiseale train`` takes a run's settings from, later sources winning: RunConfig's
+defaults, a TOML file (``--config run.toml``), the run's own ``config.json`` (``--resume``)
+and the flags given on the command line. Loads no torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from wiseale.config import RunConfig
+from wiseale.errors import WisealeError, one_line
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 reads TOML with tomli (a dependency there)
+    import tomli as tomllib
+
+RESOLVED = ("sample_shape",)  # filled from the data, never set by hand
+TABLES = ("options", "data_options")  # TOML tables: -o KEY=VALUE and --data-option KEY=VALUE
+SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in RESOLVED)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file: RunConfig's fields by name (``lr_schedule`` or
+    ``lr-schedule``), ``[options]`` and ``[data_options]`` as tables."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WisealeError(f"cannot read --config {path}: {one_line(exc)}; give a TOML file") \
+            from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise WisealeError(f"--config {path} is not valid TOML ({one_line(exc)}); fix it") \
+            from None
+    settings = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise WisealeError(f"--config {path}: unknown settings {', '.join(unknown)}; use "
+                           f"{', '.join(SETTINGS)}")
+    for table in TABLES:
+        if not isinstance(settings.get(table, {}), dict):
+            raise WisealeError(f"--config {path}: {table} must be a table ([{table}] with "
+                               "KEY = VALUE lines)")
+    return settings
+
+
+def saved_settings(out: Path) -> dict[str, Any]:
+    """The settings a run directory was trained with (its config.json), for --resume."""
+    path = out / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WisealeError(f"--resume: {out} holds no config.json; start the run without "
+                           "--resume") from None
+    except (OSError, ValueError) as exc:
+        raise WisealeError(f"--resume: cannot read {path} ({one_line(exc)}); choose another "
+                           "--out") from None
+    return RunConfig.from_dict(data).to_dict()
+
+
+def merged(*sources: dict[str, Any]) -> dict[str, Any]:
+    """The sources' settings, later ones winning; their option tables merged key by key."""
+    settings: dict[str, Any] = {}
+    for source in sources:
+        for key, value in source.items():
+            if key in TABLES:
+                settings[key] = {**settings.get(key, {}), **value}
+            else:
+                settings[key] = value
+    missing = [name for name in ("method", "data") if name not in settings]
+    if missing:
+        flags = " and ".join(f"--{name}" for name in missing)
+        raise WisealeError(f"give {flags} (or --config FILE, or --resume a run directory)")
+    return settings
