@@ -217,15 +217,17 @@ def test_help_lists_every_environment_variable_the_code_reads(capsys):
 
 
 def test_the_command_line_starts_without_torch_or_matplotlib():
-    """`import wiseale` and building every subcommand's parser import neither (issue 14)."""
+    """`import wiseale`, building every subcommand's parser, `wiseale methods` and `wiseale
+    datasets` import neither (issues 14 and 16)."""
     import subprocess
     import sys
 
-    code = ("import sys, wiseale, wiseale.cli; wiseale.cli.build_parser(); "
+    code = ("import sys, wiseale, wiseale.cli; wiseale.cli.build_parser(); {}"
             "print(sorted(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]"
+    for command in ("", "wiseale.cli.main(['methods']); ", "wiseale.cli.main(['datasets']); "):
+        out = subprocess.run([sys.executable, "-c", code.format(command)], capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == "[]", command
 
 
 def test_train_has_a_flag_for_every_config_field_with_its_default(capsys):

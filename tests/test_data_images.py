@@ -329,5 +329,5 @@ def test_celeba_errors(tmp_path: Path):
 
 def test_image_data_sets_are_registered():
     for name in ("mnist", "fashion-mnist", "digits", "celeba"):
-        loader, summary = DATASETS[name]
-        assert callable(loader) and summary and "\n" not in summary
+        entry = DATASETS[name]
+        assert callable(entry.loader) and entry.summary and "\n" not in entry.summary

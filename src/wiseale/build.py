@@ -51,7 +51,7 @@ def load_split(config: RunConfig, split: str) -> Dataset:
 
 
 def _loader_parameters(name: str) -> set[str]:
-    return set(inspect.signature(DATASETS[name][0]).parameters) if name in DATASETS else set()
+    return set(inspect.signature(DATASETS[name].loader).parameters) if name in DATASETS else set()
 
 
 def _all(data: Dataset, test: Callable[[torch.Tensor], torch.Tensor]) -> bool:

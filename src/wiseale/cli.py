@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -355,10 +356,10 @@ def _methods() -> None:
 
 
 def _datasets() -> None:
-    from wiseale.data import DATASETS
+    from wiseale.catalog import DATASETS
 
-    for name, (_, summary) in DATASETS.items():
-        print(f"{name}: {summary}")
+    for name, entry in DATASETS.items():
+        print(f"{name}: {entry.summary}")
     print("PATH.npy / PATH.npz: your own N x D, N x C x L or N x C x H x W array")
 
 
@@ -437,6 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "experiments": lambda _: _experiments()}
     try:
         handlers[args.command](args)
+    except BrokenPipeError:  # `wiseale datasets | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as exc:  # training's Interrupted carries SIGINT or SIGTERM
         sys.stderr.write("wiseale: interrupted; finished epochs are kept: continue with "
                          "`train --resume` or by running the same `reproduce` again\n")

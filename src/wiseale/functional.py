@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wiseale.choices import DIP_VARIANTS, MMD_SCALE_NAMES
 from wiseale.errors import WisealeError
 from wiseale.pairwise import mean_log_overlap
 
@@ -20,7 +21,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 MMD_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # Tolstikhin et al.'s code (WAE)
 # The kernel sets of the MMD term, by name: "single" is 003 App. B's one C = 2 d_z sigma_z^2
 # (sigma_z^2 = 1 for N(0, I)); "multi" sums Tolstikhin et al.'s seven scales.
-MMD_SCALE_SETS = {"single": (1.0,), "multi": MMD_SCALES}
+MMD_SCALE_SETS = dict(zip(MMD_SCALE_NAMES, ((1.0,), MMD_SCALES), strict=True))
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -171,7 +172,6 @@ def pairwise_bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:
     return -(log_p @ xf.T + log_not_p @ (1.0 - xf).T)
 
 
-DIP_VARIANTS = ("i", "ii")
 
 
 def dip_covariance_penalty(mu: Tensor, logvar: Tensor, lambda_od: float, lambda_d: float,

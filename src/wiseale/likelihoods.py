@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional
+from wiseale.choices import STAGE1_VARIANCES
 
 SIGMA2_MIN = 1e-6  # floor of every learned or estimated variance (a numerical guard)
 LOGVAR_MIN = math.log(SIGMA2_MIN)
@@ -171,7 +172,6 @@ class OptimalGaussian(Likelihood):
         return {"sigma2": self.running_sigma2.item()}
 
 
-STAGE1_VARIANCES = ("gradient", "closed-form")
 
 
 class PixelGaussian(Likelihood):

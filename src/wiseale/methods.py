@@ -11,11 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from wiseale.choices import (
+    AGGREGATE_SCALINGS,
+    DIP_VARIANTS,
+    MMD_KERNELS,
+    MMD_SCALE_NAMES,
+    RECONSTRUCTIONS,
+    STAGE1_VARIANCES,
+)
 from wiseale.errors import WisealeError
-from wiseale.functional import MMD_SCALE_SETS
-from wiseale.likelihoods import STAGE1_VARIANCES
-from wiseale.model import RECONSTRUCTIONS
-from wiseale.regularizers import AGGREGATE_SCALINGS
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Method:
 
 
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
-MMD_CHOICES = {"kernel": ("imq", "rbf"), "scales": tuple(MMD_SCALE_SETS)}
+MMD_CHOICES = {"kernel": MMD_KERNELS, "scales": MMD_SCALE_NAMES}
 TC_SOURCE = "003 Sec. 4, 6.4, App. B.5"
 # How a None default is derived, for `wiseale methods`.
 DERIVED_DEFAULTS = {"v": "d_z", "lambda_d": "10*lambda_od (variant i) or lambda_od (ii)"}
@@ -76,7 +80,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "Kumar et al. 2018 (004 Table 2)", "gaussian",
            ("kl", "dip"),
            {"beta": 1.0, "lambda_od": 10.0, "lambda_d": None, "variant": "i"},
-           {"variant": ("i", "ii")}),
+           {"variant": DIP_VARIANTS}),
     Method("lv-vae", "VAE whose Gaussian likelihood variance is learned (gradient, or "
            "--likelihood optimal: closed form)", "004 Eq. 9-10", "gaussian",
            ("kl",), {"beta": 1.0},

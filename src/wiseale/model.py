@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional
+from wiseale.choices import RECONSTRUCTIONS
 from wiseale.encoders import Noise, Posterior
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from wiseale.regularizers import Regularizer
     from wiseale.samplers import LatentSampler
 
-RECONSTRUCTIONS = ("sample", "exact", "mixture")
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 

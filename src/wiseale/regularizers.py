@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional
+from wiseale.choices import AGGREGATE_SCALINGS, DIP_VARIANTS, MMD_KERNELS
 from wiseale.encoders import Posterior
 from wiseale.pairwise import planned_kernel
-
-AGGREGATE_SCALINGS = ("batch", "per-sample")
 
 
 def _need_variance(post: Posterior, what: str) -> Tensor:
@@ -113,7 +112,7 @@ class PriorMMD(Regularizer):
 
     def __init__(self, weight: float = 10.0, kernel: str = "imq", scales: str = "multi"):
         super().__init__()
-        if kernel not in ("imq", "rbf"):
+        if kernel not in MMD_KERNELS:
             raise ValueError(f"unknown MMD kernel {kernel!r}; use 'imq' or 'rbf'")
         if scales not in functional.MMD_SCALE_SETS:
             raise ValueError(f"unknown MMD scales {scales!r}; use one of "
@@ -199,7 +198,7 @@ class DIPPenalty(Regularizer):
     def __init__(self, lambda_od: float = 10.0, lambda_d: float | None = None,
                  variant: str = "i"):
         super().__init__()
-        if variant not in functional.DIP_VARIANTS:
+        if variant not in DIP_VARIANTS:
             raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
         if lambda_d is None:
             lambda_d = self.LAMBDA_D_FACTOR[variant] * lambda_od

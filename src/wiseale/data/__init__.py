@@ -9,38 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wiseale.catalog import DATASETS
 from wiseale.data.arrays import load_array_file
-from wiseale.data.celeba import load_celeba
 from wiseale.data.dataset import SPLITS, Dataset
-from wiseale.data.digits import load_digits_data
-from wiseale.data.idx import load_fashion_mnist, load_mnist
-from wiseale.data.mog import load_mog, load_reduced_fashion_mnist, load_reduced_mnist
-from wiseale.data.shapes import load_3dshapes, load_dsprites, load_toy_shapes
-from wiseale.data.sine import load_sine
 from wiseale.errors import WisealeError
-
-DATASETS = {"sine": (load_sine, "sine waves of 001 Sec. 5 (generated, 200,000 by default)")}
-DATASETS["mnist"] = (load_mnist, "MNIST 28x28 digits, 60,000/10,000 (001 Sec. 5; downloaded "
-                     "once if absent; binarize=true for binary MNIST)")
-DATASETS["fashion-mnist"] = (load_fashion_mnist, "Fashion-MNIST 28x28, 60,000/10,000 (Debian "
-                             "dataset-fashion-mnist or --data-dir)")
-DATASETS["digits"] = (load_digits_data, "scikit-learn 8x8 digits, 1,500/297 (offline)")
-DATASETS["celeba"] = (load_celeba, "CelebA aligned faces from --data-dir, centre crop 178 "
-                      "(001 Sec. 5) or 140 (003) resized to 64x64; read from the uint8 .npy "
-                      "files of `wiseale prepare celeba` when they are there")
-DATASETS["mog"] = (load_mog, "four 2-D Gaussians projected into 100-D, 10,000/2,000 (003 "
-                   "Sec. 6.1; generated)")
-DATASETS["reduced-mnist"] = (load_reduced_mnist, "ReducedMNIST: the first 600 MNIST training "
-                             "images, MNIST's 10,000 test images (003 Sec. 6.2)")
-DATASETS["reduced-fashion-mnist"] = (load_reduced_fashion_mnist, "the first 600 Fashion-MNIST "
-                                     "training images, its 10,000 test images (offline "
-                                     "ReducedMNIST)")
-DATASETS["dsprites"] = (load_dsprites, "dSprites .npz from --data-dir, 5 factors, seeded 90/10 "
-                        "split (Kim & Mnih 2018)")
-DATASETS["3dshapes"] = (load_3dshapes, "3D Shapes .h5 from --data-dir (needs h5py), 6 factors, "
-                        "seeded 90/10 split (003 Sec. 6.4)")
-DATASETS["toy-shapes"] = (load_toy_shapes, "64x64 squares with 4 known discrete factors, "
-                          "5,000/1,000 (generated stand-in for dSprites/3D Shapes)")
 
 __all__ = ["DATASETS", "Dataset", "load"]
 
@@ -105,7 +77,7 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
         raise WisealeError(f"no data set given; use one of {', '.join(DATASETS)} or a path to "
                            "a .npy/.npz file")
     if name_or_path in DATASETS:
-        loader = DATASETS[name_or_path][0]
+        loader = DATASETS[name_or_path].loader
         _check_options(name_or_path, loader, options)
         if "storage" in inspect.signature(loader).parameters:
             options["storage"] = storage
