@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
     p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
     p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads of "
+                   "every run and fit (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else "
+                   "half the CPUs)")
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("claims", help="one table of every claim of the papers from experiment "
                        "output folders (experiments without results: the command to run)")
@@ -430,6 +433,21 @@ def _describe(exc: Exception) -> str:
         "traceback)"
 
 
+TORCH_FREE = ("methods", "datasets", "experiments", "claims")  # commands that run no model
+
+
+def _run_with_threads(handler: Any, args: argparse.Namespace) -> None:
+    """``handler(args)`` with torch's CPU threads chosen by wiseale.threads; a reproduce
+    --threads reaches each of its runs through $WISEALE_THREADS."""
+    from wiseale.threads import ENV, choose_threads, using_threads
+
+    asked = getattr(args, "threads", None)
+    if args.command == "reproduce" and asked is not None:
+        os.environ[ENV] = str(asked)
+    with using_threads(choose_threads(asked)):
+        handler(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce,
@@ -437,7 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
                 "experiments": lambda _: _experiments()}
     try:
-        handlers[args.command](args)
+        if args.command in TORCH_FREE:
+            handlers[args.command](args)
+        else:
+            _run_with_threads(handlers[args.command], args)
     except BrokenPipeError:  # `wiseale datasets | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -71,6 +71,9 @@ class RunConfig:
     seed: int = field(default=0, metadata=_flag("seeds the weights, data order and noise",
                                                 kind="seed"))
     device: str = field(default="cpu", metadata=_flag("where to train", choices=DEVICES))
+    threads: int | None = field(default=None, metadata=_flag(
+        "torch CPU threads (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else half the "
+        "CPUs; the count changes a run's last digits)", kind="positive_int", metavar="N"))
     precision: str = field(default="fp32", metadata=_flag(
         "bf16: the networks under bfloat16 autocast; the posterior heads, likelihood and "
         "regularisers stay float32", choices=PRECISIONS))
@@ -99,7 +102,7 @@ class RunConfig:
             if not isinstance(value, int) or value <= 0:
                 raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
                                    f"got {value}")
-        for name in ("n_train", "n_test", "micro_batch"):
+        for name in ("n_train", "n_test", "micro_batch", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "

@@ -22,7 +22,8 @@ from wiseale.storage import (
 from wiseale.training.guards import check_finite_weights
 from wiseale.training.run import CHECKPOINT, CONFIG, METRICS, Run, read_metrics
 
-RESUMABLE = ("epochs", "on_nonfinite")  # the settings a resumed run may change
+# the settings a resumed run may change (another thread count changes the last digits)
+RESUMABLE = ("epochs", "on_nonfinite", "threads")
 
 
 @dataclass

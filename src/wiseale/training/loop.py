@@ -36,6 +36,7 @@ from wiseale.storage import (
     strict_json,
     write_json,
 )
+from wiseale.threads import choose_threads, using_threads
 from wiseale.training.checkpoint import EpochState, load_weights, restore, save_checkpoint
 from wiseale.training.distributed import (
     World,
@@ -161,15 +162,28 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
             raise WisealeError(f"net={config.net!r} and your own encoder and decoder: leave net "
                                "unset")
         config = dataclasses.replace(config, net=CUSTOM_NET)
-    config = resolve(config, train_data)
+    config = dataclasses.replace(resolve(config, train_data),
+                                 threads=choose_threads(config.threads))
     if config.device == "cuda" and not torch.cuda.is_available():
         raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
     world = init_world(config.device)
     try:
-        return _train(config, out, resume, progress, train_data, test_data, world,
-                      (encoder, decoder))
+        with using_threads(config.threads):
+            if progress and world.main:
+                tqdm.write(_start_line(config, train_data), file=sys.stderr)
+            return _train(config, out, resume, progress, train_data, test_data, world,
+                          (encoder, decoder))
     finally:
         finish(world)
+
+
+def _start_line(config: RunConfig, train_data: Dataset) -> str:
+    """What a run was given and chose by itself, before its first step."""
+    storage = "in memory" if train_data.in_memory else "memory-mapped"
+    return (f"wiseale: {config.method} on {config.data}: {len(train_data):,} training samples "
+            f"({storage}), likelihood {config.likelihood}, net {config.net}, d_z "
+            f"{config.latent_dim}, batch {config.batch_size}, {config.epochs} epochs, device "
+            f"{config.device}, {config.threads} threads")
 
 
 def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_data: Dataset,
