@@ -179,6 +179,7 @@ def test_sample_from_prior_and_flow(capsys, tmp_path):
     code, out, err = _run(capsys, "sample", str(tmp_path / "r"), "--sampler", "mixture",
                           "--components", "3", "--n", "5", "--out", str(tmp_path / "mix.npy"))
     assert code == 0 and "fitted a mixture" in out, err
+    assert "wiseale: fitting a 3-component Gaussian mixture to" in err  # a line before EM
     from wiseale.samplers import load_sampler
 
     mixture = load_sampler(tmp_path / "r/mixture.safetensors")

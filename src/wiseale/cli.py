@@ -133,7 +133,8 @@ ENVIRONMENT = """environment:
   WISEALE_DATA       where named data sets are looked for (beside --data-dir)
   WISEALE_CACHE      cache of the FID classifiers (default ~/.cache/wiseale)
   WISEALE_INCEPTION  a safetensors copy of the FID Inception weights: FIDs in its features
-  WISEALE_COMPILE=0  the aggregate KL's eager kernel instead of torch.compile's"""
+  WISEALE_COMPILE=0  the aggregate KL's eager kernel instead of torch.compile's
+  WISEALE_THREADS    torch CPU threads (default: $OMP_NUM_THREADS, else half the CPUs)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +291,7 @@ def _sample(args: argparse.Namespace) -> None:
         train_x = None if file.exists() else load_split(config, "train").floats()
         if args.sampler == "flow":
             sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
-                               seed=config.seed)
+                               seed=config.seed, progress=True)
         else:
             sampler = run_mixture(args.run_dir, model, train_x, components=args.components,
                                   seed=config.seed)
@@ -436,11 +437,27 @@ def _describe(exc: Exception) -> str:
 TORCH_FREE = ("methods", "datasets", "experiments", "claims")  # commands that run no model
 
 
+def _show_progress_lines() -> None:
+    """wiseale's INFO log lines (a compile, a mixture or classifier fit starting) on stderr."""
+    import logging
+
+    class Stderr(logging.StreamHandler):  # sys.stderr as it is at each line, not at setup
+        stream = property(lambda self: sys.stderr, lambda self, value: None)  # type: ignore
+
+    logger = logging.getLogger("wiseale")
+    if not logger.handlers:
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("wiseale: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def _run_with_threads(handler: Any, args: argparse.Namespace) -> None:
     """``handler(args)`` with torch's CPU threads chosen by wiseale.threads; a reproduce
     --threads reaches each of its runs through $WISEALE_THREADS."""
     from wiseale.threads import ENV, choose_threads, using_threads
 
+    _show_progress_lines()
     asked = getattr(args, "threads", None)
     if args.command == "reproduce" and asked is not None:
         os.environ[ENV] = str(asked)

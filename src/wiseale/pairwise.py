@@ -22,6 +22,7 @@ a copy of the input) compiled and ran; else one warning and eager from then on.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+log = logging.getLogger(__name__)  # progress of long steps (the CLI shows INFO)
 KERNELS = ("auto", "compiled", "eager")
 BLOCK_ELEMENTS = 2**18  # eager: elements of each [rows, M, d] block (1 MB in float32)
 COMPILED_BLOCK_ELEMENTS = 2**24  # compiled: rows x M x d per call (only [rows, M] is stored)
@@ -126,6 +128,8 @@ def compiles(mu: Tensor, var: Tensor, chunk_size: int) -> bool:
     failure warns once."""
     key = (mu.device.type, mu.dtype)
     if key not in _probed:
+        log.info("compiling the aggregate-KL kernel for %s %s (6-12 s on a CPU, once per "
+                 "process)", *key)
         try:
             with torch.enable_grad():  # the caller may be evaluating under no_grad
                 trial = mu.detach().clone().requires_grad_()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -40,6 +41,7 @@ from wiseale.storage import load_tensors, save_tensors
 
 ArrayLike = Tensor | np.ndarray
 
+log = logging.getLogger(__name__)  # progress of long steps (the CLI shows INFO)
 CLASSIFIER_KIND = "fid-classifier"
 CLASSIFIER_VERSION = 2  # bump when its training code changes (the net's layers are in the key)
 FEATURE_DIM = 128
@@ -267,6 +269,8 @@ def _train_classifier(x: Tensor, y: Tensor, num_classes: int,
     optimizer = torch.optim.Adam(net.parameters(), lr=LR)
     steps_per_epoch = math.ceil(len(train_idx) / BATCH_SIZE)
     epochs = max(EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
+    log.info("training the FID feature classifier once (%d images, %d epochs; cached after)",
+             len(train_idx), epochs)
     net.train()
     for _ in range(epochs):
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]

@@ -25,6 +25,7 @@ Decisions:
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["COVARIANCE_TYPES", "FIT_ON", "MIXTURE_FILE", "MixtureSampler", "fit_mixture",
            "run_mixture"]
 
+log = logging.getLogger(__name__)  # progress of long steps (the CLI shows INFO)
 COVARIANCE_TYPES = ("full", "diag")
 FIT_ON = ("samples", "means")
 MIXTURE_FILE = "mixture.safetensors"  # the mixture's file name inside a run directory
@@ -289,6 +291,8 @@ def fit_mixture(latents: Tensor, components: int = 32, covariance: str = "full",
     z = latents.detach().to("cpu", torch.float64)
     if not bool(z.isfinite().all()):
         raise WisealeError("the latents contain NaN or infinity; check the trained model")
+    log.info("fitting a %d-component Gaussian mixture to %d latents (EM, up to %d iterations)",
+             components, n, max_iter)
     gm = GaussianMixture(components, covariance_type=covariance, reg_covar=float(reg_covar),
                          max_iter=max_iter, n_init=n_init, init_params="kmeans",
                          random_state=seed)
