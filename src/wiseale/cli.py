@@ -127,6 +127,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "kill, or SIGINT / SIGTERM, which save a checkpoint and exit 130 / 143) with "
                    "the settings of its config.json; flags given override them (--epochs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--log", choices=("none", "tensorboard"), default="none",
+                   help="tensorboard: event files in OUT/tensorboard (epoch scalars, the loss "
+                   "every --log-every steps, reconstructions, samples, latent histograms; "
+                   "needs pip install 'wiseale[tensorboard]') (default: none)")
+    p.add_argument("--log-every", type=_positive_int, default=50, metavar="N",
+                   help="steps between logged losses (default: 50)")
 
 
 ENVIRONMENT = """environment:
@@ -227,7 +233,7 @@ def _version() -> str:
 
 def _train(args: argparse.Namespace) -> None:
     from wiseale.settings import merged, read_config_file, saved_settings
-    from wiseale.training import train
+    from wiseale.training import TensorBoard, train
     from wiseale.training.interrupts import Interrupted
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
@@ -243,8 +249,10 @@ def _train(args: argparse.Namespace) -> None:
     if isinstance(gamma, list) and len(gamma) == 1:
         settings["lr_gamma"] = gamma[0]
     config = RunConfig(**settings)
+    callbacks = [TensorBoard(every=args.log_every)] if args.log == "tensorboard" else []
     try:
-        train(config, args.out, resume=args.resume, progress=not args.no_progress)
+        train(config, args.out, resume=args.resume, progress=not args.no_progress,
+              callbacks=callbacks)
     except Interrupted as exc:
         sys.stderr.write(f"wiseale: {exc}\n")
         raise SystemExit(128 + exc.signum) from None

@@ -9,6 +9,7 @@ import dataclasses
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from wiseale.storage import (
     write_json,
 )
 from wiseale.threads import choose_threads, using_threads
+from wiseale.training.callbacks import Callback
 from wiseale.training.checkpoint import EpochState, load_weights, restore, save_checkpoint
 from wiseale.training.distributed import (
     World,
@@ -90,14 +92,15 @@ def _optimizers(model: Autoencoder, lr: float) -> dict[str, torch.optim.Optimize
     return optimizers
 
 
-def _setup(config: RunConfig, out: Path, world: World, nets: tuple) -> Run:
+def _setup(config: RunConfig, out: Path, world: World, nets: tuple,
+           callbacks: Sequence[Callback]) -> Run:
     device = torch.device(config.device, torch.cuda.current_device()) \
         if config.device == "cuda" else torch.device("cpu")
     model = model_from_config(config, *nets).to(device)
     step_model, gather = (DistributedDataParallel(model), gather_posterior) \
         if world.distributed else (model, None)
     run = Run(config, out, world, device, model, _optimizers(model, config.lr), step_model,
-              gather)
+              gather, tuple(callbacks) if world.main else ())
     if run.micro_batched and world.distributed:
         raise WisealeError("--micro-batch runs in one process; with torchrun, raise the number "
                            "of processes instead")
@@ -123,7 +126,8 @@ def _write_metrics(out: Path, rows: list[dict]) -> None:
 
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
           train_data: Any = None, test_data: Any = None, encoder: torch.nn.Module | None = None,
-          decoder: torch.nn.Module | None = None) -> Autoencoder:
+          decoder: torch.nn.Module | None = None,
+          callbacks: Sequence[Callback] = ()) -> Autoencoder:
     """Train ``config`` into the run directory ``out`` and return the model.
 
     Writes ``metrics.jsonl`` (one row per epoch), ``checkpoint.safetensors`` and
@@ -139,7 +143,9 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     training data (with a warning). ``encoder`` and ``decoder`` are your own networks
     (build.own_nets: x -> features [N, F], z -> the likelihood's parameters shaped like x),
     trained in place of ``config.net`` (saved as ``custom``; load the run with
-    ``load_run(run_dir, encoder=..., decoder=...)``).
+    ``load_run(run_dir, encoder=..., decoder=...)``). ``callbacks``
+    (wiseale.training.callbacks.Callback) are called on the main process at the start, after
+    every step, at every epoch's end and at the end.
     """
     out = Path(out)
     config.validate()
@@ -172,7 +178,7 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
             if progress and world.main:
                 tqdm.write(_start_line(config, train_data), file=sys.stderr)
             return _train(config, out, resume, progress, train_data, test_data, world,
-                          (encoder, decoder))
+                          (encoder, decoder), callbacks)
     finally:
         finish(world)
 
@@ -187,10 +193,11 @@ def _start_line(config: RunConfig, train_data: Dataset) -> str:
 
 
 def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_data: Dataset,
-           test_data: Dataset, world: World, nets: tuple) -> Autoencoder:
+           test_data: Dataset, world: World, nets: tuple,
+           callbacks: Sequence[Callback]) -> Autoencoder:
     """The loop of :func:`train`; with several processes (torchrun) each takes its slice of
     every global batch of world.size x batch_size samples and rank 0 writes the files."""
-    run = _setup(config, out, world, nets)  # first: a network that does not fit writes nothing
+    run = _setup(config, out, world, nets, callbacks)  # a net that does not fit writes nothing
     with contextlib.ExitStack() as held:
         if world.main:
             _prepare_dir(out, resume, held)
@@ -206,6 +213,8 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     x_eval = test_data.floats(slice(0, config.eval_size), run.device)
     n_batches = _n_batches(len(data), config.batch_size, world)
     eval_kernel = _plan_kernels(run, state, n_batches, len(x_eval))
+    for callback in run.callbacks:
+        callback.on_train_start(config, out, state.epoch)
     with StopSignals(enabled=not world.distributed) as signals:
         for epoch in range(state.epoch, config.epochs):
             row = _train_epoch(run, data, state, n_batches, signals, progress)
@@ -213,6 +222,8 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
                 row.update({f"test_{k}": v for k, v in
                             evaluate(run.model, x_eval, kernel=eval_kernel).items()})
             row.update(run.model.end_epoch(epoch, row))
+            for callback in run.callbacks:
+                callback.on_epoch_end(epoch + 1, row, run.model, x_eval)
             history.append(row)
             state = EpochState(epoch + 1)
             if world.main:
@@ -278,7 +289,9 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
                disable=None if progress and run.world.main else True, leave=False,
                mininterval=0.5)
     for step in bar:
-        _train_step(run, data, order, state, watch, step)
+        parts = _train_step(run, data, order, state, watch, step)
+        for callback in run.callbacks if parts is not None else ():
+            callback.on_step_end(epoch * n_batches + step, parts)
         state.step = step + 1
         if signals.signum is not None:
             check_watch(run, watch, epoch)
@@ -294,9 +307,10 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
 
 
 def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
-                watch: FiniteWatch, step: int) -> None:
-    """One optimiser step on batch ``step`` of the epoch's ``order``. A non-finite loss stops
-    the run or, with ``on_nonfinite="skip"``, leaves the weights and optimisers as they were."""
+                watch: FiniteWatch, step: int) -> dict[str, torch.Tensor] | None:
+    """One optimiser step on batch ``step`` of the epoch's ``order``; its loss parts, or None
+    when skipped. A non-finite loss stops the run or, with ``on_nonfinite="skip"``, leaves the
+    weights and optimisers as they were."""
     batch, world = run.config.batch_size, run.world
     first = step * batch * world.size + world.rank * batch
     optimizer, adversary = run.optimizers["optim"], run.optimizers.get("adversary")
@@ -308,7 +322,7 @@ def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
             stop_non_finite(run, state.epoch, step)
         watch.clear()
         state.skipped.append(step)
-        return
+        return None
     optimizer.step()
     if adversary is not None:  # after the autoencoder's step, on detached z
         adversary.zero_grad(set_to_none=True)
@@ -318,6 +332,7 @@ def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
         output.parts["adversary_loss"] = adversary_loss.detach()
     for key, value in output.parts.items():
         state.totals[key] = state.totals[key] + value if key in state.totals else value
+    return output.parts
 
 
 def _epoch_row(run: Run, state: EpochState, lr: float, n_batches: int,
@@ -343,9 +358,11 @@ def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     labels = (None if train_data.y is None else train_data.y[:n].to(device),
               None if test_data.y is None else test_data.y.to(device))
     kernel = planned_kernel(min(n, AGGREGATE_SAMPLES), run.config.latent_dim, 2, backward=False)
-    write_json(run.out / EVALUATION, {
-        "train": evaluate_full(run.model, train_data.head(n), labels[0], kernel),
-        "test": evaluate_full(run.model, test_data, labels[1], kernel)})
+    evaluation = {"train": evaluate_full(run.model, train_data.head(n), labels[0], kernel),
+                  "test": evaluate_full(run.model, test_data, labels[1], kernel)}
+    write_json(run.out / EVALUATION, evaluation)
+    for callback in run.callbacks:
+        callback.on_train_end(run.model, evaluation)
 
 
 def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,

@@ -4,7 +4,7 @@ what every part of the loop uses."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import torch
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput
+from wiseale.training.callbacks import Callback
 from wiseale.training.distributed import World
 from wiseale.training.micro_batch import micro_batch_step
 
@@ -24,7 +25,8 @@ CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
 @dataclass
 class Run:
     """What every part of the loop uses: the resolved config, the run directory, the
-    processes, the model (``step_model``: DDP's wrapper of it) and its optimisers."""
+    processes, the model (``step_model``: DDP's wrapper of it), its optimisers and the
+    callbacks (called on the main process only)."""
 
     config: RunConfig
     out: Path
@@ -34,6 +36,7 @@ class Run:
     optimizers: dict[str, torch.optim.Optimizer]
     step_model: torch.nn.Module
     gather: Callable | None = None
+    callbacks: Sequence[Callback] = ()
 
     @property
     def micro_batched(self) -> bool:

@@ -1,0 +1,109 @@
+"""Hooks into a training run, for experiment trackers (TensorBoard here; wandb, MLflow and the
+like in a few lines, docs/python.md). ``train(..., callbacks=[...])`` calls them on the main
+process: at the start, after every optimiser step, at the end of every epoch (with the row
+written to metrics.jsonl) and at the end (with evaluation.json's contents).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from wiseale.errors import WisealeError
+
+if TYPE_CHECKING:
+    from wiseale.config import RunConfig
+    from wiseale.model import Autoencoder
+
+
+
+class Callback:
+    """The hooks of a run; each does nothing unless overridden."""
+
+    def on_train_start(self, config: RunConfig, out: Path, first_epoch: int) -> None:
+        """Before the first step (``first_epoch`` > 0 when the run resumes)."""
+
+    def on_step_end(self, step: int, parts: dict[str, torch.Tensor]) -> None:
+        """After optimiser step ``step`` (counted over the whole run, from 0); ``parts`` are the
+        loss and its named parts, detached tensors (read them sparingly: a read waits for
+        the device)."""
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any], model: Autoencoder,
+                     x_eval: torch.Tensor) -> None:
+        """After epoch ``epoch`` (from 1): its metrics.jsonl ``row``, the model and the
+        evaluation samples."""
+
+    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any]) -> None:
+        """After evaluation.json is written (its contents)."""
+
+
+class TensorBoard(Callback):
+    """Writes a run to TensorBoard event files in ``log_dir``: every epoch's scalars (train/...
+    and test/...), the loss every ``every`` steps, the first ``shown`` evaluation samples beside
+    their reconstructions and as many prior samples (images, or curves for 1-D signals), and a
+    histogram of each latent dimension's posterior means. ``log_dir`` None: the run
+    directory's ``tensorboard/``."""
+
+    def __init__(self, log_dir: str | Path | None = None, every: int = 50, shown: int = 8):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise WisealeError("logging to TensorBoard needs the tensorboard package; install "
+                               "it: pip install 'wiseale[tensorboard]'") from None
+        self.make_writer, self.log_dir = SummaryWriter, log_dir
+        self.every, self.shown = every, shown
+
+    def on_train_start(self, config: RunConfig, out: Path, first_epoch: int) -> None:
+        """Opens the event files in ``log_dir`` (default: the run's ``tensorboard/``)."""
+        self.writer = self.make_writer(str(self.log_dir or out / "tensorboard"))
+        self.writer.add_text("config", f"```\n{config.to_dict()}\n```", first_epoch)
+
+    def on_step_end(self, step: int, parts: dict[str, torch.Tensor]) -> None:
+        if step % self.every == 0:
+            self.writer.add_scalar("step/loss", float(parts["loss"]), step)
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any], model: Autoencoder,
+                     x_eval: torch.Tensor) -> None:
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                tag = f"test/{key[5:]}" if key.startswith("test_") else f"train/{key}"
+                self.writer.add_scalar(tag, value, epoch)
+        x = x_eval[:self.shown]
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            x_hat = model.reconstruct(x)
+            prior = model.sample(len(x), torch.Generator().manual_seed(0))
+            means = model.encode(x_eval, sample=False).mu
+            model.train(was_training)
+        self._samples("reconstructions", torch.cat([x, x_hat]).cpu(), epoch)
+        self._samples("prior_samples", prior.cpu(), epoch)
+        for dim in range(means.shape[1]):
+            self.writer.add_histogram(f"latent/mu_{dim}", means[:, dim].cpu(), epoch)
+        self.writer.flush()
+
+    def _samples(self, tag: str, x: torch.Tensor, epoch: int) -> None:
+        """Images (N x C x H x W in [0, 1]) as a grid; other samples as curves."""
+        if x.dim() == 4 and x.shape[1] in (1, 3):
+            self.writer.add_images(tag, x.clamp(0, 1), epoch)
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6, 3))
+        for row in x.flatten(1).numpy():
+            axis.plot(row, linewidth=0.8)
+        axis.set_xlabel("dimension")
+        axis.set_ylabel("value")
+        self.writer.add_figure(tag, figure, epoch)  # closes the figure
+
+    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any]) -> None:
+        for split, metrics in evaluation.items():
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"final_{split}/{key}", value)
+        self.writer.close()

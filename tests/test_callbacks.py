@@ -1,0 +1,89 @@
+"""Callbacks and TensorBoard (issue 16): the hooks of a run, in order, with the rows that
+metrics.jsonl holds; `--log tensorboard` writes readable event files."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from wiseale.training import Callback, train
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_start(self, config, out, first_epoch):
+        self.calls.append(("start", first_epoch))
+
+    def on_step_end(self, step, parts):
+        self.calls.append(("step", step, float(parts["loss"])))
+
+    def on_epoch_end(self, epoch, row, model, x_eval):
+        self.calls.append(("epoch", epoch, dict(row)))
+
+    def on_train_end(self, model, evaluation):
+        self.calls.append(("end", evaluation))
+
+
+def test_a_recording_callback_sees_every_step_epoch_and_the_evaluation(tmp_path, tiny_sine):
+    recorder = Recorder()
+    train(tiny_sine, tmp_path / "run", progress=False, callbacks=[recorder])  # 2 x 8 steps
+    kinds = [call[0] for call in recorder.calls]
+    assert kinds == ["start"] + (["step"] * 8 + ["epoch"]) * 2 + ["end"]
+    assert [call[1] for call in recorder.calls if call[0] == "step"] == list(range(16))
+    rows = [json.loads(r) for r in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [call[2] for call in recorder.calls if call[0] == "epoch"] == rows
+    first_epoch_losses = [call[2] for call in recorder.calls[1:9]]
+    assert rows[0]["loss"] == pytest.approx(sum(first_epoch_losses) / 8, rel=1e-5)
+    evaluation = json.loads((tmp_path / "run/evaluation.json").read_text())
+    assert recorder.calls[-1][1]["test"]["recon_error"] == evaluation["test"]["recon_error"]
+
+
+def test_a_resumed_run_starts_its_callbacks_at_its_epoch(tmp_path, tiny_sine):
+    train(dataclasses.replace(tiny_sine, epochs=1), tmp_path / "run", progress=False)
+    recorder = Recorder()
+    train(tiny_sine, tmp_path / "run", resume=True, progress=False, callbacks=[recorder])
+    assert recorder.calls[0] == ("start", 1)
+    assert [c[1] for c in recorder.calls if c[0] == "step"] == list(range(8, 16))
+
+
+def test_log_tensorboard_writes_scalars_images_and_histograms(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wiseale.cli import main
+
+    assert main(["train", "--method", "wise-ale", "--data", "sine", "--n-train", "256",
+                 "--n-test", "64", "--epochs", "2", "--batch-size", "32", "--no-progress",
+                 "--log", "tensorboard", "--log-every", "4", "--out", str(tmp_path)]) == 0
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "test/recon_error", "step/loss", "final_test/iwae"} <= set(scalars)
+    assert [e.step for e in events.Scalars("step/loss")] == [0, 4, 8, 12]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+    rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert events.Scalars("train/loss")[1].value == pytest.approx(rows[1]["loss"], rel=1e-6)
+    assert {"reconstructions", "prior_samples"} <= set(events.Tags()["images"])
+    assert "latent/mu_0" in events.Tags()["histograms"]
+
+
+def test_tensorboard_missing_is_one_line_naming_the_extra(monkeypatch):
+    import builtins
+
+    from wiseale.errors import WisealeError
+    from wiseale.training import TensorBoard
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(WisealeError, match=r"pip install 'wiseale\[tensorboard\]'"):
+        TensorBoard()
+    assert torch  # torch itself still imports
