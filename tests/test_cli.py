@@ -293,3 +293,39 @@ def test_resume_takes_the_runs_own_settings(capsys, tmp_path):
     assert len(rows) == 2 and saved["lr"] == 0.002 and saved["options"]["weight"] == 2
     code, _, err = _run(capsys, "train", "--resume", "--out", str(tmp_path / "none"))
     assert code == 1 and "holds no config.json" in err
+
+
+def test_plot_draws_a_runs_curves_reconstructions_and_latents(capsys, tmp_path):
+    from PIL import Image
+
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    code, out, err = _run(capsys, "plot", str(tmp_path / "r"))
+    assert code == 0, err
+    names = {"curves.png", "reconstructions.png", "latents.png"}
+    assert {line.rsplit("/", 1)[-1] for line in out.split()} == names
+    for name in names:
+        with Image.open(tmp_path / "r" / name) as image:
+            assert min(image.size) > 150
+
+
+def test_sample_grids_are_square(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from wiseale.plots import plot_sample_grid
+
+    plot_sample_grid(np.random.default_rng(0).random((64, 1, 28, 28)), tmp_path / "g.png")
+    with Image.open(tmp_path / "g.png") as image:
+        width, height = image.size
+    assert 0.8 < width / height < 1.25 and width > 400  # 8 x 8, not one 64-image row
+
+
+def test_history_panels_pair_train_with_test_and_drop_duplicates():
+    from wiseale.plots import _history_panels
+
+    rows = [{"epoch": e, "loss": 3.0 / e, "recon": 2.0 / e, "nll": 2.0 / e, "kl": 1.0 * e,
+             "test_recon_error": 1.5 / e, "recon_error": 1.6 / e, "samples_per_s": 9.0}
+            for e in (1, 2, 3)]
+    assert _history_panels(rows) == [("loss", ["loss"]), ("recon", ["recon"]), ("kl", ["kl"]),
+                                     ("recon_error", ["test_recon_error", "recon_error"])]

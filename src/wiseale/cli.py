@@ -284,7 +284,7 @@ def _sample(args: argparse.Namespace) -> None:
     import torch
 
     from wiseale.build import load_split
-    from wiseale.plots import plot_image_grid
+    from wiseale.plots import plot_sample_grid
     from wiseale.samplers import FLOW_FILE, MIXTURE_FILE, PriorSampler, run_flow, run_mixture
     from wiseale.storage import atomic_write_bytes
     from wiseale.training import load_run
@@ -311,7 +311,8 @@ def _sample(args: argparse.Namespace) -> None:
     if args.out.suffix == ".png":
         if x.ndim != 4:
             raise WisealeError("--out .png draws images (N x C x H x W); use .npy for this data")
-        plot_image_grid({args.sampler: np.clip(x, 0, 1)}, args.out)
+        plot_sample_grid(x, args.out, f"{args.n} {args.sampler} samples of {config.method} "
+                         f"on {config.data}")
     else:
         buffer = io.BytesIO()
         np.save(buffer, x)
@@ -331,7 +332,7 @@ def _history(path: Path) -> list[dict]:
 
 def _plot(args: argparse.Namespace) -> None:
     from wiseale.experiments import EXPERIMENTS
-    from wiseale.plots import plot_run_history
+    from wiseale.run_figures import draw_run_figures
     from wiseale.storage import read_json
 
     directory = args.directory
@@ -347,8 +348,7 @@ def _plot(args: argparse.Namespace) -> None:
                                f"({type(exc).__name__}: {exc}); run `wiseale reproduce {name}` "
                                "again to rewrite it") from None
     elif (directory / "metrics.jsonl").is_file():
-        figures = [directory / "curves.png"]
-        plot_run_history(_history(directory / "metrics.jsonl"), figures[0])
+        figures = draw_run_figures(directory, _history(directory / "metrics.jsonl"))
     else:
         raise WisealeError(f"{directory} has neither results.json nor metrics.jsonl; give an "
                            "experiment or run directory")

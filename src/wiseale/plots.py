@@ -93,7 +93,22 @@ def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray | None]],
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
         ax.set_title(name, fontsize=10)
+        ax.set_xlabel("$z_1$")
+    axes[0, 0].set_ylabel("$z_2$")
+    _class_legend(fig, labels)
     save_figure(fig, path)
+
+
+def _class_legend(fig: plt.Figure, labels: np.ndarray) -> None:
+    """One legend entry per class (tab10 colours), to the right of the panels."""
+    from matplotlib.lines import Line2D
+
+    colours = plt.get_cmap("tab10")
+    classes = sorted({int(v) for v in labels})[:20]
+    handles = [Line2D([], [], marker="o", ls="", color=colours(c % 10), label=str(c))
+               for c in classes]
+    fig.legend(handles=handles, title="class", loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=8, frameon=False)
 
 
 def plot_feature_histograms(codes: dict[str, np.ndarray], path: Path, bins: int = 40) -> None:
@@ -161,19 +176,97 @@ def plot_image_grid(rows: dict[str, np.ndarray], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_run_history(rows: list[dict], path: Path) -> None:
-    """A run's metrics.jsonl: every numeric column (the loss, its parts, test metrics) over
-    epochs, one panel each."""
-    skip = {"epoch", "lr", "samples_per_s"}
-    keys = [k for k in rows[0] if k not in skip and isinstance(rows[0][k], (int, float))]
-    cols = 4
-    fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols,
-                             figsize=(3.2 * cols, 2.4 * ((len(keys) + cols - 1) // cols)),
-                             squeeze=False)
-    for ax, key in zip(axes.flat, keys, strict=False):
-        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], marker=".")
-        ax.set_title(key, fontsize=9)
-    for ax in list(axes.flat)[len(keys):]:
+def _history_panels(rows: list[dict]) -> list[tuple[str, list[str]]]:
+    """(metric, its columns) for every numeric column of metrics.jsonl: a training column and
+    its ``test_`` twin share a panel; a column equal to an earlier one at every epoch (``nll``
+    beside ``recon``) is left out."""
+    skip = {"epoch", "lr", "samples_per_s", "skipped_steps"}
+    numeric = [k for k in rows[0] if k not in skip and
+               all(isinstance(r.get(k), (int, float)) for r in rows)]
+    series: dict[tuple, str] = {}
+    panels: dict[str, list[str]] = {}
+    for key in numeric:
+        values = tuple(r[key] for r in rows)
+        if values in series:
+            continue
+        series[values] = key
+        panels.setdefault(key.removeprefix("test_"), []).append(key)
+    return list(panels.items())
+
+
+def plot_run_history(rows: list[dict], path: Path, title: str = "") -> None:
+    """A run's metrics.jsonl over epochs: one panel per metric with its training and test
+    values together, integer epochs, labelled axes and ``title``."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = _history_panels(rows)
+    cols = min(4, len(panels))
+    n_rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(3.4 * cols, 2.7 * n_rows), squeeze=False)
+    epochs = [r["epoch"] for r in rows]
+    for ax, (metric, keys) in zip(axes.flat, panels, strict=False):
+        for key in keys:
+            ax.plot(epochs, [r[key] for r in rows], marker=".",
+                    label="test" if key.startswith("test_") else "train")
+        ax.set_title(metric, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_sample_grid(images: np.ndarray, path: Path, title: str = "", pad: int = 2,
+                     cols: int | None = None) -> None:
+    """Images [N, C, H, W] in [0, 1] as a grid of ``cols`` columns (default: near-square) with
+    ``pad`` pixels between them."""
+    n, channels, height, width = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    canvas = np.ones((rows * (height + pad) + pad, cols * (width + pad) + pad, channels))
+    for index, image in enumerate(np.clip(images, 0, 1)):
+        top, left = pad + (index // cols) * (height + pad), pad + (index % cols) * (width + pad)
+        canvas[top:top + height, left:left + width] = image.transpose(1, 2, 0)
+    side = min(10.0, max(3.0, max(canvas.shape[:2]) / 25))  # inches for the longer side
+    fig, ax = plt.subplots(figsize=(side, side * canvas.shape[0] / canvas.shape[1]))
+    ax.imshow(canvas.squeeze(-1) if channels == 1 else canvas, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_latents(codes: np.ndarray, labels: np.ndarray | None, path: Path,
+                 title: str = "") -> None:
+    """Posterior means [N, d]: a histogram for d = 1, a scatter for d = 2, else the first two
+    principal components (with the share of variance each explains); coloured by class."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    if codes.shape[1] == 1:
+        ax.hist(codes[:, 0], bins=40, color="C0")
+        ax.set_xlabel("$z_1$")
+        ax.set_ylabel("count")
+    else:
+        points, names = codes[:, :2], ("$z_1$", "$z_2$")
+        if codes.shape[1] > 2:
+            centred = codes - codes.mean(0)
+            _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+            share = singular**2 / (singular**2).sum()
+            points = centred @ vt[:2].T
+            names = tuple(f"PC {k + 1} ({100 * share[k]:.0f}% of variance)" for k in (0, 1))
+        colours = plt.get_cmap("tab10")
+        ax.scatter(points[:, 0], points[:, 1], s=5, alpha=0.7,
+                   c=None if labels is None else [colours(int(v) % 10) for v in labels])
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+        if labels is not None:
+            _class_legend(fig, labels)
+    if title:
+        ax.set_title(title, fontsize=10)
     save_figure(fig, path)
