@@ -144,3 +144,31 @@ def test_mid_epoch_checkpoint_needs_enough_epochs(tmp_path, tiny_sine, monkeypat
                        "must be at least 2"):
         train(dataclasses.replace(tiny_sine, epochs=1), tmp_path / "run", resume=True,
               progress=False)
+
+
+def test_chaos_kills_at_random_moments_then_resume_bit_for_bit(tmp_path, straight):
+    """SIGKILL at seeded random moments inside epochs (after an epoch is logged, 0-0.3 s on:
+    steps, the metrics write, the checkpoint write), then as model.safetensors appears (the
+    final save, before evaluation.json); each time resumed; the run ends as the uninterrupted
+    one, every epoch logged once, no temporary file, a complete evaluation.json."""
+    import random
+
+    rng = random.Random(17)
+    run_dir = tmp_path / "run"
+    logged = []  # epochs in metrics.jsonl at each kill
+    for attempt in range(2):
+        proc = _start(run_dir, resume=attempt > 0)
+        before = _epochs_logged(run_dir)
+        _wait_for(lambda: _epochs_logged(run_dir) > before, proc)  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.3))
+        _interrupt(proc)
+        logged.append(_epochs_logged(run_dir))
+    proc = _start(run_dir, resume=True)
+    _wait_for((run_dir / "model.safetensors").exists, proc)
+    _interrupt(proc)
+    assert 0 < logged[0] <= logged[1] < 5, logged
+    proc = _start(run_dir, resume=True)
+    assert proc.wait() == 0, proc.stderr.read()
+    _same_run(run_dir, straight)
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert set(evaluation) == {"train", "test"} and evaluation["test"]["recon_error"] > 0

@@ -217,6 +217,7 @@ def test_a_sampler_without_its_digest_is_refused(capsys, tmp_path, runs):
     run = shutil.copytree(runs / "wise-ale", tmp_path / "run")
     sample = ["sample", str(run), "--sampler", "mixture", "--n", "3", "--out"]
     assert main([*sample, str(tmp_path / "a.npy")]) == 0
+    assert "fitting a 32-component Gaussian mixture" in capsys.readouterr().err  # progress
     _strip_digest(run / "mixture.safetensors")
     _one_line_error(*_cli(capsys, *sample, str(tmp_path / "b.npy")), "carries no SHA-256 digest")
 
