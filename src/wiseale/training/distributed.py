@@ -83,12 +83,14 @@ def gather_posterior(post: Posterior) -> Posterior:
 
 
 def mean_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Each value averaged over the ranks (one all-reduce for all of them)."""
+    """Each value averaged over the ranks (one all-reduce for all of them), matched by name:
+    the ranks' dicts may hold their keys in other orders (a resumed checkpoint's)."""
     if not values:
         return values
-    stacked = torch.stack([v.detach().float() for v in values.values()])
+    keys = sorted(values)
+    stacked = torch.stack([values[k].detach().float() for k in keys])
     dist.all_reduce(stacked)
-    return dict(zip(values, stacked / dist.get_world_size(), strict=True))
+    return dict(zip(keys, stacked / dist.get_world_size(), strict=True))
 
 
 def reduce_min(tensor: Tensor) -> None:
