@@ -218,14 +218,15 @@ def test_help_lists_every_environment_variable_the_code_reads(capsys):
 
 
 def test_the_command_line_starts_without_torch_or_matplotlib():
-    """`import wiseale`, building every subcommand's parser, `wiseale methods` and `wiseale
-    datasets` import neither (issues 14 and 16)."""
+    """`import wiseale`, building every subcommand's parser, `wiseale methods`, `datasets` and
+    `experiments` import neither (issues 14 and 16)."""
     import subprocess
     import sys
 
     code = ("import sys, wiseale, wiseale.cli; wiseale.cli.build_parser(); {}"
             "print(sorted(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))")
-    for command in ("", "wiseale.cli.main(['methods']); ", "wiseale.cli.main(['datasets']); "):
+    for command in ("", "wiseale.cli.main(['methods']); ", "wiseale.cli.main(['datasets']); ",
+                    "wiseale.cli.main(['experiments']); "):
         out = subprocess.run([sys.executable, "-c", code.format(command)], capture_output=True,
                              text=True, check=True).stdout
         assert out.strip().splitlines()[-1] == "[]", command
@@ -329,3 +330,12 @@ def test_history_panels_pair_train_with_test_and_drop_duplicates():
             for e in (1, 2, 3)]
     assert _history_panels(rows) == [("loss", ["loss"]), ("recon", ["recon"]), ("kl", ["kl"]),
                                      ("recon_error", ["test_recon_error", "recon_error"])]
+
+
+def test_the_experiment_catalog_lists_every_experiment_in_order():
+    """`wiseale experiments` reads experiments/catalog.py; it names each spec, no more."""
+    from wiseale.experiments import EXPERIMENTS
+    from wiseale.experiments.catalog import SUMMARIES
+
+    assert list(SUMMARIES) == list(EXPERIMENTS)
+    assert all(EXPERIMENTS[name].summary == summary for name, summary in SUMMARIES.items())

@@ -376,10 +376,10 @@ def _datasets() -> None:
 
 
 def _experiments() -> None:
-    from wiseale.experiments import EXPERIMENTS
+    from wiseale.experiments.catalog import SUMMARIES
 
-    for name, experiment in EXPERIMENTS.items():
-        print(f"{name}: {experiment.summary}")
+    for name, summary in SUMMARIES.items():
+        print(f"{name}: {summary}")
 
 
 def _reproduce(args: argparse.Namespace) -> None:

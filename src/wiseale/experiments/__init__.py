@@ -1,11 +1,19 @@
 """Reproducible experiments: ``wiseale reproduce NAME``. Each is a spec
-(:class:`wiseale.experiments.spec.Spec`) run by :mod:`wiseale.experiments.runner`."""
+(:class:`wiseale.experiments.spec.Spec`) run by :mod:`wiseale.experiments.runner`;
+``experiments.catalog`` names them with their summaries."""
 
 from __future__ import annotations
 
-from wiseale.experiments import paper001, paper003, paper004, prior_constraint
-from wiseale.experiments.spec import Spec
+from typing import Any
 
-SPECS: tuple[Spec, ...] = (*paper001.SPECS, prior_constraint.SPEC, *paper003.SPECS,
-                           *paper004.SPECS)
-EXPERIMENTS: dict[str, Spec] = {spec.name: spec for spec in SPECS}
+
+def __getattr__(name: str) -> Any:
+    """``SPECS`` and ``EXPERIMENTS``, built on first use: listing the experiments
+    (experiments.catalog) imports none of them, nor torch."""
+    if name not in ("SPECS", "EXPERIMENTS"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from wiseale.experiments import paper001, paper003, paper004, prior_constraint
+
+    specs = (*paper001.SPECS, prior_constraint.SPEC, *paper003.SPECS, *paper004.SPECS)
+    globals().update(SPECS=specs, EXPERIMENTS={spec.name: spec for spec in specs})
+    return globals()[name]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from wiseale.build import load_split
+from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Q, below, extreme
 from wiseale.experiments.measures import fid_prior
 from wiseale.experiments.report import table
@@ -66,7 +67,7 @@ def _draw_sine(out: Path, results: dict[str, Any]) -> None:
 
 
 SINE = Spec(
-    name="sine", summary="001 Fig. 5a/6: WiSE-ALE vs AEVB, beta-VAE, WAE on sine waves",
+    name="sine", summary=SUMMARIES["sine"],
     title="Sine waves: WiSE-ALE vs AEVB, beta-VAE and WAE",
     source="001 Sec. 5, Fig. 5a, Fig. 6", data=("sine",),
     base={"latent_dim": 4, "batch_size": 64, "lr": 5e-4, "eval_size": 2_000},
@@ -133,8 +134,7 @@ def _draw_embeddings(out: Path, results: dict[str, Any]) -> None:
 
 
 EMBEDDING = Spec(
-    name="mnist-embedding", summary="001 Fig. 1: 2-D embeddings by AEVB, beta-VAE, WiSE-ALE, "
-    "WAE (--data mnist|fashion-mnist|digits)",
+    name="mnist-embedding", summary=SUMMARIES["mnist-embedding"],
     title="2-D embeddings", source="001 Fig. 1, Sec. 5.2",
     data=("mnist", "fashion-mnist", "digits"), offline="fashion-mnist",
     base={"latent_dim": 2, "batch_size": 64, "lr": 1e-3, "likelihood": "bernoulli",
@@ -188,8 +188,8 @@ def _draw_celeba(out: Path, results: dict[str, Any]) -> None:
 
 
 CELEBA = Spec(
-    name="celeba", summary="001 Fig. 5b: CelebA reconstructions of AEVB, WAE, WiSE-ALE "
-    "(needs CelebA: --data-dir)", title="CelebA reconstructions", source="001 Fig. 5b, App. D.3",
+    name="celeba", summary=SUMMARIES["celeba"], title="CelebA reconstructions",
+    source="001 Fig. 5b, App. D.3",
     data=("celeba",), offline=None,
     base={"latent_dim": 64, "batch_size": 256, "lr": 3e-4, "lr_schedule": "step",
           "lr_gamma": 0.5, "likelihood": "gaussian", "sigma2": 0.5, "eval_size": 256},

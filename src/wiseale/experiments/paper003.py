@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from wiseale.build import load_split
+from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Near, Q, below, chain, extreme
 from wiseale.experiments.measures import (
     MeasureContext,
@@ -83,8 +84,8 @@ def _draw_mog(out: Path, results: dict[str, Any]) -> None:
 
 NOISE_001 = {"sigma_eps": math.sqrt(0.01)}
 MOG = Spec(
-    name="vcae-mog", summary="003 Fig. 2a-c: VCAE vs cWAE MSE and latents on the "
-    "mixture-of-Gaussians toy", title="VCAE vs cWAE on the mixture of Gaussians",
+    name="vcae-mog", summary=SUMMARIES["vcae-mog"],
+    title="VCAE vs cWAE on the mixture of Gaussians",
     source="003 Sec. 6.1, Fig. 2a-c", data=("mog",),
     base={"latent_dim": 2, "batch_size": 100, "lr": 1e-3, "likelihood": "gaussian",
           "net": "mlp", "eval_size": 2_000, "v": 2.0},
@@ -127,8 +128,8 @@ OVERFIT_RUNS = (
 )
 NOISY = ("vcae-0.2", "vcae-0.1", "cwae-0.2", "cwae-0.1")
 OVERFIT = Spec(
-    name="vcae-overfit", summary="003 Table 1: train/test errors on ReducedMNIST with and "
-    "without encoder noise", title="Overfitting on a 600-image training set",
+    name="vcae-overfit", summary=SUMMARIES["vcae-overfit"],
+    title="Overfitting on a 600-image training set",
     source="003 Sec. 6.2, Table 1, App. B.1", data=("reduced-fashion-mnist", "reduced-mnist"),
     base={"latent_dim": 2, "batch_size": 200, "lr": 1e-4, "likelihood": "gaussian",
           "eval_size": 500},
@@ -239,8 +240,7 @@ def _draw_table2_samples(out: Path, results: dict[str, Any]) -> None:
 
 
 TABLE2 = Spec(
-    name="vcae-table2", summary="003 Table 2 (MNIST) and Tables 6-7: L2 errors, FID from the "
-    "prior and from a flow, lambda sweeps at d_z = 16",
+    name="vcae-table2", summary=SUMMARIES["vcae-table2"],
     title="VCAE, cWAE, VAE and VAE + IAF at d_z = 16",
     source="003 Table 2 and App. B.3 (Tables 6-7)", data=("fashion-mnist", "mnist"),
     base={"latent_dim": LATENT_16, "likelihood": "gaussian", "sigma2": 0.5, "batch_size": 100,
@@ -338,8 +338,7 @@ def _draw_mnist2d(out: Path, results: dict[str, Any]) -> None:
 
 
 MNIST2D = Spec(
-    name="vcae-mnist2d", summary="003 Fig. 2d-e, 5, 8: VCAE vs cWAE with a 2-D latent on "
-    "MNIST (errors, codes, histograms, flow)", title="VCAE vs cWAE with a 2-D latent",
+    name="vcae-mnist2d", summary=SUMMARIES["vcae-mnist2d"], title="VCAE vs cWAE with a 2-D latent",
     source="003 Sec. 6.1, Fig. 2d-e, App. B.2, C.1, C.4", data=("fashion-mnist", "mnist"),
     base={"latent_dim": 2, "likelihood": "gaussian", "sigma2": 0.5, "batch_size": 200,
           "eval_size": 2_000, "v": 2.0},
@@ -438,8 +437,7 @@ def _draw_shapes(out: Path, results: dict[str, Any]) -> None:
 
 SHAPES_PAPER = {"tc-vcae": (0.93, 3538), "tc-cwae": (0.58, 3531), "factorvae": (0.93, 3522)}
 SHAPES = Spec(
-    name="vcae-shapes", summary="003 Table 3/Fig. 4: TC-VCAE vs TC-cWAE vs FactorVAE "
-    "disentanglement (--data toy-shapes|3dshapes|dsprites)", title="Disentanglement",
+    name="vcae-shapes", summary=SUMMARIES["vcae-shapes"], title="Disentanglement",
     source="003 Sec. 6.4, Table 3, Fig. 4; App. B.5", data=("toy-shapes", "3dshapes", "dsprites"),
     base={"latent_dim": 6, "batch_size": 64, "likelihood": "bernoulli", "net": "shapes-conv",
           "eval_size": 1_000},

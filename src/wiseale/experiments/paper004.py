@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from wiseale.build import load_split
+from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Q, chain, extreme
 from wiseale.experiments.measures import (
     MeasureContext,
@@ -404,8 +405,7 @@ def _check_fid_features(settings: dict[str, Any], train: Any) -> None:
 
 MNIST_LIKE = ("fashion-mnist", "mnist")
 SWEEP = Spec(
-    name="lv-sweep", summary="004 Fig. 1: test ELBO, FID (prior, mixture) and KL(q_hat || p) "
-    "against a fixed or learned likelihood variance, d_z = 16",
+    name="lv-sweep", summary=SUMMARIES["lv-sweep"],
     title="Fixed vs learned likelihood variance at d_z = 16", source="004 Sec. 5.2, Fig. 1",
     data=MNIST_LIKE, base=SETTING, quick=QUICK, full=FULL, runs=SWEEP_RUNS,
     measures=SWEEP_MEASURES, metrics=SWEEP_METRICS,
@@ -421,8 +421,7 @@ SWEEP = Spec(
     setting=SETTING_TEXT, notes=SWEEP_NOTES, check=_check_fid_features)
 
 LATENT2D = Spec(
-    name="lv-latent2d", summary="004 Table 1, Supp. C: aggregate-posterior and mixture log "
-    "densities and KL(q_hat || p) for fixed and learned variances, d_z = 2",
+    name="lv-latent2d", summary=SUMMARIES["lv-latent2d"],
     title="Fixed vs learned likelihood variance at d_z = 2", source="004 Table 1, Supp. C",
     data=MNIST_LIKE, base={**SETTING, "latent_dim": 2}, quick=QUICK, full=FULL, runs=SWEEP_RUNS,
     measures=SWEEP_MEASURES, metrics=SWEEP_METRICS,
@@ -443,8 +442,7 @@ TABLE2_FID = {"mnist": (8.9, 74.9, 438.1, 114.9, 142.8),  # 004 Table 2, FID_RUN
               "fashion-mnist": (10.6, 123.8, 281.5, 103.6, 149.5),
               "celeba": (74.7, 78.4, 106.4, 87.5, 85.4)}
 FID = Spec(
-    name="lv-fid", summary="004 Table 2: FID of the learned-variance VAE, VAE, beta-VAE, "
-    "DIP-VAE and WAE from the prior and from a mixture of the aggregate posterior",
+    name="lv-fid", summary=SUMMARIES["lv-fid"],
     title="004 Table 2: FID of the learned-variance VAE and four baselines",
     source="004 Sec. 5.2-5.3, Table 2, Fig. 2", data=(*MNIST_LIKE, "celeba"), base=SETTING,
     quick=QUICK, full=FULL, by_data={"celeba": CELEBA}, runs=FID_RUNS,
@@ -479,8 +477,7 @@ COUNTS, QUICK_COUNTS = (500, 1000, 2000, 10_000), (8, 32, 128, 512)  # 004 Table
 TABLE4_FID = (79.9, 79.2, 78.4, 73.1)
 FIT_IMAGES = 50_000  # 004 Sec. 5.5: the mixtures are fitted on 50k latents
 COMPONENTS = Spec(
-    name="lv-components", summary="004 Table 4: FID of lv-vae samples against the number of "
-    "components of the aggregate posterior's mixture",
+    name="lv-components", summary=SUMMARIES["lv-components"],
     title="004 Table 4: FID against the mixture's number of components",
     source="004 Sec. 5.5, Table 4", data=(*MNIST_LIKE, "celeba"), base=SETTING,
     quick={**QUICK, "counts": QUICK_COUNTS}, full={**FULL, "counts": COUNTS},
@@ -516,8 +513,7 @@ TABLE3 = {"mnist": {"iwae_prior": (1307, 6037, -462, -730, -461),
           "fashion-mnist": {"iwae_prior": (1145, 5708, -463, -731, -463),
                             "iwae_mixture": (1157, 5724, -462, -731, -462)}}
 IWAE = Spec(
-    name="lv-iwae", summary="004 Table 3 and Fig. 3-4: IWAE test log-likelihood with the prior "
-    "and with the mixture, and the pixel-wise model's predicted variance",
+    name="lv-iwae", summary=SUMMARIES["lv-iwae"],
     title="004 Table 3: IWAE test log-likelihood", source="004 Sec. 5.2, 5.4, Table 3, Fig. 3-4",
     data=MNIST_LIKE, base=SETTING, quick=QUICK, full=FULL, runs=IWAE_RUNS,
     measures=(Measure("iwae", iwae_bounds), Measure("sigma2", final_sigma2),

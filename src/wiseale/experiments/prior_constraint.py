@@ -28,6 +28,7 @@ import torch
 
 from wiseale import functional
 from wiseale.errors import WisealeError
+from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Near, Q
 from wiseale.experiments.spec import Figure, Spec
 from wiseale.plots import plt, save_figure
@@ -282,8 +283,7 @@ def _draw(out: Path, results: dict[str, Any]) -> None:
 
 
 SPEC = Spec(
-    name=NAME, summary="001 Fig. 4: AEVB vs WiSE-ALE prior constraint on two 1-D posteriors "
-    "as the variance changes", title="Prior constraints of AEVB and WiSE-ALE on two 1-D "
+    name=NAME, summary=SUMMARIES[NAME], title="Prior constraints of AEVB and WiSE-ALE on two 1-D "
     "posteriors", source="001 Sec. 3.4 and Fig. 4", data=(), base={"means": MEANS},
     quick={}, full={},
     claims=(
