@@ -19,7 +19,7 @@ $(BIN)/wiseale: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	@# The CPU build of torch first: a bare `torch` requirement could pull CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,shapes]'
+	$(BIN)/pip install --quiet -e '.[dev,all]'
 	touch $@
 
 # A C++ compiler for torch.compile (the fused aggregate KL kernel; without one wiseale warns

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from wiseale.extras import require
 from wiseale.functional import gaussian_log_prob
 
 # Documented bounds (docs/deviations.md, docs/reliability.md): sigma >= SIGMA_MIN keeps
@@ -141,15 +142,16 @@ class IAFNoise(Noise):
 
     def __init__(self, feature_dim: int, latent_dim: int, steps: int = 2, hidden: int = 64):
         super().__init__()
-        from zuko.flows.autoregressive import MaskedAutoregressiveTransform
+        transform = require("zuko.flows.autoregressive", "vae-iaf's inverse autoregressive "
+                            "flow posterior").MaskedAutoregressiveTransform
 
         self.base = GaussianNoise(feature_dim, latent_dim)
         context_dim = latent_dim
         self.context_head = nn.Linear(feature_dim, context_dim)
         order = torch.arange(latent_dim)
         self.steps = nn.ModuleList(
-            MaskedAutoregressiveTransform(latent_dim, context_dim, hidden_features=[hidden] * 2,
-                                          order=order if t % 2 == 0 else order.flip(0))
+            transform(latent_dim, context_dim, hidden_features=[hidden] * 2,
+                      order=order if t % 2 == 0 else order.flip(0))
             for t in range(steps))
 
     @property

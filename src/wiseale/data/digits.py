@@ -10,6 +10,7 @@ import torch
 
 from wiseale.data.dataset import Dataset
 from wiseale.data.idx import binarise, bool_option
+from wiseale.extras import require
 
 N_TOTAL = 1797  # images in sklearn.datasets.load_digits
 N_TEST = 297  # the fixed test split; the other 1,500 are the training split
@@ -20,7 +21,7 @@ def digits_split(labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarr
     """Sorted indices of the training and test images: ``train_test_split`` stratified by the
     digit ``labels`` with ``test_size=297`` and ``random_state=0`` (1,500 / 297, disjoint,
     fixed)."""
-    from sklearn.model_selection import train_test_split
+    train_test_split = require("sklearn.model_selection", "the 8x8 digits").train_test_split
 
     labels = _digits()[1] if labels is None else labels
     train, test = train_test_split(np.arange(N_TOTAL), test_size=N_TEST,
@@ -29,9 +30,8 @@ def digits_split(labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarr
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()  # bundled with scikit-learn: no download
+    # bundled with scikit-learn: no download
+    bunch = require("sklearn.datasets", "the 8x8 digits").load_digits()
     return bunch.images, bunch.target
 
 

@@ -27,6 +27,7 @@ from wiseale.data.arrays import NUMPY_READ_ERRORS, real_dtype
 from wiseale.data.dataset import Dataset
 from wiseale.data.idx import _candidates
 from wiseale.errors import WisealeError, one_line, positive_int
+from wiseale.extras import require
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SHAPES3D_FILE = "3dshapes.h5"
@@ -140,10 +141,7 @@ def load_3dshapes(split: str = "train", data_dir: str | Path | None = None,
     hue, object hue, scale, shape, orientation (``labels``)."""
     limit = _options(limit, seed)
     path = _find("3dshapes", SHAPES3D_FILE, data_dir)
-    try:
-        import h5py
-    except ImportError:
-        raise WisealeError("reading 3dshapes.h5 needs h5py; install it: pip install h5py") from None
+    h5py = require("h5py", "reading 3dshapes.h5")
     try:
         with h5py.File(path, "r") as h5:
             if "images" not in h5 or "labels" not in h5:

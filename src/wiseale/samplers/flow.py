@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import zuko
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from wiseale.errors import WisealeError, positive_int
+from wiseale.extras import require
 from wiseale.samplers.io import (
     latents_of,
     posterior_means,
@@ -48,6 +48,8 @@ from wiseale.samplers.io import (
 from wiseale.samplers.prior import _check_meta, _check_n
 
 if TYPE_CHECKING:
+    import zuko
+
     from wiseale.model import Autoencoder
 
 __all__ = ["FLOW_FILE", "FLOW_KINDS", "FLOW_PRESETS", "FlowSampler", "fit_flow", "run_flow"]
@@ -86,6 +88,7 @@ def _build_flow(kind: str, features: int, transforms: int,
     independently, which in 2-D (003 Fig. 2d-e) can leave one feature first in every
     transform, so that its marginal stays Gaussian.
     """
+    zuko = require("zuko", "a flow (the flow sampler, 003 Eq. 8-9)")
     layers = []
     previous = torch.arange(features)
     for i in range(transforms):
@@ -172,7 +175,7 @@ class FlowSampler(nn.Module):
                 "features": self.features, "transforms": self.transforms,
                 "hidden": list(self.hidden), "seed": self.seed,
                 "history": [round(v, 6) for v in self.history],
-                "zuko_version": zuko.__version__}
+                "zuko_version": require("zuko", "a flow").__version__}
         return dict(self.state_dict()), meta
 
     @classmethod

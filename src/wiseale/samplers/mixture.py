@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from wiseale.errors import WisealeError, positive_int
+from wiseale.extras import require
 from wiseale.samplers.io import latents_of, register_sampler, run_sampler
 from wiseale.samplers.prior import _check_meta, _check_n
 
@@ -267,8 +268,9 @@ def fit_mixture(latents: Tensor, components: int = 32, covariance: str = "full",
     500 (CelebA). Warns when EM stops at ``max_iter`` unconverged; ``fit_info`` records n,
     the iterations, convergence and the final mean log-likelihood lower bound.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import GaussianMixture
+    what = "the Gaussian-mixture sampler (004 Eq. 13)"
+    ConvergenceWarning = require("sklearn.exceptions", what).ConvergenceWarning  # noqa: N806
+    GaussianMixture = require("sklearn.mixture", what).GaussianMixture  # noqa: N806
 
     components = positive_int(components, "the number of mixture components")
     max_iter = positive_int(max_iter, "max_iter")

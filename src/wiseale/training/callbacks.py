@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from wiseale.errors import WisealeError
+from wiseale.extras import require
 
 if TYPE_CHECKING:
     from wiseale.config import RunConfig
@@ -47,11 +47,9 @@ class TensorBoard(Callback):
     directory's ``tensorboard/``."""
 
     def __init__(self, log_dir: str | Path | None = None, every: int = 50, shown: int = 8):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise WisealeError("logging to TensorBoard needs the tensorboard package; install "
-                               "it: pip install 'wiseale[tensorboard]'") from None
+        require("tensorboard", "logging to TensorBoard")
+        from torch.utils.tensorboard import SummaryWriter
+
         self.make_writer, self.log_dir = SummaryWriter, log_dir
         self.every, self.shown = every, shown
 
