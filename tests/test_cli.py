@@ -339,3 +339,16 @@ def test_the_experiment_catalog_lists_every_experiment_in_order():
 
     assert list(SUMMARIES) == list(EXPERIMENTS)
     assert all(EXPERIMENTS[name].summary == summary for name, summary in SUMMARIES.items())
+
+
+def test_every_argument_of_every_command_has_help():
+    import argparse
+
+    from wiseale.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    bare = [(name, action.dest) for name, parser in commands.items()
+            for action in parser._actions
+            if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert bare == []

@@ -158,18 +158,21 @@ def test_3dshapes_loader(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_3dshapes_without_h5py_is_one_line(tmp_path: Path, monkeypatch) -> None:
-    import builtins
+    import importlib
+
+    from wiseale import extras
 
     (tmp_path / SHAPES3D_FILE).write_bytes(b"")
-    real_import = builtins.__import__
+    real_import = importlib.import_module
 
     def no_h5py(name: str, *args, **kwargs):
         if name == "h5py":
             raise ImportError("no h5py")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_h5py)
-    with pytest.raises(WisealeError, match="needs h5py") as info:
+    monkeypatch.setattr(extras.importlib, "import_module", no_h5py)
+    with pytest.raises(WisealeError,
+                       match=r"needs h5py; install it: pip install 'wiseale\[shapes\]'") as info:
         load("3dshapes", "train", data_dir=tmp_path)
     assert "\n" not in str(info.value)
 

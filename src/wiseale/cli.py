@@ -152,14 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     p = sub.add_parser("evaluate", help="test metrics of a run directory, as JSON")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("run_dir", type=Path, help="a directory written by `wiseale train`")
+    p.add_argument("--split", choices=("train", "test"), default="test",
+                   help="the split to measure (default: test)")
     p.add_argument("--fid", action="store_true", help="add fid_prior, in Inception features "
                    "when $WISEALE_INCEPTION is set, else a classifier's trained once on the "
                    "data's labels")
     p = sub.add_parser("sample", help="decode samples of a trained run (prior, flow or "
                        "mixture)")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="a directory written by `wiseale train`")
     p.add_argument("--sampler", choices=("prior", "flow", "mixture"), default="prior",
                    help="flow: a MAF fitted to the training latents (003 Eq. 8-9); mixture: a "
                    "Gaussian mixture fitted to them (004 Eq. 13); either is fitted and saved "
@@ -167,14 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--components", type=_positive_int,
                    help="mixture components when the mixture is fitted (default: 32; 004: 32 "
                    "for MNIST, 500 for CelebA); a saved mixture of another size is refused")
-    p.add_argument("--n", type=_positive_int, default=64)
+    p.add_argument("--n", type=_positive_int, default=64,
+                   help="how many samples (default: 64)")
     p.add_argument("--out", type=Path, required=True, help="a .npy file (or .png for images)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seeds the samples drawn (default: 0)")
     p.add_argument("--flow-epochs", type=_positive_int,
                    help="epochs when the flow is fitted (default: 100, 003 App. B); a saved "
                    "flow fitted for other epochs is refused")
     p = sub.add_parser("plot", help="redraw the figures of an experiment or run directory")
-    p.add_argument("directory", type=Path)
+    p.add_argument("directory", type=Path, help="an experiment's --out, or a run directory")
     sub.add_parser("methods", help="list the methods and their options")
     sub.add_parser("datasets", help="list the named data sets")
     sub.add_parser("experiments", help="list the reproducible experiments")
@@ -183,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 ("all",)), metavar="EXPERIMENT",
                    help="one of `wiseale experiments`, or all: every experiment that runs "
                    "offline, each in OUT/NAME, then OUT/claims.md with every claim")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path,
+                   help="folder for the runs, results.json, report.md and figures")
     p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
     p.add_argument("--seed", type=_seed, default=0, help="the first seed")
     p.add_argument("--seeds", type=_positive_int, default=1,
@@ -191,18 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "are means with their sd, and each claim is judged per seed and over seeds")
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
     p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where every run trains (default: cpu)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads of "
                    "every run and fit (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else "
                    "half the CPUs)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p = sub.add_parser("claims", help="one table of every claim of the papers from experiment "
                        "output folders (experiments without results: the command to run)")
-    p.add_argument("directories", type=Path, nargs="+")
+    p.add_argument("directories", type=Path, nargs="+",
+                   help="experiment output folders (`reproduce --out`), or their parents")
     p.add_argument("--out", type=Path, required=True, help="a markdown file (and .json beside)")
     p = sub.add_parser("prepare", help="decode an image-folder data set once into uint8 .npy "
                        "files that training reads (memory-mapped when large)")
-    p.add_argument("dataset", choices=("celeba",))
+    p.add_argument("dataset", choices=("celeba",), help="the image-folder data set")
     p.add_argument("--data-dir", type=Path, required=True,
                    help="where the images are (as for `train --data-dir`)")
     p.add_argument("--out", type=Path, help="folder to write celeba-CROP-SIZE-{train,test}.npy "
@@ -213,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 64; 128 for 004)")
     p.add_argument("--workers", type=_positive_int, help="decoding processes (default: one per "
                    "CPU)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
