@@ -15,7 +15,8 @@ from wiseale.plots import (
     plot_sample_grid,
     plot_signal_reconstructions,
 )
-from wiseale.training.run import WEIGHTS
+from wiseale.storage import read_json
+from wiseale.training.run import CONFIG, WEIGHTS
 
 SHOWN, LATENT_N = 16, 2000  # samples reconstructed; test samples in the latent figure
 
@@ -56,7 +57,5 @@ def draw_run_figures(run_dir: Path, rows: list[dict]) -> list[Path]:
 
 def _standard(run_dir: Path) -> bool:
     """Whether the run used one of wiseale's networks (not your own)."""
-    import json
-
-    return json.loads((run_dir / "config.json").read_text()).get("net") != CUSTOM_NET
+    return read_json(run_dir / CONFIG).get("net") != CUSTOM_NET
 

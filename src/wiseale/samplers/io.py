@@ -64,7 +64,12 @@ def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampl
     ``latent_dim``, check that it fits a model of that latent size. A corrupt, truncated or
     mismatched file raises :class:`WisealeError` (one line)."""
     path = Path(path)
-    tensors, meta = load_tensors(path)
+    return _sampler_of(path, *load_tensors(path), latent_dim)
+
+
+def _sampler_of(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any],
+                latent_dim: int | None) -> LatentSampler:
+    """The sampler of a file's ``tensors`` and ``meta`` (see :func:`load_sampler`)."""
     kind = meta.get("sampler")
     if not isinstance(kind, str) or kind not in SAMPLER_CLASSES:
         raise WisealeError(f"{path} holds no wiseale sampler (sampler={kind!r}); give a file "
@@ -158,11 +163,12 @@ def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
     every use (``x`` may be None when the file exists)."""
     path = Path(run_dir) / file
     if path.exists():
-        sampler = load_sampler(path, model.latent_dim)
+        tensors, meta = load_tensors(path)  # read (and its digest checked) once
+        sampler = _sampler_of(path, tensors, meta, model.latent_dim)
         if not isinstance(sampler, cls):
             raise WisealeError(f"{path} holds a {sampler.name} sampler, not a {cls.name}; "
                                f"delete it to refit the {cls.name}")
-        saved = load_tensors(path)[1].get(FIT_OPTIONS)
+        saved = meta.get(FIT_OPTIONS)
         differ = {key: saved[key] for key, value in asked.items()
                   if value is not None and saved and key in saved and saved[key] != value}
         if differ:
