@@ -29,6 +29,8 @@ def test_two_processes_match_one_process_on_the_concatenated_batch(tmp_path):
     done = _torchrun(str(HELPERS / "ddp_step.py"), str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     ranks = [load_tensors(tmp_path / f"rank{r}.safetensors")[0] for r in (0, 1)]
+    for rank in ranks:  # matched by name although rank 1 held its keys in the other order
+        assert (float(rank.pop("mean_a")), float(rank.pop("mean_b"))) == (2.0, 20.0)
     real_randn_like = torch.randn_like
     try:
         x, eps = global_batch()
