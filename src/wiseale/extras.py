@@ -8,9 +8,9 @@ from types import ModuleType
 
 from wiseale.errors import WisealeError
 
-EXTRAS = {"zuko": "flows", "sklearn": "sklearn", "tensorboard": "tensorboard", "h5py": "shapes"}
-PACKAGES = {"zuko": "zuko", "sklearn": "scikit-learn", "tensorboard": "tensorboard",
-            "h5py": "h5py"}
+# top-level module -> (the package that installs it, the wiseale extra that names it)
+EXTRAS = {"zuko": ("zuko", "flows"), "sklearn": ("scikit-learn", "sklearn"),
+          "tensorboard": ("tensorboard", "tensorboard"), "h5py": ("h5py", "shapes")}
 
 
 def require(module: str, what: str) -> ModuleType:
@@ -18,6 +18,6 @@ def require(module: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        top = module.split(".")[0]
-        raise WisealeError(f"{what} needs {PACKAGES[top]}; install it: pip install "
-                           f"'wiseale[{EXTRAS[top]}]'") from None
+        package, extra = EXTRAS[module.split(".")[0]]
+        raise WisealeError(f"{what} needs {package}; install it: pip install "
+                           f"'wiseale[{extra}]'") from None
