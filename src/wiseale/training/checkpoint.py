@@ -4,6 +4,7 @@ restored by ``--resume`` so that the run goes on exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from wiseale.storage import (
     save_tensors,
     write_json,
 )
+from wiseale.training.distributed import World, stacked_over_ranks
 from wiseale.training.guards import check_finite_weights
 from wiseale.training.run import CHECKPOINT, CONFIG, METRICS, Run, read_metrics
 
@@ -43,6 +45,15 @@ class EpochState:
         return (f"of epoch {self.epoch}" if self.step == 0
                 else f"at epoch {self.epoch + 1}, batch {self.step}")
 
+    def of_every_rank(self, world: World) -> EpochState:
+        """This state with every process's partial sums and random states stacked in rank
+        order (a collective under torchrun): what rank 0 saves mid-epoch, so that each
+        process resumes with its own."""
+        if not world.distributed:
+            return self
+        return dataclasses.replace(self, totals=stacked_over_ranks(self.totals),
+                                   rng=stacked_over_ranks(self.rng))
+
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors named ``prefix/...``, without the prefix."""
@@ -59,20 +70,23 @@ def restore(run: Run) -> tuple[EpochState, list[dict]]:
         state = EpochState(int(meta["epoch"]), int(meta.get("step", 0)),
                            skipped=[int(s) for s in meta.get("skipped", [])],
                            elapsed=float(meta.get("elapsed", 0.0)))
+        ranks = int(meta.get("ranks", 1))  # older checkpoints: one process
         groups = {prefix: meta["param_groups"][prefix] for prefix in run.optimizers}
     except (KeyError, TypeError, ValueError) as exc:
         raise WisealeError(f"{path} is not a training checkpoint (its metadata lacks or "
                            f"garbles {exc}); choose another --out") from None
-    _check_resumable(run, saved, state, path)
+    _check_resumable(run, saved, state, path, ranks)
     load_weights(run.model, _section(tensors, "model"), path)
     for prefix, optimizer in run.optimizers.items():
         restore_optimizer(optimizer, tensors, groups[prefix], prefix)
-    state.totals = {k: v.to(run.device) for k, v in _section(tensors, "totals").items()}
-    state.rng = _section(tensors, "rng")
+    own = (lambda v: v[run.world.rank]) if ranks > 1 else (lambda v: v)  # this rank's row
+    state.totals = {k: own(v).to(run.device) for k, v in _section(tensors, "totals").items()}
+    state.rng = {k: own(v) for k, v in _section(tensors, "rng").items()}
     return state, _read_history(run.out, state.epoch)
 
 
-def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path) -> None:
+def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path,
+                     ranks: int) -> None:
     config, theirs = run.config, saved.to_dict()
     differ = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE
                     and theirs[k] != v)
@@ -87,9 +101,11 @@ def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path) 
     if config.epochs != saved.epochs and config.lr_schedule != "constant":
         raise WisealeError(f"the {config.lr_schedule} schedule depends on --epochs; resume with "
                            f"--epochs {saved.epochs} as the run was started")
-    if state.step and run.world.distributed:
-        raise WisealeError(f"{path} was saved mid-epoch by one process; resume it without "
-                           "torchrun")
+    if state.step and ranks != run.world.size:
+        how = "without torchrun" if ranks == 1 else f"with torchrun --nproc-per-node {ranks}"
+        raise WisealeError(f"{path} was saved mid-epoch by {ranks} process"
+                           f"{'es' if ranks > 1 else ''}, each with its own random state; "
+                           f"resume it {how}")
 
 
 def _read_history(out: Path, epoch: int) -> list[dict]:
@@ -117,7 +133,7 @@ def load_weights(model: Autoencoder, state: dict[str, torch.Tensor], source: Pat
 
 def save_checkpoint(run: Run, state: EpochState) -> None:
     """The model, the optimisers and the position ``state`` as checkpoint.safetensors, and
-    config.json."""
+    config.json; under torchrun rank 0 saves ``state.of_every_rank``."""
     check_finite_weights(run, state.where())
     tensors = {f"model/{k}": v for k, v in run.model.state_dict().items()}
     groups = {}
@@ -128,5 +144,6 @@ def save_checkpoint(run: Run, state: EpochState) -> None:
     tensors.update({f"rng/{k}": v for k, v in state.rng.items()})
     save_tensors(run.out / CHECKPOINT, tensors, {
         "epoch": state.epoch, "step": state.step, "skipped": state.skipped,
-        "elapsed": state.elapsed, "config": run.config.to_dict(), "param_groups": groups})
+        "elapsed": state.elapsed, "config": run.config.to_dict(), "param_groups": groups,
+        "ranks": run.world.size})
     write_json(run.out / CONFIG, run.config.to_dict())

@@ -12,7 +12,9 @@ N, which DDP's average divides by N again: the gradients are those of the single
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +95,52 @@ def mean_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:
     return dict(zip(keys, stacked / dist.get_world_size(), strict=True))
 
 
+def _collective_device() -> torch.device:
+    """Where the process group's tensors live: the GPU under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def stacked_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Each value with every rank's copy stacked in rank order along a new first dimension
+    (rank 0 saves them all in a mid-epoch checkpoint); the ranks hold the same names."""
+    stacked = {}
+    for key in sorted(values):
+        value = values[key].to(_collective_device())
+        parts = [torch.empty_like(value) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, value.contiguous())
+        stacked[key] = torch.stack(parts).to(values[key].device)
+    return stacked
+
+
+def largest_over_ranks(world: World, value: int) -> int:
+    """The largest of the ranks' ``value`` (one all-reduce): how every process agrees to
+    stop at the same step when any of them received a signal."""
+    if not world.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.long, device=_collective_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor)
+
+
+def on_main(world: World, action: Callable[..., Any], *args: Any) -> None:
+    """Run ``action(*args)`` on rank 0 only; if it fails, every other rank fails too, with
+    its message (without this they would wait for rank 0 at their next collective)."""
+    error: Exception | None = None
+    if world.main:
+        try:
+            action(*args)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            error = exc
+    if world.distributed:
+        message = [None if error is None else str(error)]
+        dist.broadcast_object_list(message, src=0)
+        if not world.main and message[0] is not None:
+            raise WisealeError(f"rank 0 stopped: {message[0]}")
+    if error is not None:
+        raise error
+
+
 def reduce_min(tensor: Tensor) -> None:
     """In place: the minimum of ``tensor`` over the ranks."""
     dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
@@ -104,11 +152,10 @@ def check_supported(model: torch.nn.Module) -> None:
                            "process only; run without torchrun")
 
 
-def barrier(world: World) -> None:
-    if world.distributed:
-        dist.barrier()
-
-
 def finish(world: World) -> None:
+    """Destroy the process group once what still refers to it is freed: a DDP wrapper lives in
+    reference cycles, and freed only at interpreter exit it aborted the process now and then
+    ("terminate called without an active exception"; docs/reliability.md)."""
     if world.distributed and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -1,5 +1,6 @@
 """Stopping training on SIGINT or SIGTERM (docs/reliability.md, "Resume, interrupts and exit
-status"): the first signal asks for a checkpoint at the next step, a second stops at once."""
+status"): the first signal asks for a checkpoint at the next step, a second stops at once.
+Under torchrun the processes agree after every step, so all stop at the same one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+
+from wiseale.training.distributed import World, largest_over_ranks
 
 
 class Interrupted(KeyboardInterrupt):
@@ -21,14 +24,16 @@ class Interrupted(KeyboardInterrupt):
 class StopSignals:
     """While training: the first SIGINT or SIGTERM only sets ``signum``, and the loop then
     saves a checkpoint at the next step boundary and raises :class:`Interrupted`; a second
-    one interrupts at once (KeyboardInterrupt). Installed only in the main thread of a
-    single-process run (torchrun's processes keep the default handlers)."""
+    one interrupts at once (KeyboardInterrupt). Installed only in the main thread. Under
+    torchrun each process asks :meth:`agreed` after every step, so that all stop together
+    when any received a signal (torchrun passes its SIGTERM or SIGINT on to each)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.signum: int | None = None
+    def __init__(self, world: World | None = None) -> None:
+        self.enabled = threading.current_thread() is threading.main_thread()
+        self.world = world or World()
+        self.signum: int | None = None  # the first signal this process received
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
@@ -45,9 +50,21 @@ class StopSignals:
             raise KeyboardInterrupt
         self.signum = signum
 
+    def agreed(self) -> int | None:
+        """The signal on which every process stops now: this one's or, under torchrun, any
+        process's (one all-reduce, which every process must make at the same step)."""
+        return largest_over_ranks(self.world, self.signum or 0) or None
+
     def check(self, out: Path, where: str) -> None:
-        """Raise :class:`Interrupted` if a signal came; the checkpoint ``where`` is saved."""
-        if self.signum is not None:
-            name = signal.Signals(self.signum).name
-            raise Interrupted(self.signum, f"{name}: stopped with the checkpoint {where} saved "
-                              f"in {out}; continue with `wiseale train ... --resume`")
+        """Raise :class:`Interrupted` if :meth:`agreed` gives a signal; the checkpoint
+        ``where`` is saved."""
+        stop = self.agreed()
+        if stop is not None:
+            raise interrupted(stop, out, where)
+
+
+def interrupted(signum: int, out: Path, where: str) -> Interrupted:
+    """The :class:`Interrupted` of ``signum`` once the checkpoint ``where`` is saved."""
+    name = signal.Signals(signum).name
+    return Interrupted(signum, f"{name}: stopped with the checkpoint {where} saved in {out}; "
+                       "continue with `wiseale train ... --resume`")

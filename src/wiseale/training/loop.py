@@ -42,15 +42,15 @@ from wiseale.training.callbacks import Callback
 from wiseale.training.checkpoint import EpochState, load_weights, restore, save_checkpoint
 from wiseale.training.distributed import (
     World,
-    barrier,
     check_supported,
     finish,
     gather_posterior,
     init_world,
     mean_over_ranks,
+    on_main,
 )
 from wiseale.training.guards import FiniteWatch, check_watch, stop_non_finite
-from wiseale.training.interrupts import StopSignals
+from wiseale.training.interrupts import StopSignals, interrupted
 from wiseale.training.rng import rng_state, set_rng_state
 from wiseale.training.run import CHECKPOINT, CONFIG, EVALUATION, METRICS, WEIGHTS, Run
 
@@ -120,8 +120,10 @@ def _summary(config: RunConfig, row: dict) -> str:
         f"({row['samples_per_s']:.0f} samples/s)"
 
 
-def _write_metrics(out: Path, rows: list[dict]) -> None:
-    atomic_write_text(out / METRICS, "".join(strict_json(row) + "\n" for row in rows))
+def _save_epoch(run: Run, history: list[dict], state: EpochState) -> None:
+    """metrics.jsonl with the epoch's row, then the checkpoint of the epoch's end."""
+    atomic_write_text(run.out / METRICS, "".join(strict_json(row) + "\n" for row in history))
+    save_checkpoint(run, state)
 
 
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
@@ -198,11 +200,12 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
     """The loop of :func:`train`; with several processes (torchrun) each takes its slice of
     every global batch of world.size x batch_size samples and rank 0 writes the files."""
     run = _setup(config, out, world, nets, callbacks)  # a net that does not fit writes nothing
-    with contextlib.ExitStack() as held:
-        if world.main:
-            _prepare_dir(out, resume, held)
-        barrier(world)
-        return _loop(run, resume, progress, train_data, test_data)
+    try:
+        with contextlib.ExitStack() as held:
+            on_main(world, _prepare_dir, out, resume, held)
+            return _loop(run, resume, progress, train_data, test_data)
+    finally:  # DDP's wrapper goes before its process group, even when run stays referenced
+        run.step_model = run.model
 
 
 def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
@@ -215,7 +218,7 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     eval_kernel = _plan_kernels(run, state, n_batches, len(x_eval))
     for callback in run.callbacks:
         callback.on_train_start(config, out, state.epoch)
-    with StopSignals(enabled=not world.distributed) as signals:
+    with StopSignals(world) as signals:
         for epoch in range(state.epoch, config.epochs):
             row = _train_epoch(run, data, state, n_batches, signals, progress)
             if world.main:
@@ -226,16 +229,11 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
                 callback.on_epoch_end(epoch + 1, row, run.model, x_eval)
             history.append(row)
             state = EpochState(epoch + 1)
-            if world.main:
-                if progress:
-                    tqdm.write(_summary(config, row))
-                _write_metrics(out, history)
-                save_checkpoint(run, state)
-            barrier(world)
+            if progress and world.main:
+                tqdm.write(_summary(config, row))
+            on_main(world, _save_epoch, run, history, state)
             signals.check(out, state.where())
-    if world.main:
-        _save_results(run, train_data, test_data)
-    barrier(world)
+    on_main(world, _save_results, run, train_data, test_data)
     return run.model
 
 
@@ -293,11 +291,13 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
         for callback in run.callbacks if parts is not None else ():
             callback.on_step_end(epoch * n_batches + step, parts)
         state.step = step + 1
-        if signals.signum is not None:
+        stop = signals.agreed()  # under torchrun: the same verdict on every process
+        if stop is not None:
             check_watch(run, watch, epoch)
             state.elapsed, state.rng = time.perf_counter() - started, rng_state(run.device)
-            save_checkpoint(run, state)
-            signals.check(run.out, state.where())
+            saved = state.of_every_rank(run.world)
+            on_main(run.world, save_checkpoint, run, saved)
+            raise interrupted(stop, run.out, state.where())
     check_watch(run, watch, epoch)
     if state.skipped and run.world.main:
         tqdm.write(f"wiseale: epoch {epoch + 1}: skipped {len(state.skipped)} batches with a "

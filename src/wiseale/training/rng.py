@@ -16,7 +16,9 @@ def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    """Restore what :func:`rng_state` returned."""
-    torch.set_rng_state(state["cpu"])
+    """Restore what :func:`rng_state` returned, or one row of several processes' states
+    stacked (copied first: torch 2.13's set_rng_state segfaulted on the second row of a
+    stacked tensor, a view)."""
+    torch.set_rng_state(state["cpu"].clone())
     if device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].clone(), device)
