@@ -83,7 +83,8 @@ def test_discriminator_methods_are_refused_under_torchrun(tmp_path):
 
 
 def test_torchrun_stopped_mid_epoch_resumes_every_rank_exactly(tmp_path):
-    """SIGTERM to torchrun in the middle of epoch 2: both processes stop at the same batch,
+    """SIGTERM to torchrun in the middle of epoch 2 (and a second one to rank 0, as from a
+    scheduler that signals every process): both processes stop at the same batch,
     rank 0 saves each rank's random state and partial sums, a resume without torchrun is
     refused, and `torchrun ... --resume` ends with the weights and the metrics of the
     uninterrupted 2-process run (issue 17)."""

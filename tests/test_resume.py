@@ -18,7 +18,8 @@ from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder
 from wiseale.storage import load_tensors
 from wiseale.training import train
-from wiseale.training.interrupts import Interrupted
+from wiseale.training.distributed import World
+from wiseale.training.interrupts import Interrupted, StopSignals
 
 # 64 steps an epoch (about 0.3 s with one thread): the kills 0.1 s after a checkpoint land
 # inside the next epoch, not after the run
@@ -136,6 +137,23 @@ def test_a_second_signal_interrupts_at_once(tmp_path, tiny_sine, monkeypatch):
     assert not isinstance(info.value, Interrupted)
     meta = load_tensors(tmp_path / "run/checkpoint.safetensors")[1]
     assert (meta["epoch"], meta["step"]) == (1, 0)  # the last epoch's checkpoint
+
+
+def test_under_torchrun_a_repeated_signal_keeps_the_orderly_stop():
+    """A scheduler may signal every process and torchrun pass the signal on again: under
+    torchrun the second one must not skip the checkpoint (one process: it stops at once)."""
+    try:
+        with StopSignals(World(rank=1, size=2)) as signals:
+            for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGINT):
+                os.kill(os.getpid(), sig)
+            time.sleep(0.05)  # the handlers run at the next bytecode
+    except KeyboardInterrupt:
+        pytest.fail("a repeated signal under torchrun stopped at once")
+    assert signals.signum == signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt), StopSignals() as signals:
+        for sig in (signal.SIGTERM, signal.SIGTERM):
+            os.kill(os.getpid(), sig)
+        time.sleep(0.05)
 
 
 def test_mid_epoch_checkpoint_needs_enough_epochs(tmp_path, tiny_sine, monkeypatch):

@@ -1,7 +1,7 @@
 """``wiseale`` as a torchrun worker whose rank 0, after batch $SIGNAL_AT_STEP of the second
-epoch, sends SIGTERM to torchrun (its parent) and waits until torchrun has passed it on to
-rank 0 itself, as it does to every worker when a user or a scheduler stops the job: the run
-then stops after that batch.
+epoch, sends SIGTERM to torchrun (its parent), which passes it on to every worker; once rank
+0 has it, rank 0 sends itself a second one (as a scheduler that signals every process
+would). The run then stops after that batch.
 
 Run by tests/test_distributed.py as ``torchrun ... THIS train ...``.
 """
@@ -25,6 +25,8 @@ def step_then_signal(run, data, order, state, watch, step):
         deadline = time.monotonic() + 60
         while stop_signals.signum is None and time.monotonic() < deadline:
             time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # its handler runs here
     return parts
 
 

@@ -51,8 +51,8 @@ class EpochState:
         process resumes with its own."""
         if not world.distributed:
             return self
-        return dataclasses.replace(self, totals=stacked_over_ranks(self.totals),
-                                   rng=stacked_over_ranks(self.rng))
+        return dataclasses.replace(self, totals=stacked_over_ranks(world, self.totals),
+                                   rng=stacked_over_ranks(world, self.rng))
 
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

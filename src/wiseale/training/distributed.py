@@ -28,10 +28,12 @@ from wiseale.errors import WisealeError
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the training processes (rank 0 writes the files)."""
+    """This process's place among the training processes (rank 0 writes the files), and the
+    process group of the small messages between them (:func:`init_world`)."""
 
     rank: int = 0
     size: int = 1
+    control: Any = None  # a gloo group on the CPU; None: the default group (gloo already)
 
     @property
     def main(self) -> bool:
@@ -52,7 +54,10 @@ def init_world(device: str) -> World:
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    return World(dist.get_rank(), dist.get_world_size())
+    # the stop agreement, rank 0's errors and a checkpoint's random states go over gloo on
+    # the CPU: under NCCL they would wait for the GPU after every step
+    control = dist.new_group(backend="gloo") if dist.get_backend() == "nccl" else None
+    return World(dist.get_rank(), dist.get_world_size(), control)
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -95,20 +100,14 @@ def mean_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:
     return dict(zip(keys, stacked / dist.get_world_size(), strict=True))
 
 
-def _collective_device() -> torch.device:
-    """Where the process group's tensors live: the GPU under NCCL, else the CPU."""
-    return torch.device("cuda", torch.cuda.current_device()) \
-        if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def stacked_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:
+def stacked_over_ranks(world: World, values: dict[str, Tensor]) -> dict[str, Tensor]:
     """Each value with every rank's copy stacked in rank order along a new first dimension
     (rank 0 saves them all in a mid-epoch checkpoint); the ranks hold the same names."""
     stacked = {}
     for key in sorted(values):
-        value = values[key].to(_collective_device())
-        parts = [torch.empty_like(value) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, value.contiguous())
+        value = values[key].detach().cpu().contiguous()
+        parts = [torch.empty_like(value) for _ in range(world.size)]
+        dist.all_gather(parts, value, group=world.control)
         stacked[key] = torch.stack(parts).to(values[key].device)
     return stacked
 
@@ -118,8 +117,8 @@ def largest_over_ranks(world: World, value: int) -> int:
     stop at the same step when any of them received a signal."""
     if not world.distributed:
         return value
-    tensor = torch.tensor([value], dtype=torch.long, device=_collective_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    tensor = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=world.control)
     return int(tensor)
 
 
@@ -134,7 +133,7 @@ def on_main(world: World, action: Callable[..., Any], *args: Any) -> None:
             error = exc
     if world.distributed:
         message = [None if error is None else str(error)]
-        dist.broadcast_object_list(message, src=0)
+        dist.broadcast_object_list(message, src=0, group=world.control)
         if not world.main and message[0] is not None:
             raise WisealeError(f"rank 0 stopped: {message[0]}")
     if error is not None:

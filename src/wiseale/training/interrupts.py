@@ -26,7 +26,9 @@ class StopSignals:
     saves a checkpoint at the next step boundary and raises :class:`Interrupted`; a second
     one interrupts at once (KeyboardInterrupt). Installed only in the main thread. Under
     torchrun each process asks :meth:`agreed` after every step, so that all stop together
-    when any received a signal (torchrun passes its SIGTERM or SIGINT on to each)."""
+    when any received a signal (torchrun passes its SIGTERM or SIGINT on to each), and a
+    second signal is ignored: a scheduler may signal every process and torchrun then again,
+    and torchrun's own SIGKILL (after ``--shutdown-timeout``, 30 s) is the stop at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -46,9 +48,10 @@ class StopSignals:
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+        if self.signum is None:
+            self.signum = signum
+        elif not self.world.distributed:  # under torchrun the same stop often comes twice
+            raise KeyboardInterrupt         # (a scheduler's, then torchrun's): one checkpoint
 
     def agreed(self) -> int | None:
         """The signal on which every process stops now: this one's or, under torchrun, any

@@ -120,8 +120,21 @@ def _summary(config: RunConfig, row: dict) -> str:
         f"({row['samples_per_s']:.0f} samples/s)"
 
 
-def _save_epoch(run: Run, history: list[dict], state: EpochState) -> None:
-    """metrics.jsonl with the epoch's row, then the checkpoint of the epoch's end."""
+def _evaluate_epoch(run: Run, row: dict, x_eval: torch.Tensor, kernel: str) -> None:
+    """The test metrics of the epoch's end, into its row (rank 0 only: wiseale.training
+    .distributed.on_main)."""
+    row.update({f"test_{k}": v for k, v in evaluate(run.model, x_eval, kernel=kernel).items()})
+
+
+def _save_epoch(run: Run, history: list[dict], state: EpochState, x_eval: torch.Tensor,
+                progress: bool) -> None:
+    """The callbacks and the summary line of the epoch's row, metrics.jsonl with it, then the
+    checkpoint of the epoch's end (rank 0 only: wiseale.training.distributed.on_main)."""
+    row = history[-1]
+    for callback in run.callbacks:
+        callback.on_epoch_end(row["epoch"], row, run.model, x_eval)
+    if progress:
+        tqdm.write(_summary(run.config, row))
     atomic_write_text(run.out / METRICS, "".join(strict_json(row) + "\n" for row in history))
     save_checkpoint(run, state)
 
@@ -221,17 +234,11 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     with StopSignals(world) as signals:
         for epoch in range(state.epoch, config.epochs):
             row = _train_epoch(run, data, state, n_batches, signals, progress)
-            if world.main:
-                row.update({f"test_{k}": v for k, v in
-                            evaluate(run.model, x_eval, kernel=eval_kernel).items()})
+            on_main(world, _evaluate_epoch, run, row, x_eval, eval_kernel)
             row.update(run.model.end_epoch(epoch, row))
-            for callback in run.callbacks:
-                callback.on_epoch_end(epoch + 1, row, run.model, x_eval)
             history.append(row)
             state = EpochState(epoch + 1)
-            if progress and world.main:
-                tqdm.write(_summary(config, row))
-            on_main(world, _save_epoch, run, history, state)
+            on_main(world, _save_epoch, run, history, state, x_eval, progress)
             signals.check(out, state.where())
     on_main(world, _save_results, run, train_data, test_data)
     return run.model
