@@ -56,8 +56,7 @@ def _loader_parameters(name: str) -> set[str]:
 
 def _all(data: Dataset, test: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     """Whether ``test`` holds for every value of ``data`` (read a chunk at a time)."""
-    return all(bool(test(data.floats(slice(start, start + CHUNK))).all())
-               for start in range(0, len(data), CHUNK))
+    return all(bool(test(chunk).all()) for chunk in data.batches(CHUNK))
 
 
 def default_likelihood(data: Dataset) -> str:

@@ -7,6 +7,7 @@ needs into float32, on the device that asks for them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,11 +65,10 @@ class Dataset:
             self.x.dtype, np.integer)
         if integers:
             return
-        for start in range(0, len(self), CHECK_CHUNK):
-            chunk = self.floats(slice(start, start + CHECK_CHUNK))
+        for i, chunk in enumerate(self.batches(CHECK_CHUNK)):
             finite = torch.isfinite(chunk).flatten(1).all(1)
             if not finite.all():
-                bad = start + int((~finite).nonzero()[0])
+                bad = i * CHECK_CHUNK + int((~finite).nonzero()[0])
                 raise WisealeError(f"data set {self.name} has NaN or Inf values (first in "
                                    f"sample {bad}; float32 overflows beyond 3.4e38); clean, "
                                    "rescale or drop those samples")
@@ -98,6 +98,12 @@ class Dataset:
             values = torch.from_numpy(np.array(self.x[index]))  # a copy: the map is read-only
         values = values.to(device=device, dtype=torch.float32)
         return values.div_(self.divide_by) if self.divide_by != 1.0 else values
+
+    def batches(self, size: int, device: torch.device | str | None = None) -> Iterator[Tensor]:
+        """All samples as :meth:`floats`, in consecutive batches of ``size`` (the last may be
+        smaller): a file is read a batch at a time."""
+        for start in range(0, len(self), size):
+            yield self.floats(slice(start, start + size), device)
 
     def head(self, n: int) -> Dataset:
         """The first ``n`` samples (with their labels and factors), without copying them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -36,13 +37,9 @@ def _first(x: Samples, n: int, device: torch.device) -> Tensor:
     return x.floats(slice(0, n), device) if isinstance(x, Dataset) else x[:n]
 
 
-def _batches(x: Samples, size: int, device: torch.device):
+def _batches(x: Samples, size: int, device: torch.device) -> Iterable[Tensor]:
     """``x`` in consecutive batches of ``size`` samples."""
-    if not isinstance(x, Dataset):
-        yield from x.split(size)
-        return
-    for start in range(0, len(x), size):
-        yield x.floats(slice(start, start + size), device)
+    return x.batches(size, device) if isinstance(x, Dataset) else x.split(size)
 
 
 @torch.no_grad()

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from wiseale.model import Autoencoder
 
 
-
 class Callback:
     """The hooks of a run; each does nothing unless overridden."""
 
