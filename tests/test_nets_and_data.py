@@ -167,3 +167,15 @@ def test_load_split_passes_limits_and_keeps_factors():
     assert len(train) == 7 and len(test) == 3 and train.factors.shape == (7, 3)
     toy = load_split(RunConfig(method="aevb", data="toy-shapes", n_train=12), "train")
     assert len(toy) == 12 and toy.factors is not None and len(toy.factors) == 12
+
+
+@pytest.mark.parametrize("index", [slice(None), slice(1, 3), torch.tensor([0, 2])])
+def test_floats_never_rescale_the_stored_samples(index):
+    """Float pixels in 0..255 held in memory with divide_by=255: every read gives x / 255
+    and the stored tensor keeps its values (a slice of it is a view)."""
+    from wiseale.data.dataset import Dataset
+
+    data = Dataset("t", torch.full((4, 1, 2, 2), 255.0), divide_by=255.0)
+    for _ in range(2):
+        assert torch.equal(data.floats(index), torch.ones_like(data.x[index]))
+    assert torch.equal(data.x, torch.full((4, 1, 2, 2), 255.0))

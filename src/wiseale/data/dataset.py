@@ -97,7 +97,8 @@ class Dataset:
                 index = self.rows[index]
             values = torch.from_numpy(np.array(self.x[index]))  # a copy: the map is read-only
         values = values.to(device=device, dtype=torch.float32)
-        return values.div_(self.divide_by) if self.divide_by != 1.0 else values
+        # out of place: for float32 data in memory, `to` returns the stored tensor itself
+        return values / self.divide_by if self.divide_by != 1.0 else values
 
     def batches(self, size: int, device: torch.device | str | None = None) -> Iterator[Tensor]:
         """All samples as :meth:`floats`, in consecutive batches of ``size`` (the last may be
