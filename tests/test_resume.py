@@ -15,6 +15,7 @@ import torch
 
 from wiseale.cli import main
 from wiseale.errors import WisealeError
+from wiseale.methods import METHODS
 from wiseale.model import Autoencoder
 from wiseale.storage import load_tensors
 from wiseale.training import train
@@ -192,3 +193,54 @@ def test_chaos_kills_at_random_moments_then_resume_bit_for_bit(tmp_path, straigh
     _same_run(run_dir, straight)
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
     assert set(evaluation) == {"train", "test"} and evaluation["test"]["recon_error"] > 0
+
+
+def _method_args(method):
+    """A tiny run of ``method`` from the CLI (the pixel-wise variance needs 28x28 images)."""
+    data = (["--data", "fashion-mnist", "--net", "lv-mnist", "-o", "stage1_epochs=1"]
+            if method == "lv-vae-pixel" else ["--data", "sine"])
+    return ["train", "--method", method, *data, "--n-train", "64", "--n-test", "32",
+            "--eval-size", "32", "--batch-size", "16", "--latent-dim", "3", "--no-progress"]
+
+
+@pytest.mark.filterwarnings("ignore:.*ends within stage 1")
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_is_interrupted_resumed_and_extended_from_the_cli(tmp_path, method,
+                                                                       monkeypatch):
+    """Stopped by SIGINT mid-epoch, resumed with --resume (settings from the run directory
+    only) and extended by --resume --epochs 2: the weights of a straight 2-epoch run. A
+    setting a method derives from the run (VCAE's v = d_z) is saved as its value, so the
+    same value given again is the same run."""
+    args = _method_args(method)
+    assert main([*args, "--epochs", "2", "--out", str(tmp_path / "straight")]) == 0
+    run = str(tmp_path / "run")
+    real_forward = _signal_at(monkeypatch, 2, signal.SIGINT)  # epoch 1 of 4 batches
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, "--epochs", "1", "--out", run])
+    assert stopped.value.code == 128 + signal.SIGINT
+    monkeypatch.setattr(Autoencoder, "forward", real_forward)
+    assert main(["train", "--resume", "--out", run, "--no-progress"]) == 0
+    again = ["-o", "v=3"] if "v" in METHODS[method].defaults else []
+    assert main(["train", "--resume", "--out", run, "--epochs", "2", *again,
+                 "--no-progress"]) == 0
+    _same_run(tmp_path / "run", load_tensors(tmp_path / "straight/model.safetensors")[0], 2)
+
+
+def test_a_run_saved_with_v_none_resumes_and_extends(tmp_path):
+    """Runs saved before the derived defaults were resolved hold VCAE's v as null (meaning
+    d_z): they resume and extend, and the same value given again is accepted."""
+    from wiseale.storage import save_tensors
+
+    args = _method_args("vcae")
+    run = tmp_path / "run"
+    assert main([*args, "--epochs", "1", "--out", str(run)]) == 0
+    for name in ("checkpoint.safetensors", "model.safetensors"):
+        tensors, meta = load_tensors(run / name)
+        meta["config"]["options"]["v"] = None
+        save_tensors(run / name, tensors, meta)
+    config = json.loads((run / "config.json").read_text())
+    config["options"]["v"] = None
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "-o", "v=3",
+                 "--no-progress"]) == 0
+    assert json.loads((run / "config.json").read_text())["options"]["v"] == 3.0

@@ -78,7 +78,7 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
     if likelihood == "bernoulli" and not _all(train, lambda x: (x >= 0) & (x <= 1)):
         raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
                            "use --likelihood gaussian")
-    options = resolve_options(method, config.options)
+    options = resolve_options(method, config.options, config.latent_dim)
     _warn_if_one_stage(method, options, config.epochs)
     return dataclasses.replace(
         config, method=method.name, options=options,

@@ -13,6 +13,7 @@ from typing import Any
 
 from wiseale.choices import (
     AGGREGATE_SCALINGS,
+    DIP_LAMBDA_D_FACTOR,
     DIP_VARIANTS,
     MMD_KERNELS,
     MMD_SCALE_NAMES,
@@ -37,7 +38,8 @@ class Method:
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
 MMD_CHOICES = {"kernel": MMD_KERNELS, "scales": MMD_SCALE_NAMES}
 TC_SOURCE = "003 Sec. 4, 6.4, App. B.5"
-# How a None default is derived, for `wiseale methods`.
+# A None default is derived from the run when its options are resolved (derive_defaults);
+# how, for `wiseale methods`.
 DERIVED_DEFAULTS = {"v": "d_z", "lambda_d": "10*lambda_od (variant i) or lambda_od (ii)"}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -105,10 +107,16 @@ def get_method(name: str) -> Method:
     return method
 
 
-def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
-    """The method's defaults overridden by ``options``, type-checked against the defaults."""
+def resolve_options(method: Method, options: dict[str, Any],
+                    latent_dim: int | None = None) -> dict[str, Any]:
+    """The method's defaults overridden by ``options``, type-checked against the defaults.
+    With the run's ``latent_dim``, the defaults that depend on the run are derived
+    (:func:`derive_defaults`), so that a saved config holds the values the run trained with;
+    without it they stay None, which the parts derive from the z they see."""
     resolved = dict(method.defaults)
     for key, value in options.items():
+        if value is None and key in DERIVED_DEFAULTS and key in method.defaults:
+            continue  # a config saved before derive_defaults: derived below
         if key not in method.defaults:
             known = ", ".join(method.defaults) or "none"
             raise WisealeError(f"method {method.name} has no option {key!r}; its options: {known}")
@@ -130,7 +138,19 @@ def resolve_options(method: Method, options: dict[str, Any]) -> dict[str, Any]:
             raise WisealeError(f"option {key} of {method.name} must be one of "
                                f"{', '.join(method.choices[key])}; got {value!r}")
         resolved[key] = value
-    return resolved
+    return resolved if latent_dim is None else derive_defaults(resolved, latent_dim)
+
+
+def derive_defaults(options: dict[str, Any], latent_dim: int) -> dict[str, Any]:
+    """``options`` with each derived default left None replaced by its value for a run with
+    ``latent_dim``: VCAE's v = d_z (003 Sec. 4), DIP-VAE's lambda_d = 10 lambda_od (variant i)
+    or lambda_od (ii) (Kumar et al. 2018)."""
+    derived = dict(options)
+    if "v" in derived and derived["v"] is None:
+        derived["v"] = float(latent_dim)
+    if "lambda_d" in derived and derived["lambda_d"] is None:
+        derived["lambda_d"] = DIP_LAMBDA_D_FACTOR[derived["variant"]] * float(derived["lambda_od"])
+    return derived
 
 
 def arguments_of(part: type, options: dict[str, Any],

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional
-from wiseale.choices import AGGREGATE_SCALINGS, DIP_VARIANTS, MMD_KERNELS
+from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
 from wiseale.encoders import Posterior
 from wiseale.pairwise import planned_kernel
 
@@ -190,10 +190,9 @@ class TotalCorrelation(Regularizer):
 class DIPPenalty(Regularizer):
     """The DIP-VAE term (Kumar et al. 2018): the batch covariance of q(z) pushed to I
     (functional.dip_covariance_penalty). ``lambda_d`` None follows Kumar et al.: 10 lambda_od
-    for DIP-VAE-I, lambda_od for DIP-VAE-II (``LAMBDA_D_FACTOR``)."""
+    for DIP-VAE-I, lambda_od for DIP-VAE-II (choices.DIP_LAMBDA_D_FACTOR)."""
 
     name = "dip"
-    LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
 
     def __init__(self, lambda_od: float = 10.0, lambda_d: float | None = None,
                  variant: str = "i"):
@@ -201,7 +200,7 @@ class DIPPenalty(Regularizer):
         if variant not in DIP_VARIANTS:
             raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
         if lambda_d is None:
-            lambda_d = self.LAMBDA_D_FACTOR[variant] * lambda_od
+            lambda_d = DIP_LAMBDA_D_FACTOR[variant] * lambda_od
         self.lambda_od, self.lambda_d, self.variant = float(lambda_od), float(lambda_d), variant
         self.weight = 1.0  # the lambdas weigh the penalty's parts inside its value
 

@@ -22,7 +22,7 @@ from wiseale.experiments.claims import judge
 from wiseale.experiments.measures import MeasureContext
 from wiseale.experiments.report import write_report
 from wiseale.experiments.spec import Spec
-from wiseale.methods import get_method, resolve_options
+from wiseale.methods import derive_defaults, get_method, resolve_options
 from wiseale.storage import read_json, write_json
 from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 
@@ -58,7 +58,8 @@ def _check_same_run(run_dir: Path, config: RunConfig) -> None:
     method = get_method(config.method)
     differ = sorted(k for k, v in dataclasses.asdict(config).items()
                     if v is not None and k != "options" and saved.get(k) != v)
-    if saved["options"] != resolve_options(method, config.options):
+    if derive_defaults(saved["options"], saved["latent_dim"]) != resolve_options(
+            method, config.options, config.latent_dim):
         differ.append("options")
     if differ:
         raise WisealeError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); "

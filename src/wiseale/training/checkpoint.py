@@ -12,6 +12,7 @@ import torch
 
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
+from wiseale.methods import derive_defaults
 from wiseale.model import Autoencoder
 from wiseale.storage import (
     load_tensors,
@@ -88,6 +89,7 @@ def restore(run: Run) -> tuple[EpochState, list[dict]]:
 def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path,
                      ranks: int) -> None:
     config, theirs = run.config, saved.to_dict()
+    theirs["options"] = derive_defaults(saved.options, saved.latent_dim)  # older: v None
     differ = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE
                     and theirs[k] != v)
     if differ:
