@@ -94,3 +94,35 @@ def test_a_sampler_fit_is_refused_while_another_writer_holds_the_run(tmp_path):
         holder.wait()
     run_mixture(tmp_path, model, torch.randn(64, 3), components=2)
     assert (tmp_path / "mixture.safetensors").is_file()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hard link", "fifo"])
+def test_a_planted_lock_file_is_refused_and_its_target_untouched(tmp_path, kind):
+    """writer.lock replaced by a symbolic or hard link to the user's file, or by a FIFO: the
+    writer is refused in one line, the file keeps its bytes and the directory is unchanged."""
+    run, victim = tmp_path / "run", tmp_path / "precious.txt"
+    run.mkdir()
+    victim.write_text("keep me\n")
+    lock = run / LOCK
+    {"symlink": lambda: lock.symlink_to(victim), "hard link": lambda: os.link(victim, lock),
+     "fifo": lambda: os.mkfifo(lock)}[kind]()
+    with pytest.raises(WisealeError, match=f"{LOCK} is (a link|not a plain file of its own)"
+                       ".*; remove it") as info:
+        with exclusive(run):
+            pass
+    assert "\n" not in str(info.value)
+    assert victim.read_text() == "keep me\n"
+    assert [p.name for p in run.iterdir()] == [LOCK]
+
+
+def test_a_symlinked_lock_stops_train_before_it_writes(tmp_path, tiny_sine):
+    from wiseale.cli import main
+
+    run, victim = tmp_path / "run", tmp_path / "precious.txt"
+    run.mkdir()
+    victim.write_text("keep me\n")
+    (run / LOCK).symlink_to(victim)
+    assert main(["train", "--method", "aevb", "--data", "sine", "--n-train", "64",
+                 "--epochs", "1", "--out", str(run), "--no-progress"]) == 1
+    assert victim.read_text() == "keep me\n"
+    assert [p.name for p in run.iterdir()] == [LOCK]
