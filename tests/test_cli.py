@@ -293,7 +293,7 @@ def test_resume_takes_the_runs_own_settings(capsys, tmp_path):
     saved = json.loads((tmp_path / "r/config.json").read_text())
     assert len(rows) == 2 and saved["lr"] == 0.002 and saved["options"]["weight"] == 2
     code, _, err = _run(capsys, "train", "--resume", "--out", str(tmp_path / "none"))
-    assert code == 1 and "holds no config.json" in err
+    assert code == 1 and "holds no checkpoint" in err and "without --resume" in err
 
 
 def test_plot_draws_a_runs_curves_reconstructions_and_latents(capsys, tmp_path):

@@ -92,32 +92,27 @@ def test_compile_pays_only_for_enough_calls():
 
 
 def test_a_short_run_does_not_compile_the_aggregate_kl(monkeypatch):
-    """AggregateKL with few planned steps never builds the compiled kernels; without a plan
-    (or with many steps) `auto` does at this size."""
-    from wiseale.encoders import Posterior
-    from wiseale.regularizers import AggregateKL
-
+    """A run of few steps gets the eager kernel without building the compiled one; a long
+    run at this size gets the compiled kernel (built and probed once)."""
     built = []
 
     def compiled_kernels():
         built.append(1)
         return pairwise.block_lse, pairwise.block_grad  # stand-ins: the test needs no compiler
 
+    monkeypatch.delenv(pairwise.COMPILE_ENV, raising=False)
     monkeypatch.setattr(pairwise, "_compiled_kernels", compiled_kernels)
     monkeypatch.setattr(pairwise, "_probed", {})
-    mu, logvar = torch.randn(1024, 4), torch.zeros(1024, 4)
-    post = Posterior(mu=mu, logvar=logvar, z=mu)
-    term = AggregateKL()
-    term.planned_steps = 24
-    term(post)
+    cpu = torch.device("cpu")
+    assert pairwise.run_kernel(1024, 4, 24, cpu) == "eager"
     assert built == []
-    term.planned_steps = 100_000
-    term(post)
+    assert pairwise.run_kernel(1024, 4, 100_000, cpu) == "compiled"
     assert built
+    assert pairwise.run_kernel(16, 4, 100_000, cpu) == "eager"  # below COMPILE_MIN_ELEMENTS
 
 
-def test_training_tells_the_regularisers_the_steps_ahead(tmp_path, tiny_sine):
+def test_training_sets_the_kernel_it_chose_on_the_regularisers(tmp_path, tiny_sine):
     from wiseale.training import train
 
     model = train(tiny_sine, tmp_path / "run", progress=False)  # 256 / 32 = 8 steps, 2 epochs
-    assert [term.planned_steps for term in model.regularizers] == [16]
+    assert [term.pairwise_kernel for term in model.regularizers] == ["eager"]

@@ -56,7 +56,8 @@ def _start(out, resume=False):
 def _wait_for(condition, proc, timeout=120.0):
     deadline = time.time() + timeout
     while not condition():
-        assert proc.poll() is None, "the run ended before the point to kill it at"
+        assert proc.poll() is None, \
+            f"the run ended before the point to kill it at: {proc.stderr.read()}"
         assert time.time() < deadline, "timed out"
         time.sleep(0.005)
 
@@ -244,3 +245,123 @@ def test_a_run_saved_with_v_none_resumes_and_extends(tmp_path):
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2", "-o", "v=3",
                  "--no-progress"]) == 0
     assert json.loads((run / "config.json").read_text())["options"]["v"] == 3.0
+
+
+# A run that SIGKILLs itself when it is about to commit its write number K (0-based): the
+# temporary file of that write is left half written, as a kill before its rename leaves it.
+KILL_AT_WRITE = """
+import os, signal, sys
+import wiseale.storage as storage
+real, done, kill_at = storage.atomic_write_bytes, [], int(sys.argv[1])
+def write(path, data):
+    if len(done) == kill_at:
+        (path.parent / f".{path.name}.killed{storage.TEMPORARY}").write_bytes(data[:9])
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data)
+    done.append(path.name)
+    print(path.name, file=sys.stderr, flush=True)
+storage.atomic_write_bytes = write
+from wiseale.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+WRITES = ["metrics.jsonl", "checkpoint.safetensors", "config.json"] * 2 + [
+    "model.safetensors", "evaluation.json"]  # two epochs, then the results
+
+
+def test_a_kill_between_any_two_writes_leaves_a_run_that_resumes_or_restarts(tmp_path):
+    """SIGKILL just before each write of a 2-epoch run commits: --resume continues it from
+    the settings its checkpoint saved (config.json may be missing or older) or, before the
+    first checkpoint, says to start again, which then works; every way ends as the
+    uninterrupted run."""
+    args = [*_method_args("vcae"), "--epochs", "2"]
+    straight = tmp_path / "straight"
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_WRITE, "99", *args, "--out",
+                           str(straight)], env=ENV, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split() == WRITES, proc.stderr  # the writes this test kills between
+    weights = load_tensors(straight / "model.safetensors")[0]
+    for k in range(len(WRITES)):
+        run = tmp_path / f"killed-{k}"
+        proc = subprocess.run([sys.executable, "-c", KILL_AT_WRITE, str(k), *args, "--out",
+                               str(run)], env=ENV, capture_output=True, text=True)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        resume = ["train", "--resume", "--out", str(run), "--no-progress"]
+        if (run / "checkpoint.safetensors").exists():
+            assert main([*args, "--out", str(run)]) == 1  # "already holds a run"
+            assert main(resume) == 0, k
+        else:
+            assert k <= WRITES.index("checkpoint.safetensors"), k
+            assert main(resume) == 1  # nothing to resume: start it again
+            assert main([*args, "--out", str(run)]) == 0, k
+        _same_run(run, weights, 2)
+
+
+def test_a_reader_during_an_extension_sees_the_finished_run(tmp_path, tiny_sine):
+    """load_run while a resume extends a finished run, after the extension's first checkpoint
+    rewrote config.json: the old, complete model and its config (it was refused as a
+    modified run directory)."""
+    from wiseale.training import Callback, load_run
+
+    run = tmp_path / "run"
+    config = dataclasses.replace(tiny_sine, epochs=1)
+    train(config, run, progress=False)
+    finished = load_tensors(run / "model.safetensors")[0]
+    seen = []
+
+    class Reader(Callback):
+        def on_step_end(self, step, parts):
+            if step == 16:  # epoch 3, after epoch 2's checkpoint
+                seen.append(load_run(run))
+
+    train(dataclasses.replace(config, epochs=3), run, resume=True, progress=False,
+          callbacks=[Reader()])
+    (model, read), = seen
+    assert read.epochs == 1
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in finished.items())
+
+
+@pytest.fixture
+def kernel_spy(monkeypatch):
+    """The aggregate-KL kernel of every training step (evaluations, without gradients, are
+    left out), with a compile that pays from 12 steps on and that works (no real compile: the
+    eager kernel computes every step)."""
+    import wiseale.functional as functional
+    import wiseale.pairwise as pairwise
+
+    monkeypatch.delenv(pairwise.COMPILE_ENV, raising=False)
+    monkeypatch.setattr(pairwise, "COMPILE_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(pairwise, "compile_pays", lambda m, d, calls, backward=True:
+                        calls >= 12)
+    monkeypatch.setattr(pairwise, "compiles", lambda *args: True)
+    real, used = functional.aggregate_kl_upper_bound, []
+
+    def spy(mu, logvar, kernel="auto"):
+        if mu.requires_grad:
+            used.append(kernel)
+        return real(mu, logvar, kernel="eager")
+
+    monkeypatch.setattr(functional, "aggregate_kl_upper_bound", spy)
+    return used
+
+
+def test_a_resumed_run_keeps_the_kernel_it_started_with(tmp_path, tiny_sine, kernel_spy,
+                                                        monkeypatch):
+    """A 1-epoch run (8 steps: the compile does not pay) extended to 3 epochs (24 steps: it
+    would) goes on with the eager kernel it started with; one that started compiled and is
+    resumed where the compiler fails says so and goes on eager."""
+    import wiseale.pairwise as pairwise
+
+    run = tmp_path / "run"
+    train(dataclasses.replace(tiny_sine, epochs=1), run, progress=False)
+    train(dataclasses.replace(tiny_sine, epochs=3), run, resume=True, progress=False)
+    assert kernel_spy == ["eager"] * 24
+    assert load_tensors(run / "checkpoint.safetensors")[1]["kernels"] == {
+        "train": "eager", "eval": "eager"}
+    kernel_spy.clear()
+    train(dataclasses.replace(tiny_sine, epochs=2), tmp_path / "long", progress=False)
+    assert kernel_spy == ["compiled"] * 16
+    monkeypatch.setattr(pairwise, "compiles", lambda *args: False)
+    with pytest.warns(RuntimeWarning, match="does not compile here"):
+        train(dataclasses.replace(tiny_sine, epochs=3), tmp_path / "long", resume=True,
+              progress=False)
+    assert kernel_spy[16:] == ["eager"] * 8

@@ -202,7 +202,7 @@ def test_a_checkpoint_of_another_method_is_refused(capsys, tmp_path, runs):
     shutil.copy(runs / "aevb/checkpoint.safetensors", run / "checkpoint.safetensors")
     code, err = _cli(capsys, *CLI, "--method", "wise-ale", "--epochs", "2", "--out", str(run),
                      "--resume")
-    _one_line_error(code, err, "was trained with other settings (method, options)")
+    _one_line_error(code, err, "was trained with other settings (method aevb)")
 
 
 @pytest.mark.parametrize("damage", [_flip_last_byte, _strip_digest])

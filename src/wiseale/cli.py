@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid", action="store_true", help="add fid_prior, in Inception features "
                    "when $WISEALE_INCEPTION is set, else a classifier's trained once on the "
                    "data's labels")
+    p.add_argument("--allow-changed-data", action="store_true", help="use the run's data "
+                   "as it is now even where its digest differs from the data it was trained "
+                   "on")
     p = sub.add_parser("sample", help="decode samples of a trained run (prior, flow or "
                        "mixture)")
     p.add_argument("run_dir", type=Path, help="a directory written by `wiseale train`")
@@ -176,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow-epochs", type=_positive_int,
                    help="epochs when the flow is fitted (default: 100, 003 App. B); a saved "
                    "flow fitted for other epochs is refused")
+    p.add_argument("--allow-changed-data", action="store_true", help="fit a sampler to the "
+                   "run's training data as it is now even where its digest differs from the "
+                   "data it was trained on")
     p = sub.add_parser("plot", help="redraw the figures of an experiment or run directory")
     p.add_argument("directory", type=Path, help="an experiment's --out, or a run directory")
     sub.add_parser("methods", help="list the methods and their options")
@@ -238,6 +244,7 @@ def _version() -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from wiseale.methods import ALIASES
     from wiseale.settings import merged, read_config_file, saved_settings
     from wiseale.training import TensorBoard, train
     from wiseale.training.interrupts import Interrupted
@@ -245,8 +252,13 @@ def _train(args: argparse.Namespace) -> None:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
              if hasattr(args, f.name)}  # only the flags given
     given.update(options=dict(args.option), data_options=dict(args.data_option))
-    settings = merged(read_config_file(args.config) if args.config else {},
-                      saved_settings(args.out) if args.resume else {}, given)
+    saved = saved_settings(args.out) if args.resume else {}
+    if saved and ALIASES.get(given.get("method"), given.get("method")) not in (
+            None, saved["method"]):  # its options would be another method's
+        raise WisealeError(f"{args.out} was trained with other settings (method "
+                           f"{saved['method']}); resume with the same options or choose "
+                           "another --out")
+    settings = merged(read_config_file(args.config) if args.config else {}, saved, given)
     data, data_dir, gamma = settings["data"], settings.get("data_dir"), settings.get("lr_gamma")
     if data_dir is None and Path(data).suffix and Path(data).exists():
         settings["data"] = str(Path(data).resolve())  # `wiseale evaluate` works from anywhere
@@ -266,17 +278,16 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from wiseale.build import load_split
     from wiseale.metrics import evaluate_full, sample_features, sample_fid
     from wiseale.metrics.evaluation import fid_count
     from wiseale.storage import strict_json
-    from wiseale.training import load_run
+    from wiseale.training import load_run, load_run_data
 
     model, config = load_run(args.run_dir)
-    data = load_split(config, args.split)
+    data = load_run_data(args.run_dir, config, args.split, args.allow_changed_data)
     metrics = evaluate_full(model, data, data.y)
     if args.fid:
-        train = load_split(config, "train")
+        train = load_run_data(args.run_dir, config, "train", args.allow_changed_data)
         features = sample_features(train)
         metrics["fid_features"], metrics["fid_n"] = features.name, fid_count(data)
         metrics["fid_prior"] = sample_fid(model, train, data, features=features)
@@ -289,11 +300,10 @@ def _sample(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from wiseale.build import load_split
     from wiseale.plots import plot_sample_grid
     from wiseale.samplers import FLOW_FILE, MIXTURE_FILE, PriorSampler, run_flow, run_mixture
     from wiseale.storage import atomic_write_bytes
-    from wiseale.training import load_run
+    from wiseale.training import load_run, load_run_data
 
     if args.out.suffix not in (".npy", ".png"):
         raise WisealeError(f"--out must end in .npy or .png, got {args.out.name}")
@@ -302,7 +312,8 @@ def _sample(args: argparse.Namespace) -> None:
         sampler = PriorSampler(model.latent_dim)
     else:
         file = args.run_dir / (FLOW_FILE if args.sampler == "flow" else MIXTURE_FILE)
-        train_x = None if file.exists() else load_split(config, "train").floats()
+        train_x = None if file.exists() else load_run_data(
+            args.run_dir, config, "train", args.allow_changed_data).floats()
         if args.sampler == "flow":
             sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
                                seed=config.seed, progress=True)

@@ -157,6 +157,21 @@ def planned_kernel(m: int, d: int, calls: int | None, backward: bool = True) -> 
     return "auto" if calls is None or compile_pays(m, d, calls, backward) else "eager"
 
 
+def run_kernel(m: int, d: int, calls: int, device: torch.device,
+               backward: bool = True) -> str:
+    """The kernel, ``compiled`` or ``eager``, of a run's ``calls`` evaluations at batch ``m``
+    and latent size ``d``: compiled where ``auto`` would compile (``COMPILE_MIN_ELEMENTS``,
+    $WISEALE_COMPILE), the compile pays (:func:`compile_pays`) and the compiler works here
+    (:func:`compiles`), else eager. The kernels round differently, so a run chooses once, at
+    its start, and a resumed run keeps its choice (wiseale.training.loop)."""
+    if planned_kernel(m, d, calls, backward) == "eager":
+        return "eager"
+    mu = torch.zeros(m, d, device=device)
+    if not _use_compiled(mu, "auto"):
+        return "eager"
+    return "compiled" if compiles(mu, torch.ones_like(mu), _chunk(mu, True)) else "eager"
+
+
 def _use_compiled(mu: Tensor, kernel: str) -> bool:
     if kernel == "compiled":
         return True

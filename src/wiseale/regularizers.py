@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from wiseale import functional
 from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
 from wiseale.encoders import Posterior
-from wiseale.pairwise import planned_kernel
 
 
 def _need_variance(post: Posterior, what: str) -> Tensor:
@@ -35,7 +34,7 @@ class Regularizer(nn.Module):
     option_names: ClassVar[dict[str, str]] = {}  # constructor argument -> method option
     compares_samples: ClassVar[bool] = False  # a batch statistic: needs two or more samples
     needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
-    planned_steps: int | None = None  # the training steps ahead, set by the training loop
+    pairwise_kernel: str = "auto"  # the aggregate KL's (pairwise.KERNELS): the loop's choice
     has_adversary: ClassVar[bool] = False  # trained by adversary_loss, beside the loss
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -91,8 +90,7 @@ class AggregateKL(Regularizer):
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         logvar = _need_variance(post, "the aggregate KL")
-        kernel = planned_kernel(*post.mu.shape, self.planned_steps)  # compile where it pays
-        value = functional.aggregate_kl_upper_bound(post.mu, logvar, kernel=kernel)
+        value = functional.aggregate_kl_upper_bound(post.mu, logvar, kernel=self.pairwise_kernel)
         scale = 1.0 / post.mu.shape[0] if self.scaling == "batch" else 1.0
         return value, self.weight * scale * value
 

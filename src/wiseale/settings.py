@@ -1,10 +1,9 @@
 """Where ``wiseale train`` takes a run's settings from, later sources winning: RunConfig's
-defaults, a TOML file (``--config run.toml``), the run's own ``config.json`` (``--resume``)
-and the flags given on the command line. Loads no torch."""
+defaults, a TOML file (``--config run.toml``), the settings saved in the run's checkpoint
+(``--resume``) and the flags given on the command line. Loads no torch but to resume."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -49,17 +48,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def saved_settings(out: Path) -> dict[str, Any]:
-    """The settings a run directory was trained with (its config.json), for --resume."""
-    path = out / "config.json"
+    """The settings a run directory was trained with, for --resume: those saved in its
+    checkpoint, the one file that commits an epoch (config.json, written after it, may be
+    missing or older after a kill between the two)."""
+    from wiseale.storage import read_meta  # torch: only to resume
+
+    path = out / "checkpoint.safetensors"
+    if not path.exists():
+        raise WisealeError(f"--resume: {out} holds no checkpoint (a run saves its first at the "
+                           "end of its first epoch); start the run without --resume")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise WisealeError(f"--resume: {out} holds no config.json; start the run without "
-                           "--resume") from None
-    except (OSError, ValueError) as exc:
-        raise WisealeError(f"--resume: cannot read {path} ({one_line(exc)}); choose another "
-                           "--out") from None
-    return RunConfig.from_dict(data).to_dict()
+        return RunConfig.from_dict(read_meta(path).get("config")).to_dict()
+    except WisealeError as exc:
+        raise WisealeError(f"--resume: {one_line(exc)}; choose another --out") from None
 
 
 def merged(*sources: dict[str, Any]) -> dict[str, Any]:

@@ -140,6 +140,23 @@ def _header(data: bytes) -> dict[str, str]:
     return json.loads(data[8:8 + size]).get("__metadata__") or {}
 
 
+def read_meta(path: Path) -> dict[str, Any]:
+    """The meta of a file written by :func:`save_tensors`, from its header alone: the
+    tensors are neither read nor checked (:func:`load_tensors` does both)."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            meta = json.loads(_header(size.to_bytes(8, "little") + handle.read(size))[META_KEY])
+    except FileNotFoundError:
+        raise WisealeError(f"{path} does not exist") from None
+    except (OSError, KeyError, ValueError, AttributeError, TypeError, RecursionError) as exc:
+        raise WisealeError(f"{path} is not a readable wiseale safetensors file ({exc}); it is "
+                           "corrupt or truncated") from None
+    if not isinstance(meta, dict):
+        raise WisealeError(f"{path} is not a readable wiseale safetensors file; it is corrupt")
+    return meta
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, meta) of a file written by :func:`save_tensors`; refuses anything else:
     a truncated or corrupt file, a file without its digest, a changed byte of the tensors or

@@ -7,6 +7,7 @@ needs into float32, on the device that asks for them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ SPLITS = ("train", "test")
 MAX_CLASSES = 100_000  # labels index one-hot votes and classifier heads: a bound on their size
 STORED_DTYPES = (torch.float32, torch.uint8)
 CHECK_CHUNK = 4096  # samples read at a time when a memory-mapped file is checked
+DIGEST_SAMPLES = 256  # samples of a memory-mapped file that Dataset.digest reads
 
 
 @dataclass
@@ -99,6 +101,26 @@ class Dataset:
         values = values.to(device=device, dtype=torch.float32)
         # out of place: for float32 data in memory, `to` returns the stored tensor itself
         return values / self.divide_by if self.divide_by != 1.0 else values
+
+    def digest(self) -> str:
+        """A SHA-256 of the samples as stored (values, dtype, shape), ``divide_by`` and the
+        labels, prefixed by how it was taken: ``sha256:`` over every sample in memory;
+        ``sampled-sha256:`` over ``DIGEST_SAMPLES`` evenly spaced samples (the first and last
+        among them) of a memory-mapped file, which a full hash would read whole at every
+        check: a replaced file is caught, a change to samples between those read is not."""
+        sha = hashlib.sha256(f"{self.x.dtype} {tuple(self.x.shape)} {len(self)} "
+                             f"{self.divide_by}".encode())
+        if self.in_memory:
+            kind, x = "sha256", self.x.detach().cpu().contiguous().numpy()
+        else:
+            picks = np.unique(np.linspace(0, len(self) - 1, DIGEST_SAMPLES).round()
+                              .astype(np.int64))
+            kind = "sampled-sha256"
+            x = np.ascontiguousarray(self.x[picks if self.rows is None else self.rows[picks]])
+        sha.update(x.reshape(-1).view(np.uint8))
+        if self.y is not None:
+            sha.update(self.y.cpu().numpy().tobytes())
+        return f"{kind}:{sha.hexdigest()}"
 
     def batches(self, size: int, device: torch.device | str | None = None) -> Iterator[Tensor]:
         """All samples as :meth:`floats`, in consecutive batches of ``size`` (the last may be

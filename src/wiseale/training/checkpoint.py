@@ -72,11 +72,18 @@ def restore(run: Run) -> tuple[EpochState, list[dict]]:
                            skipped=[int(s) for s in meta.get("skipped", [])],
                            elapsed=float(meta.get("elapsed", 0.0)))
         ranks = int(meta.get("ranks", 1))  # older checkpoints: one process
+        run.kernels = dict(meta.get("kernels", {}))  # older: chosen again
+        data = meta.get("data", run.data)  # older: not checked
         groups = {prefix: meta["param_groups"][prefix] for prefix in run.optimizers}
     except (KeyError, TypeError, ValueError) as exc:
         raise WisealeError(f"{path} is not a training checkpoint (its metadata lacks or "
                            f"garbles {exc}); choose another --out") from None
     _check_resumable(run, saved, state, path, ranks)
+    changed = sorted(split for split, digest in data.items() if run.data.get(split) != digest)
+    if changed:
+        raise WisealeError(f"the {' and '.join(changed)} data of {run.out} changed since it was "
+                           f"trained ({saved.data}); resume with the data it was trained on, or "
+                           "train a new run")
     load_weights(run.model, _section(tensors, "model"), path)
     for prefix, optimizer in run.optimizers.items():
         restore_optimizer(optimizer, tensors, groups[prefix], prefix)
@@ -86,12 +93,20 @@ def restore(run: Run) -> tuple[EpochState, list[dict]]:
     return state, _read_history(run.out, state.epoch)
 
 
+def settings_that_differ(config: RunConfig, saved: RunConfig) -> list[str]:
+    """The settings of ``config`` that make it another run than ``saved``: all but those a
+    resume may change (``RESUMABLE``), with the options' derived defaults resolved on both
+    sides (configs saved before they were hold None)."""
+    ours, theirs = config.to_dict(), saved.to_dict()
+    ours["options"] = derive_defaults(config.options, config.latent_dim)
+    theirs["options"] = derive_defaults(saved.options, saved.latent_dim)
+    return sorted(k for k, v in ours.items() if k not in RESUMABLE and theirs[k] != v)
+
+
 def _check_resumable(run: Run, saved: RunConfig, state: EpochState, path: Path,
                      ranks: int) -> None:
-    config, theirs = run.config, saved.to_dict()
-    theirs["options"] = derive_defaults(saved.options, saved.latent_dim)  # older: v None
-    differ = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE
-                    and theirs[k] != v)
+    config = run.config
+    differ = settings_that_differ(config, saved)
     if differ:
         raise WisealeError(f"{run.out} was trained with other settings ({', '.join(differ)}); "
                            "resume with the same options or choose another --out")
@@ -147,5 +162,5 @@ def save_checkpoint(run: Run, state: EpochState) -> None:
     save_tensors(run.out / CHECKPOINT, tensors, {
         "epoch": state.epoch, "step": state.step, "skipped": state.skipped,
         "elapsed": state.elapsed, "config": run.config.to_dict(), "param_groups": groups,
-        "ranks": run.world.size})
+        "ranks": run.world.size, "kernels": run.kernels, "data": run.data})
     write_json(run.out / CONFIG, run.config.to_dict())

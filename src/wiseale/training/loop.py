@@ -26,12 +26,13 @@ from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.model import Autoencoder
-from wiseale.pairwise import planned_kernel
+from wiseale.pairwise import COMPILE_ENV, planned_kernel, run_kernel
 from wiseale.storage import (
     atomic_write_text,
     check_writable,
     load_tensors,
     read_json,
+    read_meta,
     remove_temporaries,
     save_tensors,
     strict_json,
@@ -39,7 +40,13 @@ from wiseale.storage import (
 )
 from wiseale.threads import choose_threads, using_threads
 from wiseale.training.callbacks import Callback
-from wiseale.training.checkpoint import EpochState, load_weights, restore, save_checkpoint
+from wiseale.training.checkpoint import (
+    EpochState,
+    load_weights,
+    restore,
+    save_checkpoint,
+    settings_that_differ,
+)
 from wiseale.training.distributed import (
     World,
     check_supported,
@@ -224,11 +231,12 @@ def _train(config: RunConfig, out: Path, resume: bool, progress: bool, train_dat
 def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
           test_data: Dataset) -> Autoencoder:
     config, out, world = run.config, run.out, run.world
+    run.data = {"train": train_data.digest(), "test": test_data.digest()}
     state, history = restore(run) if resume else (EpochState(0), [])
     data = train_data.to(run.device)  # in memory: moved once; a file: read batch by batch
     x_eval = test_data.floats(slice(0, config.eval_size), run.device)
     n_batches = _n_batches(len(data), config.batch_size, world)
-    eval_kernel = _plan_kernels(run, state, n_batches, len(x_eval))
+    eval_kernel = _plan_kernels(run, n_batches, len(x_eval))
     for callback in run.callbacks:
         callback.on_train_start(config, out, state.epoch)
     with StopSignals(world) as signals:
@@ -244,15 +252,28 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     return run.model
 
 
-def _plan_kernels(run: Run, state: EpochState, n_batches: int, n_eval: int) -> str:
-    """Tell the regularisers how many steps are ahead (the aggregate KL compiles its kernel
-    only where that pays, pairwise.compile_pays) and return the kernel of the per-epoch
-    evaluations' aggregate KL."""
-    epochs_ahead = run.config.epochs - state.epoch
+def _plan_kernels(run: Run, n_batches: int, n_eval: int) -> str:
+    """The aggregate-KL kernels of the training steps (set on the regularisers) and of the
+    per-epoch evaluations (returned): at the run's start, compiled where the compile pays
+    over the whole run (pairwise.run_kernel), else eager; on resume, the kernels the run
+    started with, since the two round differently (docs/reliability.md)."""
+    config, d = run.config, run.config.latent_dim
+    m, steps = config.batch_size * run.world.size, config.epochs * n_batches
+    chosen = {"train": lambda: run_kernel(m, d, steps, run.device),
+              "eval": lambda: run_kernel(min(n_eval, AGGREGATE_SAMPLES), d, config.epochs,
+                                         run.device, backward=False)}
+    for part, choose in chosen.items():
+        if part not in run.kernels:  # a new run, or a checkpoint saved before kernels were kept
+            run.kernels[part] = choose()
+        elif run.kernels[part] == "compiled" and choose() != "compiled":
+            warnings.warn(f"this run's {part} steps used the compiled aggregate-KL kernel, "
+                          f"which does not compile here (or ${COMPILE_ENV}=0); it goes on with "
+                          "the eager kernel, so its last digits differ from an uninterrupted "
+                          "run's", RuntimeWarning, stacklevel=2)
+            run.kernels[part] = "eager"
     for regularizer in run.model.regularizers:
-        regularizer.planned_steps = epochs_ahead * n_batches - state.step
-    return planned_kernel(min(n_eval, AGGREGATE_SAMPLES), run.config.latent_dim, epochs_ahead,
-                          backward=False)
+        regularizer.pairwise_kernel = run.kernels["train"]
+    return run.kernels["eval"]
 
 
 def _n_batches(n: int, batch: int, world: World) -> int:
@@ -361,7 +382,8 @@ def _epoch_row(run: Run, state: EpochState, lr: float, n_batches: int,
 def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     """model.safetensors and evaluation.json (every test sample, as many training ones)."""
     device, n = run.device, len(test_data)
-    save_tensors(run.out / WEIGHTS, run.model.state_dict(), {"config": run.config.to_dict()})
+    save_tensors(run.out / WEIGHTS, run.model.state_dict(), {"config": run.config.to_dict(),
+                                                             "data": run.data})
     labels = (None if train_data.y is None else train_data.y[:n].to(device),
               None if test_data.y is None else test_data.y.to(device))
     kernel = planned_kernel(min(n, AGGREGATE_SAMPLES), run.config.latent_dim, 2, backward=False)
@@ -370,6 +392,20 @@ def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     write_json(run.out / EVALUATION, evaluation)
     for callback in run.callbacks:
         callback.on_train_end(run.model, evaluation)
+
+
+def load_run_data(run_dir: str | Path, config: RunConfig, split: str,
+                  changed_ok: bool = False) -> Dataset:
+    """The ``split`` of a finished run's data (``load_run``'s config), refused in one line when
+    its digest differs from the one the run saved with its weights (the file was replaced or
+    edited), unless ``changed_ok``. Runs saved before digests are not checked."""
+    data = load_split(config, split)
+    saved = read_meta(Path(run_dir) / WEIGHTS).get("data", {}).get(split)
+    if saved is not None and not changed_ok and data.digest() != saved:
+        raise WisealeError(f"the {split} data of {run_dir} ({config.data}) is not the data it "
+                           "was trained on (its digest changed); restore that data, or pass "
+                           "--allow-changed-data (Python: changed_ok=True) to use it as it is")
+    return data
 
 
 def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,
@@ -385,8 +421,8 @@ def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,
                            f"with `wiseale train --resume --out {run_dir} ...` or give another")
     tensors, meta = load_tensors(run_dir / WEIGHTS)
     config = RunConfig.from_dict(meta.get("config"))
-    on_disk = RunConfig.from_dict(read_json(run_dir / CONFIG)).to_dict()  # older: defaults
-    if on_disk != config.to_dict():
+    on_disk = RunConfig.from_dict(read_json(run_dir / CONFIG))  # older: defaults
+    if settings_that_differ(on_disk, config):  # a resume that extends the run may be writing
         raise WisealeError(f"{run_dir / CONFIG} does not match {WEIGHTS}; the run directory "
                            "was modified")
     model = model_from_config(config, encoder, decoder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,8 +25,10 @@ CONFIG, METRICS, CHECKPOINT, WEIGHTS, EVALUATION = (
 @dataclass
 class Run:
     """What every part of the loop uses: the resolved config, the run directory, the
-    processes, the model (``step_model``: DDP's wrapper of it), its optimisers and the
-    callbacks (called on the main process only)."""
+    processes, the model (``step_model``: DDP's wrapper of it), its optimisers, the
+    callbacks (called on the main process only), the aggregate-KL kernels of its training
+    steps and per-epoch evaluations (chosen at the run's start, kept on resume) and the
+    digests of its data splits (saved with the weights, so that readers refuse other data)."""
 
     config: RunConfig
     out: Path
@@ -37,6 +39,8 @@ class Run:
     step_model: torch.nn.Module
     gather: Callable | None = None
     callbacks: Sequence[Callback] = ()
+    kernels: dict[str, str] = field(default_factory=dict)  # aggregate KL: train, eval
+    data: dict[str, str] = field(default_factory=dict)  # split -> Dataset.digest()
 
     @property
     def micro_batched(self) -> bool:
