@@ -281,6 +281,17 @@ def test_train_reads_a_toml_config_that_flags_override(capsys, tmp_path):
     assert code == 1 and "give --method (or --config FILE, or --resume" in err
 
 
+def test_an_option_flag_overrides_the_same_option_in_the_toml_file(capsys, tmp_path):
+    """-o lambda=4 wins over the file's [options] lambda = 2.5 (flags override the file, key by
+    key), and the file's other options stay."""
+    (tmp_path / "run.toml").write_text('method = "vcae"\n\n[options]\nlambda = 2.5\nv = 3\n')
+    code, _, err = _run(capsys, *TRAIN, "--config", str(tmp_path / "run.toml"), "-o",
+                        "lambda=4", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    saved = json.loads((tmp_path / "r/config.json").read_text())
+    assert saved["options"]["lambda"] == 4 and saved["options"]["v"] == 3
+
+
 def test_resume_takes_the_runs_own_settings(capsys, tmp_path):
     """`train --resume --out DIR` needs no other flag; --epochs extends the run."""
     code, _, err = _run(capsys, *TRAIN, "--method", "wise-ale", "--lr", "0.002", "-o",

@@ -115,3 +115,40 @@ def test_a_flow_posterior_is_reconstructed_from_the_flows_output():
 def test_the_iaf_context_vector_has_the_latent_length():
     """003 App. B: the encoder outputs "another vector of z_dim length" for the flows."""
     assert IAFNoise(10, 5).context_head.out_features == 5
+
+
+def test_every_iaf_output_depends_on_every_noise_coordinate(monkeypatch):
+    """The IAF steps take reversed orders in turn: a masked autoregressive step leaves its first
+    feature a function of itself alone, so with one order in both steps z_T[0] would ignore
+    eps[1:]. Each eps coordinate is moved by 1 with the rest held (the noise drawn is
+    replaced) and every coordinate of the posterior sample must move."""
+    model = _iaf_model()
+    h = torch.randn(1, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    eps = torch.zeros(1, D_Z, dtype=torch.float64)
+    monkeypatch.setattr(torch, "randn_like", lambda t, **kw: eps.clone())
+    with torch.no_grad():
+        model.noise.base.sigma_head.bias.fill_(0.0)  # sigma = softplus(0): eps moves z_0 by 0.7
+        start = model.noise(h).z
+        for k in range(D_Z):
+            eps.zero_()
+            eps[0, k] = 1.0
+            moved = (model.noise(h).z - start).abs()[0]
+            assert torch.all(moved > 1e-6), (k, moved.tolist())
+
+
+def test_evaluate_is_seeded_and_leaves_the_global_rng_alone():
+    """The ELBO draws one z per sample: evaluate seeds its own generator, so two calls from any
+    global random state give the same numbers, and the caller's random stream goes on as if
+    evaluate had not run."""
+    model, _ = _linear_gaussian(0.4)
+    x = torch.randn(256, D, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.manual_seed(1)
+    first = evaluate(model, x)
+    torch.manual_seed(2)
+    torch.rand(7)
+    assert evaluate(model, x) == first
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    evaluate(model, x)
+    assert torch.equal(torch.rand(4), expected)

@@ -126,6 +126,34 @@ def test_knn_accuracy_separated_and_random():
     assert knn_accuracy(z, labels, k=1) == 1.0
 
 
+def test_neighbours_past_the_first_chunk_of_rows_exclude_the_point_itself():
+    """1,500 points, more than the 1,024 rows searched at once: knn_accuracy and
+    posterior_overlap against a float64 brute force over the full distance matrix. A point
+    that counted itself would vote for its own label and overlap itself (BC = 1)."""
+    g = torch.Generator().manual_seed(0)
+    n, k = 1500, 5
+    z = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 3, (n,), generator=g)  # random: leave-one-out accuracy ~ 1/3
+    points, y = z.numpy(), labels.numpy()
+    distances = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    neighbours = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    votes = np.stack([np.bincount(y[row], minlength=3) for row in neighbours])
+    expected = float((votes.argmax(1) == y).mean())  # ties to the smallest label
+    assert 0.25 < expected < 0.45
+    assert knn_accuracy(z, labels, k=k) == pytest.approx(expected, abs=0.1 / n)  # one point: 1/n
+
+    mu = z[:, :1]  # 1-D posteriors: BC = sqrt(2 s1 s2 / (s1^2 + s2^2)) exp(-dmu^2 / 4(s1^2 + s2^2))
+    logvar = torch.rand(n, 1, generator=g, dtype=torch.float64) - 3.0
+    m, var = mu.numpy()[:, 0], np.exp(logvar.numpy()[:, 0])
+    gaps = np.abs(m[:, None] - m[None, :])
+    np.fill_diagonal(gaps, np.inf)
+    j = gaps.argmin(1)
+    sd_i, sd_j = np.sqrt(var), np.sqrt(var[j])
+    bc = np.sqrt(2 * sd_i * sd_j / (var + var[j])) * np.exp(-(m - m[j]) ** 2 / (4 * (var + var[j])))
+    assert posterior_overlap(mu, logvar) == pytest.approx(float(bc.mean()), rel=1e-10)
+
+
 def test_iwae_is_above_the_elbo_for_every_stochastic_method():
     from wiseale.build import build_model
     from wiseale.methods import METHODS, resolve_options

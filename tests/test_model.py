@@ -89,8 +89,14 @@ def test_encoder_noises():
     fixed = FixedNoise(7, 3, sigma_eps=0.1)
     post = fixed(h)
     assert torch.allclose(post.logvar, torch.full((5, 3), 2 * math.log(0.1)))
-    assert 0 < (post.z - post.mu).std() < 0.3
     assert torch.equal(fixed(h, sample=False).z, post.mu)
+    # z - mu ~ N(0, 0.1^2) iid: over n = 12,000 draws the sample std has standard error
+    # 0.1 / sqrt(2 (n - 1)) = 0.00065 and the mean 0.1 / sqrt(n) = 0.0009; 5 of each
+    torch.manual_seed(0)
+    many = fixed(torch.randn(4000, 7))
+    eps = (many.z - many.mu).double().flatten()
+    assert abs(eps.std().item() - 0.1) < 5 * 0.1 / math.sqrt(2 * (len(eps) - 1))
+    assert abs(eps.mean().item()) < 5 * 0.1 / math.sqrt(len(eps))
     post = NoNoise(7, 3)(h)
     assert post.logvar is None and torch.equal(post.z, post.mu)
     with pytest.raises(ValueError):
@@ -149,6 +155,30 @@ def test_variance_penalty_and_information_rate():
     assert math.isclose(functional.variance_penalty(z, 3.0).item(), abs(unbiased - 3.0),
                         rel_tol=1e-12)
     assert functional.information_rate_bits(16, math.sqrt(0.1)) == pytest.approx(8 * math.log2(10))
+
+
+def test_variance_penalty_measures_the_distance_to_the_v_it_is_given():
+    """003 Eq. 7: lambda |total variance of z - v| for the v given (here not d_z = 3), checked
+    against numpy's unbiased per-dimension variances; and through a VCAE model with v = 5."""
+    from wiseale.encoders import Posterior
+    from wiseale.regularizers import VariancePenalty
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(400, 3, generator=g, dtype=torch.float64) * torch.tensor(
+        [1.0, 2.0, 0.5], dtype=torch.float64)
+    total = float(z.numpy().var(axis=0, ddof=1).sum())  # about 5.25
+    for v in (1.0, 5.0, 12.0):
+        value, weighted = VariancePenalty(weight=2.0, target=v)(Posterior(z, None, z))
+        assert value.item() == pytest.approx(abs(total - v), rel=1e-12), v
+        assert weighted.item() == pytest.approx(2.0 * abs(total - v), rel=1e-12), v
+    model = _model("vcae", v="5")
+    x = torch.randn(64, 10, generator=g)
+    torch.manual_seed(0)
+    out = model(x)
+    torch.manual_seed(0)
+    sample = model.encode(x).z.detach().double().numpy()
+    expected = abs(float(sample.var(axis=0, ddof=1).sum()) - 5.0)
+    assert out.parts["variance"].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_vcae_family_presets():

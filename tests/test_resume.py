@@ -168,6 +168,18 @@ def test_mid_epoch_checkpoint_needs_enough_epochs(tmp_path, tiny_sine, monkeypat
               progress=False)
 
 
+def test_a_resume_with_another_learning_rate_is_refused(tmp_path, tiny_sine):
+    """The learning rate is part of the run (its schedule, Adam's steps): a resume with another
+    --lr would not give the uninterrupted run's weights, so it is refused before any epoch."""
+    train(dataclasses.replace(tiny_sine, epochs=1), tmp_path / "run", progress=False)
+    before = (tmp_path / "run/checkpoint.safetensors").read_bytes()
+    with pytest.raises(WisealeError, match=r"other settings \(lr\)"):
+        train(dataclasses.replace(tiny_sine, epochs=2, lr=2e-3), tmp_path / "run", resume=True,
+              progress=False)
+    assert (tmp_path / "run/checkpoint.safetensors").read_bytes() == before
+    assert len((tmp_path / "run/metrics.jsonl").read_text().splitlines()) == 1
+
+
 def test_chaos_kills_at_random_moments_then_resume_bit_for_bit(tmp_path, straight):
     """SIGKILL at seeded random moments inside epochs (after an epoch is logged, 0-0.3 s on:
     steps, the metrics write, the checkpoint write), then as model.safetensors appears (the

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -378,3 +379,51 @@ def test_run_flow_gives_the_flow_the_posterior_means_and_their_noise(tmp_path, m
             assert kw["noise_std"] is None
         else:
             assert torch.allclose(kw["noise_std"], torch.full((50, 2), std))
+
+
+def test_every_flow_mini_batch_draws_its_own_noise(monkeypatch):
+    """003 Alg. 1: fresh eps in every mini-batch of every epoch. Posterior means 1 apart on a
+    line with std 0.05, so each latent the flow is trained on names its sample (the nearest
+    mean) and its eps = (z - mu) / 0.05. 100 samples, batches of 25, 4 epochs: 16 batches.
+    Under fresh draws the eps are iid N(0, 1), so (5 standard errors, or more, each):
+    - pooled over 800 values: mean 0 (SE 0.035), variance 1 (SE 0.05);
+    - the same sample's 4 draws vary: the mean within-sample variance is 1 (SE 0.06; 0 if a
+      sample kept its eps);
+    - the same position in the 16 batches varies: 16 x the mean squared position mean is
+      chi^2_50 / 50, 1 +- 0.2 (16 if every batch reused one eps)."""
+    seen = _flow_inputs(monkeypatch)
+    n, std = 100, 0.05
+    mu = torch.stack([torch.arange(n, dtype=torch.float32), torch.zeros(n)], 1)
+    flow = fit_flow(mu, epochs=4, batch_size=25, noise_std=torch.tensor(std))
+    z = torch.stack([u * flow.scale + flow.loc for u in seen]).double()  # [16, 25, 2]
+    index = z[..., 0].round().long()
+    assert z.shape == (16, 25, 2) and (z[..., 0] - index).abs().max() < 0.4
+    for epoch in index.reshape(4, 100):
+        assert sorted(epoch.tolist()) == list(range(n))  # each epoch: every sample once
+    eps = (z - mu.double()[index]) / std
+    assert abs(eps.mean().item()) < 5 * 0.035 and abs(eps.var().item() - 1) < 5 * 0.05
+    by_sample = torch.zeros(n, 4, 2, dtype=torch.float64)
+    by_sample[index.reshape(4, 100).T, torch.arange(4)[None, :]] = eps.reshape(
+        4, 100, 2).transpose(0, 1)  # [sample, epoch, dim]
+    assert abs(by_sample.var(1).mean().item() - 1) < 5 * 0.06
+    assert (16 * eps.mean(0).square().mean()).item() < 2.0
+
+
+def test_the_flow_standardises_by_the_spread_of_the_noisy_latents(monkeypatch):
+    """With noise_std the flow is trained on z = mu + std * eps, whose variance per dimension
+    is Var(mu) + mean(std^2) (the law of total variance over the samples): ``scale`` is its
+    square root (numpy, float64, Var(mu) unbiased), and the standardised latents u the flow
+    sees have mean 0 and variance 1 (Monte Carlo over 1,600 draws a dimension, each sample's
+    mean 4 times: standard errors about 0.015 and 0.03; 5 of each). Scaled by the means'
+    spread alone, u's variances would be about 1.6 and 1.3."""
+    seen = _flow_inputs(monkeypatch)
+    g = torch.Generator().manual_seed(6)
+    mu = torch.randn(400, 2, generator=g) * torch.tensor([1.0, 3.0])
+    std = 0.5 + torch.rand(400, 2, generator=g) * torch.tensor([0.5, 2.0])  # mean std^2 0.58, 2.6
+    flow = fit_flow(mu, epochs=4, batch_size=100, noise_std=std)
+    expected = np.sqrt(mu.double().numpy().var(axis=0, ddof=1)
+                       + (std.double().numpy() ** 2).mean(axis=0))
+    np.testing.assert_allclose(flow.scale.double().numpy(), expected, rtol=1e-5)
+    u = torch.cat(seen).double()
+    assert u.shape == (1600, 2)
+    assert torch.all(u.mean(0).abs() < 5 * 0.015) and torch.all((u.var(0) - 1).abs() < 5 * 0.03)

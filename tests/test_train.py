@@ -232,6 +232,49 @@ def test_step_schedule_with_one_gamma_per_milestone():
         dataclasses.replace(config, lr_gamma=[0.5, -1.0]).validate()
 
 
+def test_cosine_schedule_is_its_closed_form_at_every_epoch():
+    """lr_t = lr * (1 + cos(pi t / T)) / 2 for the 0-based epoch t: the full lr in the first
+    epoch, half of it at t = T / 2, and lr (1 + cos(pi (T - 1) / T)) / 2 > 0 in the last."""
+    from wiseale.config import RunConfig, learning_rate
+
+    config = RunConfig(method="wae", data="sine", epochs=10, lr=2e-3,
+                       lr_schedule="cosine").validate()
+    rates = [learning_rate(config, t) for t in range(10)]
+    assert rates == pytest.approx([2e-3 * 0.5 * (1 + math.cos(math.pi * t / 10))
+                                   for t in range(10)], rel=1e-12)
+    assert rates[0] == 2e-3 and rates[5] == pytest.approx(1e-3, rel=1e-12)
+
+
+def test_every_epoch_visits_every_sample_once_in_a_new_order(tmp_path, tiny_sine):
+    """The batches an encoder sees in training: each epoch is a permutation of the training
+    samples (256 = 8 batches of 32, none dropped), and the two epochs' orders differ."""
+    from wiseale.build import load_split
+
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _own_nets()[0]
+
+        def forward(self, x):
+            if self.training and torch.is_grad_enabled():
+                seen.append(x.detach().clone())
+            return self.net(x)
+
+    train(tiny_sine, tmp_path / "run", progress=False, encoder=Recording(),
+          decoder=_own_nets()[1])
+    data = load_split(tiny_sine, "train").floats().flatten(1)
+    assert len(seen) == 16 and all(len(batch) == 32 for batch in seen)
+    orders = []
+    for epoch in (seen[:8], seen[8:]):
+        same = (torch.cat(epoch).flatten(1)[:, None, :] == data[None]).all(-1)
+        assert torch.equal(same.sum(1), torch.ones(256, dtype=torch.long))  # one sample each
+        orders.append(same.long().argmax(1))
+        assert sorted(orders[-1].tolist()) == list(range(256))
+    assert not torch.equal(orders[0], orders[1])
+
+
 def test_bf16_autocast_trains_with_float32_posterior_and_losses(tmp_path, tiny_sine):
     from wiseale.build import load_split, model_from_config, resolve
 
