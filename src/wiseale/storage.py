@@ -140,6 +140,22 @@ def _header(data: bytes) -> dict[str, str]:
     return json.loads(data[8:8 + size]).get("__metadata__") or {}
 
 
+def read_header(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of the safetensors file ``path`` (its meta block and digest),
+    read without its tensors and unchecked (:func:`load_tensors` checks); a one-line
+    WisealeError for a file that is not one."""
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            header = _header(prefix + handle.read(int.from_bytes(prefix, "little")))
+        if not isinstance(header, dict):
+            raise ValueError("no metadata block")
+        return header
+    except (OSError, ValueError, AttributeError) as exc:
+        raise WisealeError(f"{path} is not a readable safetensors file ({exc}); it is corrupt "
+                           "or truncated") from None
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, meta) of a file written by :func:`save_tensors`; refuses anything else:
     a truncated or corrupt file, a file without its digest, a changed byte of the tensors or
