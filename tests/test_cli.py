@@ -190,6 +190,61 @@ def test_sample_from_prior_and_flow(capsys, tmp_path):
     assert code == 0 and np.load(tmp_path / "new/folder/prior.npy").shape == (2, 1, 256)
 
 
+def test_training_further_removes_the_samplers_and_figures_of_the_former_weights(capsys,
+                                                                                tmp_path):
+    """Issue 23, point 2: a sampler or figure of the former weights never looks current."""
+    from wiseale.derived import RUN_FIGURES, figure_digest, weights_digest
+
+    run = tmp_path / "r"
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(run))
+    assert code == 0, err
+    for sampler, option in (("mixture", ["--components", "2"]), ("flow", ["--flow-epochs", "1"])):
+        code, out, err = _run(capsys, "sample", str(run), "--sampler", sampler, *option, "--n",
+                              "2", "--out", str(tmp_path / f"{sampler}.npy"))
+        assert code == 0 and "fitted a" in out, err
+    code, _, err = _run(capsys, "plot", str(run))
+    assert code == 0, err
+    for name in RUN_FIGURES:  # each records the weights it was drawn from
+        assert figure_digest(run / name) == weights_digest(run / "model.safetensors")
+    former = (run / "mixture.safetensors").read_bytes()
+    code, _, err = _run(capsys, "train", "--resume", "--out", str(run), "--no-progress")
+    assert code == 0 and (run / "flow.safetensors").exists(), err  # same weights: all kept
+    assert all((run / name).exists() for name in RUN_FIGURES)
+    code, _, err = _run(capsys, "train", "--resume", "--out", str(run), "--epochs", "2",
+                        "--no-progress")
+    assert code == 0, err
+    assert not any((run / name).exists() for name in
+                   (*RUN_FIGURES, "mixture.safetensors", "flow.safetensors"))
+    assert (f"wiseale: removed {run}/flow.safetensors: fitted to other weights than the new "
+            "model.safetensors\n") in err and f"removed {run}/curves.png: drawn from" in err
+    # a file of the former weights (left by an older wiseale, or put back) is refused
+    (run / "mixture.safetensors").write_bytes(former)
+    code, out, err = _run(capsys, "sample", str(run), "--sampler", "mixture", "--n", "2",
+                          "--out", str(tmp_path / "stale.npy"))
+    assert code == 1 and err.count("\n") == 1, err
+    assert (f"{run}/mixture.safetensors was fitted to other weights than "
+            f"{run}/model.safetensors") in err and "delete it to refit" in err
+    assert (run / "mixture.safetensors").read_bytes() == former  # nothing changed
+    assert not (tmp_path / "stale.npy").exists()
+    # so is a flow copied from another run with the same latent size
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--seed", "1", "--out",
+                        str(tmp_path / "other"))
+    assert code == 0, err
+    code, _, err = _run(capsys, "sample", str(tmp_path / "other"), "--sampler", "flow",
+                        "--flow-epochs", "1", "--n", "2", "--out", str(tmp_path / "o.npy"))
+    assert code == 0, err
+    copied = (tmp_path / "other/flow.safetensors").read_bytes()
+    (run / "flow.safetensors").write_bytes(copied)
+    code, _, err = _run(capsys, "sample", str(run), "--sampler", "flow", "--n", "2", "--out",
+                        str(tmp_path / "copied.npy"))
+    assert code == 1 and err.count("\n") == 1 and "was fitted to other weights" in err, err
+    assert (run / "flow.safetensors").read_bytes() == copied
+    (run / "mixture.safetensors").unlink()  # deleted, as the message says: refitted
+    code, out, err = _run(capsys, "sample", str(run), "--sampler", "mixture", "--components",
+                          "2", "--n", "2", "--out", str(tmp_path / "new.npy"))
+    assert code == 0 and "fitted a mixture" in out, err
+
+
 def test_evaluate_with_fid_on_labelled_images(capsys, tmp_path):
     code, _, err = _run(capsys, "train", "--method", "aevb", "--data", "digits", "--n-train",
                         "256", "--n-test", "64", "--epochs", "1", "--latent-dim", "2",

@@ -301,6 +301,47 @@ def test_run_mixture_fits_once_then_loads_and_decodes(tmp_path):
         run_mixture(tmp_path, model, x)
 
 
+def test_a_run_mixture_records_and_checks_the_weights_it_was_fitted_to(tmp_path, tiny_sine):
+    """Issue 23, point 2, from Python: the file records model.safetensors' SHA-256; files of
+    other weights, files that record none and a model that is not the saved one are refused;
+    load_sampler checks a recorded digest only against weights it is given."""
+    from wiseale.build import load_split
+    from wiseale.derived import WEIGHTS_DIGEST, weights_digest
+    from wiseale.storage import load_tensors
+    from wiseale.training import load_run, train
+
+    run = tmp_path / "r"
+    train(tiny_sine, run, progress=False)
+    model, config = load_run(run)
+    x, weights, path = load_split(config, "train").floats(), run / "model.safetensors", \
+        run / MIXTURE_FILE
+    mixture = run_mixture(run, model, x, components=2)
+    assert load_tensors(path)[1][WEIGHTS_DIGEST] == weights_digest(weights)
+    assert run_mixture(run, model, None).components == 2  # the same weights: loaded
+    other = tmp_path / "other.safetensors"  # stands for another run's model.safetensors
+    save_tensors(other, {"w": torch.zeros(1)}, {})
+    save_sampler(path, mixture, weights=other)
+    with pytest.raises(WisealeError, match=r"was fitted to other weights than .*model\."
+                       r"safetensors \(the run was trained further, or the file copied from "
+                       r"another run\); delete it to refit"):
+        run_mixture(run, model, None)
+    with pytest.raises(WisealeError, match="fitted to other weights"):
+        load_sampler(path, weights=weights)
+    assert load_sampler(path, weights=other).components == 2
+    assert load_sampler(path).components == 2  # no weights given: nothing to check
+    save_sampler(path, mixture)  # as a wiseale without digests saved it
+    with pytest.raises(WisealeError, match="does not record the weights it was fitted to .*; "
+                       "delete it to refit"):
+        run_mixture(run, model, None)
+    assert load_sampler(path, weights=weights).components == 2  # a standalone file
+    path.unlink()
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # no longer the saved model
+    with pytest.raises(WisealeError, match="the model given is not the one saved in"):
+        run_mixture(run, model, x, components=2)
+    assert not path.exists()
+
+
 def test_fitting_on_samples_beats_fitting_on_means(tmp_path):
     """004 Eq. 12: z ~ q(z|x_i) are exact draws of q(z), the means are not. With wide
     posteriors (sigma 0.7 around blobs of sd 0.3) the held-out log-likelihood of fresh draws

@@ -419,3 +419,17 @@ def test_a_file_without_its_digest_or_with_changed_meta_is_refused(tmp_path):
         load_tensors(path)
     path.write_bytes(save(tensors, metadata=header))  # as written: loads
     assert load_tensors(path)[1]["epoch"] == 9
+
+
+def test_a_header_is_read_without_the_tensors(tmp_path):
+    """storage.read_header: what a sampler or figure compares against model.safetensors."""
+    from wiseale.storage import read_header
+
+    path = tmp_path / "w.safetensors"
+    save_tensors(path, {"a": torch.arange(4.0)}, {"epoch": 9})
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    assert read_header(path) == json.loads(data[8:8 + size])["__metadata__"]
+    path.write_bytes(data[:8 + size // 2])  # truncated inside the header
+    with pytest.raises(WisealeError, match="is not a readable safetensors file .*; it is corrupt"):
+        read_header(path)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 import matplotlib
@@ -13,10 +16,22 @@ import numpy as np  # noqa: E402
 
 from wiseale.storage import atomic_write_bytes  # noqa: E402
 
+_PNG_TEXT: ContextVar[dict[str, str] | None] = ContextVar("png_text", default=None)
+
+
+@contextlib.contextmanager
+def png_text(entries: dict[str, str]) -> Iterator[None]:
+    """Every figure saved in the ``with`` block records ``entries`` as PNG text chunks."""
+    token = _PNG_TEXT.set({**(_PNG_TEXT.get() or {}), **entries})
+    try:
+        yield
+    finally:
+        _PNG_TEXT.reset(token)
+
 
 def save_figure(fig: plt.Figure, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata=_PNG_TEXT.get())
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 

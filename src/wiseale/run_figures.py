@@ -9,25 +9,36 @@ import numpy as np
 import torch
 
 from wiseale.build import CUSTOM_NET, load_split
+from wiseale.derived import RUN_FIGURES, WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.plots import (
     plot_latents,
     plot_run_history,
     plot_sample_grid,
     plot_signal_reconstructions,
+    png_text,
 )
 from wiseale.storage import read_json
-from wiseale.training.run import CONFIG, WEIGHTS
+from wiseale.training.run import CONFIG
 
 SHOWN, LATENT_N = 16, 2000  # samples reconstructed; test samples in the latent figure
 
 
 def draw_run_figures(run_dir: Path, rows: list[dict]) -> list[Path]:
     """curves.png from the metrics ``rows``; once the run has finished (model.safetensors),
-    reconstructions.png and latents.png from its model and test split."""
+    reconstructions.png and latents.png from its model and test split. Each records the
+    SHA-256 of the weights it was drawn from (none while the run trains) as PNG text, so
+    that training removes the figures of former weights (derived.remove_stale)."""
+    weights = run_weights(run_dir)  # read before the model: never newer than the figures
+    drawn_from = {} if weights is None else {WEIGHTS_DIGEST: weights_digest(weights)}
+    with png_text(drawn_from):
+        return _draw(run_dir, rows, finished=weights is not None)
+
+
+def _draw(run_dir: Path, rows: list[dict], finished: bool) -> list[Path]:
     from wiseale.training import load_run
 
-    figures = [run_dir / "curves.png"]
-    if not (run_dir / WEIGHTS).is_file():
+    figures = [run_dir / RUN_FIGURES[0]]
+    if not finished:
         plot_run_history(rows, figures[0], f"{run_dir.name} (running)")
         return figures
     model, config = load_run(run_dir) if _standard(run_dir) else (None, None)
@@ -41,7 +52,7 @@ def draw_run_figures(run_dir: Path, rows: list[dict]) -> list[Path]:
         x = test.floats(slice(0, SHOWN))
         x_hat = model.reconstruct(x).numpy()
         codes = model.encode(test.floats(slice(0, LATENT_N)), sample=False).code.numpy()
-    figures += [run_dir / "reconstructions.png", run_dir / "latents.png"]
+    figures += [run_dir / name for name in RUN_FIGURES[1:]]
     if x.dim() == 4:
         pairs = np.stack([x.numpy(), x_hat], axis=1).reshape(-1, *x.shape[1:])
         plot_sample_grid(pairs, figures[1], f"{title}: test images (left) and their "

@@ -140,18 +140,32 @@ def _header(data: bytes) -> dict[str, str]:
     return json.loads(data[8:8 + size]).get("__metadata__") or {}
 
 
+def read_header(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of the safetensors file ``path`` (its meta block and digest),
+    read without its tensors and unchecked (:func:`load_tensors` checks); a one-line
+    WisealeError for a file that is not one."""
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            header = _header(prefix + handle.read(int.from_bytes(prefix, "little")))
+        if not isinstance(header, dict):
+            raise ValueError("no metadata block")
+        return header
+    except (OSError, ValueError, AttributeError, RecursionError) as exc:
+        raise WisealeError(f"{path} is not a readable safetensors file ({exc}); it is corrupt "
+                           "or truncated") from None
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     """The meta of a file written by :func:`save_tensors`, from its header alone: the
     tensors are neither read nor checked (:func:`load_tensors` does both)."""
+    if not Path(path).exists():
+        raise WisealeError(f"{path} does not exist")
     try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            meta = json.loads(_header(size.to_bytes(8, "little") + handle.read(size))[META_KEY])
-    except FileNotFoundError:
-        raise WisealeError(f"{path} does not exist") from None
-    except (OSError, KeyError, ValueError, AttributeError, TypeError, RecursionError) as exc:
-        raise WisealeError(f"{path} is not a readable wiseale safetensors file ({exc}); it is "
-                           "corrupt or truncated") from None
+        meta = json.loads(read_header(path)[META_KEY])
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise WisealeError(f"{path} is not a readable wiseale safetensors file (its meta: "
+                           f"{exc}); it is corrupt or truncated") from None
     if not isinstance(meta, dict):
         raise WisealeError(f"{path} is not a readable wiseale safetensors file; it is corrupt")
     return meta

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import Tensor
 
+from wiseale.derived import WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.errors import WisealeError, positive_int
 from wiseale.lock import exclusive
 from wiseale.samplers.prior import LatentSampler, PriorSampler
@@ -49,22 +50,62 @@ register_sampler(PriorSampler)
 
 
 def save_sampler(path: str | Path, sampler: LatentSampler,
-                 fit_options: dict[str, Any] | None = None) -> None:
+                 fit_options: dict[str, Any] | None = None,
+                 weights: str | Path | None = None) -> None:
     """Write a sampler as one safetensors file with JSON meta (and the options it was fitted
-    with), atomically (never pickled)."""
+    with), atomically (never pickled). ``weights``: the model.safetensors whose latents it
+    was fitted to; the file records that file's SHA-256, and :func:`load_sampler` and
+    :func:`run_sampler` refuse it with other weights."""
     if getattr(sampler, "name", None) not in SAMPLER_CLASSES:
         raise WisealeError(f"cannot save a {type(sampler).__name__}; samplers are "
                            f"{', '.join(SAMPLER_CLASSES)}")
     tensors, meta = sampler.state()
-    save_tensors(Path(path), tensors, {**meta, FIT_OPTIONS: fit_options or {}})
+    meta = {**meta, FIT_OPTIONS: fit_options or {}}
+    if weights is not None:
+        meta[WEIGHTS_DIGEST] = weights_digest(weights)
+    save_tensors(Path(path), tensors, meta)
 
 
-def load_sampler(path: str | Path, latent_dim: int | None = None) -> LatentSampler:
+def load_sampler(path: str | Path, latent_dim: int | None = None,
+                 weights: str | Path | None = None) -> LatentSampler:
     """The sampler saved at ``path`` (any registered kind: prior, flow, mixture); with
-    ``latent_dim``, check that it fits a model of that latent size. A corrupt, truncated or
+    ``latent_dim``, check that it fits a model of that latent size; with ``weights`` (a
+    model.safetensors), that it was fitted to those weights when it records the weights it
+    was fitted to (a file saved without them is taken as it is). A corrupt, truncated or
     mismatched file raises :class:`WisealeError` (one line)."""
     path = Path(path)
-    return _sampler_of(path, *load_tensors(path), latent_dim)
+    tensors, meta = load_tensors(path)
+    if weights is not None:
+        _check_fitted_to(path, meta, Path(weights), required=False)
+    return _sampler_of(path, tensors, meta, latent_dim)
+
+
+def _check_fitted_to(path: Path, meta: dict[str, Any], weights: Path, required: bool) -> None:
+    """Refuse, in one line, the sampler file ``path`` (its ``meta``) when it records other
+    weights than ``weights``, or (``required``) none."""
+    fitted_to = meta.get(WEIGHTS_DIGEST)
+    if fitted_to is None and not required:
+        return
+    if fitted_to is None:
+        raise WisealeError(f"{path} does not record the weights it was fitted to (an older "
+                           f"wiseale wrote it), so it may not fit {weights}; delete it to refit")
+    if fitted_to != weights_digest(weights):
+        raise WisealeError(f"{path} was fitted to other weights than {weights} (the run was "
+                           "trained further, or the file copied from another run); delete it "
+                           "to refit")
+
+
+def _check_model_is(model: Autoencoder, weights: Path) -> None:
+    """Refuse, in one line, a ``model`` whose parameters and buffers are not those saved in
+    ``weights``: a sampler fitted to it must not record them."""
+    saved, _ = load_tensors(weights)
+    state = model.state_dict()
+    if saved.keys() != state.keys() or not all(
+            torch.equal(value.detach().cpu(), saved[key].to(value.dtype))
+            for key, value in state.items()):
+        raise WisealeError(f"the model given is not the one saved in {weights} (the run was "
+                           "trained further since it was loaded, or the model changed); load "
+                           "the run again, or fit and save_sampler outside the run directory")
 
 
 def _sampler_of(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any],
@@ -160,10 +201,18 @@ def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
     to delete it; a file of a version that did not save them is used as it is), else
     ``fit(x)`` on the training images ``x`` and saved there with ``fitted_with`` (the asked
     options with their defaults; default ``asked``), so it is fitted once per run, not at
-    every use (``x`` may be None when the file exists)."""
+    every use (``x`` may be None when the file exists).
+
+    Once the run has finished, the file records the SHA-256 of its model.safetensors; a file
+    that records other weights (the run trained further, a file copied from another run) or
+    none (an older wiseale) is refused in one line that says to delete it, and ``model`` must
+    be the saved one to fit a new file."""
     path = Path(run_dir) / file
     if path.exists():
         tensors, meta = load_tensors(path)  # read (and its digest checked) once
+        weights = run_weights(run_dir)
+        if weights is not None:
+            _check_fitted_to(path, meta, weights, required=True)
         sampler = _sampler_of(path, tensors, meta, model.latent_dim)
         if not isinstance(sampler, cls):
             raise WisealeError(f"{path} holds a {sampler.name} sampler, not a {cls.name}; "
@@ -180,6 +229,9 @@ def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,
     if x is None:
         raise WisealeError(f"{run_dir} has no fitted {cls.name} yet; give the training images")
     with exclusive(Path(run_dir)):  # one writer: not while the run trains or another fits
+        weights = run_weights(run_dir)  # read under the lock: training holds it
+        if weights is not None:
+            _check_model_is(model, weights)
         sampler = fit(x)
-        save_sampler(path, sampler, asked if fitted_with is None else fitted_with)
+        save_sampler(path, sampler, asked if fitted_with is None else fitted_with, weights)
     return sampler

@@ -21,6 +21,7 @@ from wiseale.build import CUSTOM_NET, load_split, model_from_config, resolve
 from wiseale.config import RunConfig, learning_rate
 from wiseale.data import DATASETS, Dataset
 from wiseale.data.given import as_dataset
+from wiseale.derived import remove_stale
 from wiseale.errors import WisealeError
 from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
@@ -384,6 +385,7 @@ def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
     device, n = run.device, len(test_data)
     save_tensors(run.out / WEIGHTS, run.model.state_dict(), {"config": run.config.to_dict(),
                                                              "data": run.data})
+    remove_stale(run.out)  # figures and samplers made from former weights (derived.py)
     labels = (None if train_data.y is None else train_data.y[:n].to(device),
               None if test_data.y is None else test_data.y.to(device))
     kernel = planned_kernel(min(n, AGGREGATE_SAMPLES), run.config.latent_dim, 2, backward=False)
