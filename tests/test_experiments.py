@@ -42,7 +42,9 @@ def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_
         assert values[0] != values[1]  # two seeds, two trainings
         assert entry["test"]["recon_error"] == pytest.approx(statistics.mean(values))
         assert entry["sd"]["test"]["recon_error"] == pytest.approx(statistics.stdev(values))
-        assert entry["seeds"]["1"]["train"] == second["train"]
+        last = json.loads((tmp_path / "seeds/1/runs" / name / "metrics.jsonl").read_text()
+                          .splitlines()[-1])
+        assert entry["seeds"]["1"]["train"] == {**second["train"], "objective": -last["loss"]}
         assert entry["config"]["seed"] == 0 and entry["config"]["n_train"] == 128
         assert (entry["test"]["elbo"] is None) == (name == "wae")
     # each claim judged on each seed's own numbers
@@ -97,11 +99,17 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert len(rows) == sum(len(spec.claims) for spec in EXPERIMENTS.values())
     sine = [r for r in rows if r["experiment"] == "sine"]
-    assert [r["verdict"].endswith("(one seed)") for r in sine] == [True] * 3
+    assert [r["verdict"].startswith("one seed: ") for r in sine] == [True] * 4
+    claims_md = (tmp_path / "claims.md").read_text()
+    header = claims_md.splitlines()[claims_md.splitlines().index(next(
+        line for line in claims_md.splitlines() if line.startswith("| experiment")))]
+    cells = header.count("|")
+    assert all(line.replace("\\|", "").count("|") == cells
+               for line in claims_md.splitlines() if line.startswith("| "))
     celeba = next(r for r in rows if r["experiment"] == "celeba")
     assert celeba["verdict"] == "not run here"
     assert next(r for r in rows if r["experiment"] == "lv-sweep")["verdict"] == "not run"
-    assert "wiseale reproduce celeba --data-dir PATH --seeds 3" in celeba["scale"]
+    assert "wiseale reproduce celeba --data-dir PATH --seeds 3" in celeba["data"]
     assert "| sine |" in (tmp_path / "claims.md").read_text()
     with pytest.raises(SystemExit):
         main(["reproduce", "sine", "--out", str(tmp_path / "x"), "--seeds", "0"])
@@ -326,4 +334,4 @@ def test_reproduce_all_runs_every_offline_experiment_and_writes_the_claims(
     assert not (tmp_path / "celeba").exists()  # needs data this machine lacks
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert {r["experiment"]: r["verdict"] for r in rows}["celeba"] == "not run here"
-    assert len(rows) == 3 + 4 + 1
+    assert len(rows) == 4 + 4 + 1  # sine (two readings of sine-elbo), prior-constraint, celeba

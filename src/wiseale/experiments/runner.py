@@ -81,10 +81,12 @@ def train_runs(configs: dict[str, RunConfig], root: Path, train_data: Dataset,
         else:
             train(config, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress,
                   train_data=train_data, test_data=test_data)
-        evaluation = read_json(run_dir / EVALUATION)
+        evaluation, history = read_json(run_dir / EVALUATION), read_metrics(run_dir / METRICS)
+        # each method's own training objective at the last epoch (WiSE-ALE: Eq. 25-27)
+        objective = {"objective": -history[-1]["loss"]} if history else {}
         methods[name] = {"config": read_json(run_dir / "config.json"),
-                         "train": evaluation["train"], "test": evaluation["test"],
-                         "history": read_metrics(run_dir / METRICS)}
+                         "train": {**evaluation["train"], **objective},
+                         "test": evaluation["test"], "history": history}
     return methods
 
 
