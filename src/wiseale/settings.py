@@ -36,6 +36,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise WisealeError(f"--config {path} is not valid TOML ({one_line(exc)}); fix it") \
             from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise WisealeError(f"--config {path} nests arrays or tables too deeply to read; give "
+                           "each setting a number, a string or a short list") from None
     settings = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
@@ -56,7 +59,7 @@ def saved_settings(out: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise WisealeError(f"--resume: {out} holds no config.json; start the run without "
                            "--resume") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested deeply
         raise WisealeError(f"--resume: cannot read {path} ({one_line(exc)}); choose another "
                            "--out") from None
     return RunConfig.from_dict(data).to_dict()

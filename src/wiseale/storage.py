@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, one_line
 
 FORMAT_VERSION = 1
 META_KEY, DIGEST_KEY = "wiseale", "sha256"
@@ -111,8 +111,9 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise WisealeError(f"{path} does not exist; is this a wiseale run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WisealeError(f"{path} is not valid JSON ({exc}); the file is corrupt") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise WisealeError(f"{path} is not valid JSON ({one_line(exc)}); the file is "
+                           "corrupt") from None
 
 
 def _digest(tensors: dict[str, torch.Tensor], meta: str) -> str:
