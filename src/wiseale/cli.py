@@ -221,10 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from wiseale.data.celeba import prepare_celeba
+    from wiseale.data.celeba import PrepareStopped, prepare_celeba
 
-    for path in prepare_celeba(args.data_dir, args.out, args.crop, args.size, args.workers,
-                               progress=not args.no_progress):
+    try:
+        written = prepare_celeba(args.data_dir, args.out, args.crop, args.size, args.workers,
+                                 progress=not args.no_progress)
+    except PrepareStopped as exc:
+        sys.stderr.write(f"wiseale: {exc}\n")
+        raise SystemExit(128 + exc.signum) from None
+    for path in written:
         print(f"prepared: {path}")
 
 
