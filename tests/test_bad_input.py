@@ -5,6 +5,8 @@ The table below is docs/reliability.md's "Bad input" table; keep the two in step
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import torch
 
 from wiseale import cli
 from wiseale.cli import main
+from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 
 TRAIN = ["train", "--method", "aevb", "--out", "{d}/run", "--epochs", "1", "--no-progress"]
@@ -74,7 +77,7 @@ BAD_INPUTS = [
      "option noise_std must be a finite number, got nan"),
     ("negative-data-seed", [*SINE, "--data-option", "seed=-1"], 1,
      "option seed must be a non-negative integer"),
-    ("huge-data-size", [*TRAIN, "--data", "toy-shapes", "--n-train", "99999999999"], 1,
+    ("huge-data-size", [*TRAIN, "--data", "toy-shapes", "--n-train", "99999999"], 1,
      "option n_train must be a positive integer (at most 10,000,000)"),
     ("zero-epochs", [*SINE, "--epochs", "0"], 2, "--epochs: must be a positive integer, got 0"),
     ("negative-batch-size", [*SINE, "--batch-size", "-3"], 2, "must be a positive integer"),
@@ -92,7 +95,7 @@ BAD_INPUTS = [
     ("lr-text", [*SINE, "--lr", "fast"], 2, "'fast' is not a number"),
     ("sigma2-nan", [*SINE, "--sigma2", "nan"], 2, "--sigma2: must be a finite positive"),
     ("lr-gamma-inf", [*SINE, "--lr-gamma", "inf"], 2, "--lr-gamma: must be a finite positive"),
-    ("seed-out-of-range", [*SINE, "--seed", "-1"], 2, "must be between 0 and 2^31 - 1"),
+    ("seed-out-of-range", [*SINE, "--seed", "-1"], 2, "must be an integer between 0 and 2^31 - 1"),
     ("batch-larger-than-data", [*SINE, "--batch-size", "100"], 1,
      "batch-size 100 is larger than the 64 training samples; lower --batch-size"),
     ("n-train-beyond-data", _file("tiny.npy") + ["--n-train", "1000"], 1,
@@ -114,6 +117,64 @@ BAD_INPUTS = [
      "has no model.safetensors: not a finished wiseale run"),
     ("option-overflows-a-float", [*SINE, "-o", "beta=1" + "0" * 400], 1,
      "option beta of aevb must be a number"),
+]
+
+
+def _toml(name: str) -> list[str]:
+    """``train --config {d}/NAME.toml`` (TOML_FILES), with no flag that would override it."""
+    return ["train", "--config", "{d}/" + name + ".toml", "--out", "{d}/run", "--no-progress"]
+
+
+SINE_TOML = 'method = "aevb"\ndata = "sine"\nn_train = 64\nn_test = 16\nbatch_size = 16\n'
+TOML_FILES = {  # NAME.toml in the data folder: --config values get the flags' checks
+    "data-number": 'method = "aevb"\ndata = 5\n',
+    "lr-text": SINE_TOML + 'lr = "fast"\n',
+    "lr-true": SINE_TOML + "lr = true\n",
+    "lr-huge-int": SINE_TOML + "lr = 1" + "0" * 400 + "\n",
+    "method-list": 'method = ["aevb"]\ndata = "sine"\n',
+    "latent-dim-huge": SINE_TOML + "latent_dim = 100000000000000000000000000000\n",
+    "epochs-true": SINE_TOML + "epochs = true\n",
+    "seed-true": SINE_TOML + "seed = true\n",
+    "milestones-negative": SINE_TOML + 'lr_schedule = "step"\nlr_milestones = [-5, 0]\n',
+    "milestones-text": SINE_TOML + 'lr_schedule = "step"\nlr_milestones = "abc"\n',
+    "milestones-empty": SINE_TOML + "lr_milestones = []\n",
+    "gamma-text": SINE_TOML + 'lr_gamma = ["x"]\n',
+    "schedule-number": SINE_TOML + "lr_schedule = 5\n",
+    "nul-in-data": 'method = "aevb"\ndata = "a\\u0000.npy"\n',
+    "nested-3000-deep": "a = " + "[" * 3000 + "]" * 3000 + "\n",
+}
+BAD_INPUTS += [
+    ("toml-data-number", _toml("data-number"), 1, "data must be a string, got 5"),
+    ("toml-lr-text", _toml("lr-text"), 1, "lr must be a finite positive number, got 'fast'"),
+    ("toml-lr-true", _toml("lr-true"), 1, "lr must be a finite positive number, got True"),
+    ("toml-lr-huge-int", _toml("lr-huge-int"), 1, "lr must be a finite positive number, got 1"),
+    ("toml-method-list", _toml("method-list"), 1, "method must be a string, got ['aevb']"),
+    ("toml-latent-dim-huge", _toml("latent-dim-huge"), 1,
+     "latent-dim must be at most 2147483647, got 100000000000000000000000000000"),
+    ("toml-epochs-true", _toml("epochs-true"), 1, "epochs must be a positive integer, got True"),
+    ("toml-seed-true", _toml("seed-true"), 1,
+     "seed must be an integer between 0 and 2^31 - 1, got True"),
+    ("toml-milestones-negative", _toml("milestones-negative"), 1,
+     "lr-milestones must be a positive integer, got -5"),
+    ("toml-milestones-text", _toml("milestones-text"), 1,
+     "lr-milestones must be a list, each a positive integer, got 'abc'"),
+    ("toml-milestones-empty", _toml("milestones-empty"), 1,
+     "lr-milestones must be a list, each a positive integer, got []"),
+    ("toml-gamma-text", _toml("gamma-text"), 1,
+     "lr-gamma must be a finite positive number, got 'x'"),
+    ("toml-schedule-number", _toml("schedule-number"), 1,
+     "unknown lr-schedule 5; use one of constant, cosine, step"),
+    ("toml-nul-in-data", _toml("nul-in-data"), 1, "data must not hold a NUL character"),
+    ("toml-nested-3000-deep", _toml("nested-3000-deep"), 1,
+     "nests arrays or tables too deeply to read"),
+    ("threads-huge", [*SINE, "--threads", "99999999999999999999"], 2,
+     "argument --threads: must be at most 1024, got 99999999999999999999"),
+    ("latent-dim-huge", [*SINE, "--latent-dim", "100000000000000000000000000000"], 2,
+     "argument --latent-dim: must be at most 2147483647"),
+    ("reproduce-threads-huge", ["reproduce", "sine", "--out", "{d}/run", "--threads",
+                                "99999999999999999999"], 2, "--threads: must be at most 1024"),
+    ("prepare-workers-huge", ["prepare", "celeba", "--data-dir", "{d}", "--out", "{d}/run",
+                              "--workers", "100000"], 2, "--workers: must be at most 1024"),
 ]
 BAD_INPUTS += [  # refused while the networks are built, still before --out is made
     ("net-does-not-fit", [*SINE, "--net", "lv-mnist"], 1,
@@ -152,6 +213,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "history/metrics.jsonl").write_text('{"epoch": 1, "loss": 2.0}\n{"loss": 1.0}\n')
     (d / "results").mkdir()
     (d / "results/results.json").write_text('{"experiment": "sine"}\n')
+    for name, text in TOML_FILES.items():
+        (d / f"{name}.toml").write_text(text)
     return d
 
 
@@ -214,3 +277,120 @@ def test_running_out_of_memory_says_what_to_lower(error: Exception, monkeypatch,
     code, err = _run(["train", "--method", "aevb", "--data", "sine", "--out", "x"], capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert err.startswith("wiseale: error: out of memory (") and "lower --batch-size" in err
+
+
+def _wrong_values(f: dataclasses.Field) -> list[str]:
+    """TOML values of the wrong type for a RunConfig field (a bool is no integer)."""
+    kind = f.metadata.get("kind")
+    if f.name in ("options", "data_options"):
+        return ["5", '"beta=1"']
+    if "choices" in f.metadata:
+        return ["5", '["constant"]']
+    if kind in ("positive_int", "threads", "seed"):
+        return ['"5"', "true", "1.5", "[5]" if f.name != "lr_milestones" else '["5"]']
+    if kind == "positive_float":
+        return ['"fast"', "true", "{ a = 1 }"]
+    return ["5", "true", '["x"]', "1979-05-27"]  # strings and paths
+
+
+FIELD_CASES = [(f.name, value) for f in dataclasses.fields(RunConfig)
+               if f.name != "sample_shape" for value in _wrong_values(f)]
+
+
+@pytest.mark.parametrize("name, value", FIELD_CASES,
+                         ids=[f"{name}={value}" for name, value in FIELD_CASES])
+def test_a_toml_setting_of_the_wrong_type_is_named(name: str, value: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Every setting of a --config file, of every wrong type: exit 1 and one line that names
+    the setting, before --out is made."""
+    settings = {"method": '"aevb"', "data": '"sine"', "n_train": "64", "n_test": "16",
+                "batch_size": "16", name: value}
+    (tmp_path / "run.toml").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    code, err = _run(["train", "--config", str(tmp_path / "run.toml"), "--out",
+                      str(tmp_path / "run"), "--no-progress"], capsys)
+    assert code == 1, err
+    named = name if name in ("options", "data_options") else name.replace("_", "-")
+    assert err.startswith("wiseale: error: ") and named in err, err
+    assert len(err.strip().splitlines()) == 1 and "unexpected" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_flags_and_toml_get_the_same_check(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A value the flag refuses is refused from --config too, and one it takes is taken."""
+    for flag, value, toml in [("--lr-milestones", "0", "lr_milestones = [0]"),
+                              ("--threads", "2000", "threads = 2000"),
+                              ("--seed", "2147483648", "seed = 2147483648"),
+                              ("--sigma2", "inf", "sigma2 = inf")]:
+        code, flag_err = _run([*[a.replace("{d}", str(tmp_path)) for a in SINE], flag, value],
+                              capsys)
+        assert code == 2, flag_err
+        (tmp_path / "run.toml").write_text(toml + "\n")
+        code, toml_err = _run([*[a.replace("{d}", str(tmp_path)) for a in SINE], "--config",
+                               str(tmp_path / "run.toml")], capsys)
+        assert code == 1, toml_err
+        problem = flag_err.split(": ", 3)[-1].split(" (see")[0]  # "must be ..., got ..."
+        assert problem.split(", got")[0] in toml_err, (flag_err, toml_err)
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_hand_edited_config_json_is_refused_in_one_line(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    """--resume and evaluate read config.json through the same checks; the run is kept."""
+    run = tmp_path / "run"
+    code, err = _run([a.replace("{d}", str(tmp_path)) for a in SINE], capsys)
+    assert code == 0, err
+    good = (run / "config.json").read_text()
+    files = sorted(p.name for p in run.iterdir())
+    for edit, message in [({"epochs": True}, "epochs must be a positive integer, got True"),
+                          ({"lr": "fast"}, "lr must be a finite positive number, got 'fast'"),
+                          ({"threads": 10**20}, "threads must be at most 1024")]:
+        (run / "config.json").write_text(json.dumps({**json.loads(good), **edit}))
+        for argv in (["train", "--resume", "--out", str(run)], ["evaluate", str(run)]):
+            code, err = _run(argv, capsys)
+            assert code == 1 and message in err, (argv, err)
+            assert len(err.strip().splitlines()) == 1, err
+        assert sorted(p.name for p in run.iterdir()) == files
+    (run / "config.json").write_text("[" * 3000 + "]" * 3000)
+    code, err = _run(["train", "--resume", "--out", str(run)], capsys)
+    assert code == 1 and "--resume: cannot read" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_huge_thread_count_in_the_environment_is_refused(monkeypatch, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    monkeypatch.setenv("WISEALE_THREADS", "99999999999999999999")
+    code, err = _run([a.replace("{d}", str(tmp_path)) for a in SINE], capsys)
+    assert code == 1 and "$WISEALE_THREADS='99999999999999999999' must be at most 1024" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_run_failing_before_its_first_checkpoint_takes_back_the_folders_it_made(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A loss that overflows at the first batch is refused after --out was made: the folders
+    the run made go (its parents too), a folder that was there before stays with its files."""
+    np.save(tmp_path / "big.npy", np.full((40, 3), 1e30))  # finite in float32, x^2 is not
+    argv = [*TRAIN, "--data", str(tmp_path / "big.npy"), "--batch-size", "4"]
+    nested = tmp_path / "new" / "deeper" / "run"
+    code, err = _run([a.replace("{d}/run", str(nested)) for a in argv], capsys)
+    assert code == 1 and "non-finite loss at epoch 1, batch 0; nothing was saved" in err, err
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    code, err = _run([a.replace("{d}/run", str(mine)) for a in argv], capsys)
+    assert code == 1 and "nothing was saved" in err, err
+    assert (mine / "notes.txt").read_text() == "the user's"
+
+
+def test_validate_refuses_a_bool_wherever_it_takes_an_integer() -> None:
+    """True is an int to Python, never a count or a seed to wiseale (the Python API too)."""
+    for name in ("epochs", "latent_dim", "batch_size", "eval_size", "n_train", "threads",
+                 "seed"):
+        with pytest.raises(WisealeError, match=f"{name.replace('_', '-')} must be .*got True"):
+            RunConfig(method="aevb", data="sine", **{name: True}).validate()
+    with pytest.raises(WisealeError, match="lr-milestones must be a positive integer, got True"):
+        RunConfig(method="aevb", data="sine", lr_milestones=[True]).validate()
+    with pytest.raises(WisealeError, match="sample-shape must be a list of positive integers"):
+        RunConfig.from_dict({"method": "aevb", "data": "sine", "sample_shape": [True, 3]})

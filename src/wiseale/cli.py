@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import signal
 import sys
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wiseale.config import DEVICES, RunConfig
+from wiseale.config import DEVICES, KINDS, Kind, RunConfig
 from wiseale.errors import WisealeError, one_line
 
 
@@ -45,26 +44,26 @@ class _Names:
         return iter(self.names())
 
 
-def _reader(parse: type, accept: Any, wanted: str) -> Any:
-    """An argparse type: ``parse(text)`` (int or float), then ``accept(value)`` or a one-line
-    error that says what is ``wanted``."""
+def _reader(kind: Kind) -> Any:
+    """An argparse type: ``kind.parse(text)``, then the kind's check (the one a TOML
+    --config and config.json get, wiseale.config.KINDS) or a one-line error that says what
+    to give."""
     def read(text: str) -> Any:
         try:
-            value = parse(text)
+            value = kind.parse(text)
         except ValueError:
-            kind = "an integer" if parse is int else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+            what = "an integer" if kind.parse is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        problem = kind.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
         return value
 
     return read
 
 
-_positive_int = _reader(int, lambda v: v > 0, "a positive integer")
-_positive_float = _reader(float, lambda v: math.isfinite(v) and v > 0,
-                          "a finite positive number")
-_seed = _reader(int, lambda v: 0 <= v < 2**31, "between 0 and 2^31 - 1")
+_READERS = {name: _reader(kind) for name, kind in KINDS.items()}
+_positive_int, _seed, _threads = (_READERS[k] for k in ("positive_int", "seed", "threads"))
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -91,8 +90,6 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     """A flag for every RunConfig field with flag metadata: its default, help and reading
     come from config.py (one place for each). A flag not given is absent from the parsed
     arguments, so --config and --resume can supply it (wiseale.settings)."""
-    readers = {"positive_int": _positive_int, "positive_float": _positive_float, "seed": _seed,
-               "path": Path}
     for f in dataclasses.fields(RunConfig):
         if "help" not in f.metadata:
             continue
@@ -103,7 +100,7 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
         elif f.default is not None:
             kwargs["help"] += f" (default: {f.default})"
         if "kind" in how:
-            kwargs["type"] = readers[how["kind"]]
+            kwargs["type"] = _READERS[how["kind"]]
         if "choices" in how:
             kwargs["choices"] = how["choices"]
         if "registry" in how:
@@ -203,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="where every run trains (default: cpu)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads of "
+    p.add_argument("--threads", type=_threads, metavar="N", help="torch CPU threads of "
                    "every run and fit (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else "
                    "half the CPUs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -223,17 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="centre crop (178: 001 Sec. 5; 140: 003 App. B.4) (default: 178)")
     p.add_argument("--size", type=_positive_int, default=64, help="side after resizing "
                    "(default: 64; 128 for 004)")
-    p.add_argument("--workers", type=_positive_int, help="decoding processes (default: one per "
+    p.add_argument("--workers", type=_threads, help="decoding processes (default: one per "
                    "CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from wiseale.data.celeba import prepare_celeba
+    from wiseale.data.celeba import PrepareStopped, prepare_celeba
 
-    for path in prepare_celeba(args.data_dir, args.out, args.crop, args.size, args.workers,
-                               progress=not args.no_progress):
+    try:
+        written = prepare_celeba(args.data_dir, args.out, args.crop, args.size, args.workers,
+                                 progress=not args.no_progress)
+    except PrepareStopped as exc:
+        sys.stderr.write(f"wiseale: {exc}\n")
+        raise SystemExit(128 + exc.signum) from None
+    for path in written:
         print(f"prepared: {path}")
 
 
@@ -259,13 +261,15 @@ def _train(args: argparse.Namespace) -> None:
                            f"{saved['method']}); resume with the same options or choose "
                            "another --out")
     settings = merged(read_config_file(args.config) if args.config else {}, saved, given)
-    data, data_dir, gamma = settings["data"], settings.get("data_dir"), settings.get("lr_gamma")
+    gamma = settings.get("lr_gamma")
+    if isinstance(gamma, list) and len(gamma) == 1:
+        settings["lr_gamma"] = gamma[0]
+    RunConfig(**settings).validate()  # --config's values get the flags' checks, before --out
+    data, data_dir = settings["data"], settings.get("data_dir")
     if data_dir is None and Path(data).suffix and Path(data).exists():
         settings["data"] = str(Path(data).resolve())  # `wiseale evaluate` works from anywhere
     if data_dir is not None:
         settings["data_dir"] = str(Path(data_dir).resolve())
-    if isinstance(gamma, list) and len(gamma) == 1:
-        settings["lr_gamma"] = gamma[0]
     config = RunConfig(**settings)
     callbacks = [TensorBoard(every=args.log_every)] if args.log == "tensorboard" else []
     try:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+import os
+import reprlib
+from collections.abc import Callable
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from wiseale.errors import WisealeError
@@ -13,13 +17,66 @@ PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
 ON_NONFINITE = ("stop", "skip")
 STORAGES = ("auto", "memory", "mmap")  # where a file's samples are kept (data/arrays.py)
+MOST = 2**31 - 1  # the largest count or seed: every size stays within torch's and NumPy's
+MOST_THREADS = 1024  # torch threads or worker processes: more would only exhaust the machine
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is no count
+
+
+def _is_finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of setting and its one check, shared by its flag (the CLI reads the text with
+    ``parse``) and every other source: a TOML --config, a run's config.json, Python."""
+
+    parse: Callable[[str], Any]
+    accept: Callable[[Any], bool]
+    wanted: str  # what to give, e.g. "a positive integer"
+    most: int | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """None for a value of this kind, else what it must be ("must be ...")."""
+        if isinstance(value, (str, os.PathLike)) and "\0" in str(value):
+            return "must not hold a NUL character"
+        if not self.accept(value):
+            return f"must be {self.wanted}"
+        if self.most is not None and value > self.most:
+            return f"must be at most {self.most}"
+        return None
+
+
+KINDS = {
+    "positive_int": Kind(int, lambda v: _is_int(v) and v > 0, "a positive integer", MOST),
+    "threads": Kind(int, lambda v: _is_int(v) and v > 0, "a positive integer", MOST_THREADS),
+    "positive_float": Kind(float, lambda v: _is_finite(v) and v > 0,
+                           "a finite positive number"),
+    "seed": Kind(int, lambda v: _is_int(v) and 0 <= v <= MOST,
+                 "an integer between 0 and 2^31 - 1"),
+    "path": Kind(Path, lambda v: isinstance(v, (str, os.PathLike)), "a path (a string)"),
+    "text": Kind(str, lambda v: isinstance(v, str), "a string"),
+}
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message: short, however long or deeply nested it is."""
+    return reprlib.repr(value)
 
 
 def _flag(help: str, **how: Any) -> dict[str, Any]:
     """A field's command-line flag (``wiseale train --FIELD-NAME``): its help and how it is
-    read (``kind``: positive_int | positive_float | seed | path; ``choices``; ``registry``:
-    (module, attribute) of the names it takes; ``nargs``; ``metavar``). The default is the
-    field's own."""
+    read and checked (``kind``: a name of KINDS; ``choices``; ``registry``: (module,
+    attribute) of the names it takes; ``nargs``: "+" for a list, which a field whose default
+    is one number also takes as that number; ``metavar``). The default is the field's own."""
     return {"help": help, **how}
 
 
@@ -36,19 +93,20 @@ class RunConfig:
     checkpoint is kept) or ``skip`` that step's update (docs/reliability.md).
     """
 
-    method: str = field(metadata=_flag("a method of `wiseale methods`"))
-    data: str = field(metadata=_flag("a data set of `wiseale datasets` or a .npy/.npz path"))
+    method: str = field(metadata=_flag("a method of `wiseale methods`", kind="text"))
+    data: str = field(metadata=_flag("a data set of `wiseale datasets` or a .npy/.npz path",
+                                     kind="text"))
     options: dict[str, Any] = field(default_factory=dict)  # -o KEY=VALUE (the CLI's own)
     likelihood: str | None = field(default=None, metadata=_flag(
         "default: the method's (lv-vae: learned), else bernoulli for 0/1 data and gaussian "
         "otherwise; learned / optimal: one sigma^2 by gradient / in closed form (004 Eq. "
         "9-10); pixel: 004 Eq. 11 (needs --net lv-mnist|lv-celeba)",
-        registry=("wiseale.likelihoods", "LIKELIHOODS")))
+        kind="text", registry=("wiseale.likelihoods", "LIKELIHOODS")))
     sigma2: float = field(default=0.5, metadata=_flag(
         "variance of the Gaussian likelihood", kind="positive_float"))
     net: str | None = field(default=None, metadata=_flag(
         "a network of wiseale.nets.NETS (default: chosen from the data's shape)",
-        registry=("wiseale.nets", "NETS")))
+        kind="text", registry=("wiseale.nets", "NETS")))
     latent_dim: int = field(default=4, metadata=_flag("d_z", kind="positive_int"))
     epochs: int = field(default=10, metadata=_flag("passes over the training set",
                                                    kind="positive_int"))
@@ -73,7 +131,7 @@ class RunConfig:
     device: str = field(default="cpu", metadata=_flag("where to train", choices=DEVICES))
     threads: int | None = field(default=None, metadata=_flag(
         "torch CPU threads (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else half the "
-        "CPUs; the count changes a run's last digits)", kind="positive_int", metavar="N"))
+        "CPUs; the count changes a run's last digits)", kind="threads", metavar="N"))
     precision: str = field(default="fp32", metadata=_flag(
         "bf16: the networks under bfloat16 autocast; the posterior heads, likelihood and "
         "regularisers stay float32", choices=PRECISIONS))
@@ -97,45 +155,27 @@ class RunConfig:
         "update", choices=ON_NONFINITE))
 
     def validate(self) -> RunConfig:
-        for name in ("latent_dim", "epochs", "batch_size", "eval_size"):
+        """Check every field as its flag is checked (KINDS), whoever set it: a one-line
+        WisealeError that names the setting and what to give."""
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
+        for name in ("options", "data_options"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
-                                   f"got {value}")
-        for name in ("n_train", "n_test", "micro_batch", "threads"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise WisealeError(f"{name.replace('_', '-')} must be a positive integer, "
-                                   f"got {value}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**31):
-            raise WisealeError(f"seed must be an integer in [0, 2^31), got {self.seed}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise WisealeError(f"lr must be a finite positive number, got {self.lr}")
-        if not (math.isfinite(self.sigma2) and self.sigma2 > 0):
-            raise WisealeError(f"sigma2 must be a finite positive number, got {self.sigma2}")
-        self._validate_lr_gamma()
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise WisealeError(f"unknown lr schedule {self.lr_schedule!r}; use one of "
-                               f"{', '.join(LR_SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise WisealeError(f"unknown precision {self.precision!r}; use fp32 or bf16")
-        if self.device not in DEVICES:
-            raise WisealeError(f"unknown device {self.device!r}; use cpu or cuda")
-        if self.storage not in STORAGES:
-            raise WisealeError(f"unknown storage {self.storage!r}; use one of "
-                               f"{', '.join(STORAGES)}")
-        if self.on_nonfinite not in ON_NONFINITE:
-            raise WisealeError(f"unknown on-nonfinite {self.on_nonfinite!r}; use stop or skip")
-        return self
-
-    def _validate_lr_gamma(self) -> None:
-        gammas = self.lr_gamma if isinstance(self.lr_gamma, list) else [self.lr_gamma]
-        if not all(isinstance(g, (int, float)) and math.isfinite(g) and g > 0 for g in gammas):
-            raise WisealeError(f"lr-gamma must be finite positive numbers, got {self.lr_gamma}")
+            if not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+                raise WisealeError(f"{name} must be a table of KEY = VALUE settings, got "
+                                   f"{shown(value)}")
+        shape = self.sample_shape
+        if shape is not None and not (isinstance(shape, (list, tuple))
+                                      and all(KINDS["positive_int"].problem(n) is None
+                                              for n in shape)):
+            raise WisealeError(f"sample-shape must be a list of positive integers, got "
+                               f"{shown(shape)}; leave it out (it is read from the data)")
         if isinstance(self.lr_gamma, list) and (
-                self.lr_milestones is None or len(self.lr_milestones) != len(gammas)):
-            raise WisealeError(f"{len(gammas)} lr-gamma values need as many lr-milestones, got "
-                               f"{self.lr_milestones}; give one gamma, or one per milestone")
+                self.lr_milestones is None or len(self.lr_milestones) != len(self.lr_gamma)):
+            raise WisealeError(f"{len(self.lr_gamma)} lr-gamma values need as many "
+                               f"lr-milestones, got {self.lr_milestones}; give one gamma, or "
+                               "one per milestone")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,7 +193,30 @@ class RunConfig:
                    and f.default_factory is MISSING} - set(data)
         if missing:
             raise WisealeError(f"config lacks the fields {sorted(missing)}; it is corrupt")
-        return cls(**data)
+        return cls(**data).validate()
+
+
+def _check_field(f: Field, value: Any) -> None:
+    """One field's value against its flag's kind or choices; None where the default is."""
+    how, name = f.metadata, f.name.replace("_", "-")
+    if "help" not in how or (value is None and f.default is None):
+        return
+    if "choices" in how and value not in how["choices"]:
+        raise WisealeError(f"unknown {name} {shown(value)}; use one of "
+                           f"{', '.join(how['choices'])}")
+    if "kind" not in how:
+        return
+    kind = KINDS[how["kind"]]
+    if how.get("nargs") == "+" and (isinstance(value, list) or f.default is None):
+        if not isinstance(value, list) or not value:
+            raise WisealeError(f"{name} must be a list, each {kind.wanted}, got {shown(value)}")
+        values = value
+    else:
+        values = [value]
+    for one in values:
+        problem = kind.problem(one)
+        if problem is not None:
+            raise WisealeError(f"{name} {problem}, got {shown(one)}")
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:

@@ -200,7 +200,8 @@ class PixelGaussian(Likelihood):
     def __init__(self, stage1_epochs: int = 16, stage1_tolerance: float = 0.0,
                  stage1_variance: str = "gradient") -> None:
         super().__init__()
-        if not isinstance(stage1_epochs, int) or stage1_epochs < 1:
+        if not isinstance(stage1_epochs, int) or isinstance(stage1_epochs, bool) \
+                or stage1_epochs < 1:
             raise ValueError(f"stage1_epochs must be a positive integer, got {stage1_epochs}")
         if stage1_variance not in STAGE1_VARIANCES:
             raise ValueError(f"unknown stage-1 variance {stage1_variance!r}; use gradient or "

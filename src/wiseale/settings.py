@@ -35,6 +35,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise WisealeError(f"--config {path} is not valid TOML ({one_line(exc)}); fix it") \
             from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise WisealeError(f"--config {path} nests arrays or tables too deeply to read; give "
+                           "each setting a number, a string or a short list") from None
     settings = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, one_line
 
 FORMAT_VERSION = 1
 META_KEY, DIGEST_KEY = "wiseale", "sha256"
@@ -34,23 +35,39 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over
     ``path``: readers see the old file or the new one, never a truncated one. A failure
     (full disk, no permission) raises a one-line WisealeError and leaves ``path`` as it was."""
-    path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY)
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(path.parent)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            handle.write(data)
     except OSError as exc:
         raise WisealeError(f"cannot write {path}: {exc.strerror or exc}; check the directory's "
                            "permissions and free space") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` (``.NAME.XXXX.tmp``) for the block to write, e.g. as
+    a memory map too large for :func:`atomic_write_bytes`. When the block ends, the file is
+    fsynced, renamed over ``path`` and the rename fsynced; when it raises (or is
+    interrupted), the file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY)
+    tmp = Path(name)
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+        finally:
+            os.close(fd)
+        yield tmp
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -111,8 +128,9 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise WisealeError(f"{path} does not exist; is this a wiseale run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WisealeError(f"{path} is not valid JSON ({exc}); the file is corrupt") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise WisealeError(f"{path} is not valid JSON ({one_line(exc)}); the file is "
+                           "corrupt") from None
 
 
 def _digest(tensors: dict[str, torch.Tensor], meta: str) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+from wiseale.config import KINDS
 from wiseale.errors import WisealeError
 
 ENV = "WISEALE_THREADS"
@@ -32,9 +33,13 @@ def choose_threads(asked: int | None = None) -> int:
     for name in (ENV, "OMP_NUM_THREADS"):
         text = os.environ.get(name)
         if text:
-            if not text.strip().isdigit() or int(text) < 1:
-                raise WisealeError(f"${name}={text!r} must be a positive integer; fix or unset "
-                                   "it")
+            try:
+                threads: object = int(text)
+            except ValueError:
+                threads = None
+            problem = KINDS["threads"].problem(threads)  # the check of --threads
+            if problem is not None:
+                raise WisealeError(f"${name}={text!r} {problem}; fix or unset it")
             return int(text)
     return max(1, cpus() // 2)
 

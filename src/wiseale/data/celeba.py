@@ -24,10 +24,19 @@ decodes JPEGs in workers would spend the 2 cores of a small machine on every epo
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 import torch
@@ -36,12 +45,15 @@ from PIL import Image
 from wiseale.data.arrays import NUMPY_READ_ERRORS, memory_mapped
 from wiseale.data.dataset import SPLITS, Dataset
 from wiseale.errors import WisealeError, positive_int
-from wiseale.storage import TEMPORARY
+from wiseale.folders import make_dirs, remove_empty, unmake
+from wiseale.lock import exclusive
+from wiseale.storage import TEMPORARY, atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")
 PARTITIONS = {"train": 0, "test": 2}  # official: 0 train, 1 validation, 2 test
 TEST_FRACTION = 0.1  # without the partition file: the last 10% by file name
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
 
 
 def _images(directory: Path) -> list[Path]:
@@ -151,35 +163,135 @@ def prepare_celeba(data_dir: str | Path | None, out: str | Path | None = None,
                    progress: bool = True) -> list[Path]:
     """Decode CelebA once into ``out/celeba-CROP-SIZE-{train,test}.npy`` (uint8
     [N, 3, size, size]; ``out`` defaults to the images' folder), with ``workers`` processes
-    (default: one per CPU). Each file appears whole or not at all."""
-    from tqdm import tqdm
-
+    (default: one per CPU). Each file appears whole or not at all, fsynced before its rename
+    (storage.atomic_path). One prepare writes a folder at a time (its writer.lock); it first
+    removes the partial files that a killed prepare left. SIGINT or SIGTERM stops the workers,
+    removes the partial file and raises :class:`PrepareStopped`; the workers also die with
+    this process when it is killed (SIGKILL)."""
     crop, size = positive_int(crop, "crop"), positive_int(size, "size")
     directory, files = find_celeba(data_dir)
     out = directory if out is None else Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    try:
+        made = make_dirs(out)
+    except OSError as exc:
+        raise WisealeError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+    written: list[Path] = []
+    try:
+        with exclusive(out):
+            try:
+                with _signals_stop():
+                    _prepare_splits(directory, files, out, crop, size, workers, progress,
+                                    written)
+            except BaseException:  # a folder it made goes, unless a file was finished
+                unmake(made, keep=bool(written))
+                raise
+    except BaseException:
+        remove_empty(made)  # e.g. another prepare holds the folder
+        raise
+    return written
+
+
+def _prepare_splits(directory: Path, files: list[Path], out: Path, crop: int, size: int,
+                    workers: int | None, progress: bool, written: list[Path]) -> None:
+    """Remove a killed prepare's partial files, then decode each split into ``out``,
+    appending the finished files to ``written``."""
+    for path in out.glob(f".celeba-*.npy*{TEMPORARY}"):
+        path.unlink(missing_ok=True)
     for split in SPLITS:
         chosen = celeba_split(directory, files, split)
         path = out / prepared_name(crop, size, split)
-        partial_path = out / f".{path.name}{TEMPORARY}"
-        pixels = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.uint8,
-                                           shape=(len(chosen), 3, size, size))
         try:
-            with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
-                images = pool.map(partial(load_image, crop=crop, size=size), chosen,
-                                  chunksize=64)
-                for i, image in enumerate(tqdm(images, total=len(chosen), disable=not progress,
-                                               desc=f"celeba {split}", mininterval=1.0)):
-                    pixels[i] = image.transpose(2, 0, 1)
-            pixels.flush()
-            del pixels
-            os.replace(partial_path, path)
-        except BaseException:
-            partial_path.unlink(missing_ok=True)
-            raise
+            with atomic_path(path) as partial_path:
+                _decode(chosen, partial_path, crop, size, workers, progress, split)
+        except OSError as exc:
+            raise WisealeError(f"cannot write {path}: {exc.strerror or exc}; check the "
+                               "folder's permissions and free space") from None
         written.append(path)
-    return written
+
+
+def _decode(files: list[Path], path: Path, crop: int, size: int, workers: int | None,
+            progress: bool, split: str) -> None:
+    """The images of ``files`` decoded by ``workers`` processes into the .npy ``path``."""
+    from tqdm import tqdm
+
+    pixels = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
+                                       shape=(len(files), 3, size, size))
+    pool = ProcessPoolExecutor(workers or os.cpu_count(), initializer=_die_with_parent)
+    try:
+        images = pool.map(partial(load_image, crop=crop, size=size), files, chunksize=64)
+        for i, image in enumerate(tqdm(images, total=len(files), disable=not progress,
+                                       desc=f"celeba {split}", mininterval=1.0)):
+            pixels[i] = image.transpose(2, 0, 1)
+        pixels.flush()
+    except BaseException:
+        _stop_now(pool)
+        raise
+    finally:
+        del pixels
+    pool.shutdown()
+
+
+class PrepareStopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped ``wiseale prepare``; ``signum`` gives the exit status
+    128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name}: prepare stopped; no partial file is "
+                         "left (files finished before are kept); run it again to finish")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_stop() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`PrepareStopped` in the block (main thread only), so
+    the workers are stopped and the partial file removed; a second signal acts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for sig in signals:  # the cleanup runs under the defaults
+            signal.signal(sig, signal.SIG_DFL)
+        raise PrepareStopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _die_with_parent() -> None:
+    """A decoding worker's start: SIGINT (a terminal's Ctrl-C reaches the whole process
+    group) is left to the parent, which stops the workers; SIGTERM has its default; and the
+    worker dies with its parent, even one killed by SIGKILL: at once on Linux
+    (prctl PR_SET_PDEATHSIG), and elsewhere as soon as the parent's end of their pipe
+    closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(AttributeError, OSError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # also covers a parent that died before the prctl above
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # readable once the parent is gone
+    os._exit(1)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel the images not yet decoded and end the workers now, not after their chunks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=30)
 
 
 def _load_prepared(path: Path, split: str, size: int, storage: str) -> Dataset:

@@ -17,7 +17,7 @@ from typing import Any
 
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, positive_int
 from wiseale.experiments.claims import judge
 from wiseale.experiments.measures import MeasureContext
 from wiseale.experiments.report import write_report
@@ -182,8 +182,7 @@ def reproduce(spec: Spec, out: Path, quick: bool = False, seed: int = 0, seeds: 
     """Run ``spec`` with ``seeds`` seeds (seed, seed + 1, ...); see the module docstring."""
     from wiseale.build import load_split
 
-    if not isinstance(seeds, int) or seeds < 1:
-        raise WisealeError(f"--seeds must be a positive integer, got {seeds!r}")
+    positive_int(seeds, "--seeds")
     data = spec.choose_data(data)
     out.mkdir(parents=True, exist_ok=True)
     settings = spec.settings(data, quick)

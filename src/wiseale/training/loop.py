@@ -23,6 +23,7 @@ from wiseale.data import DATASETS, Dataset
 from wiseale.data.given import as_dataset
 from wiseale.derived import remove_stale
 from wiseale.errors import WisealeError
+from wiseale.folders import make_dirs, remove_empty, unmake
 from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
@@ -70,12 +71,23 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def _prepare_dir(out: Path, resume: bool, held: contextlib.ExitStack) -> None:
     """Make ``out`` and take its writer's lock (wiseale.lock) into ``held``; refuse a run
-    directory that holds a run unless resuming."""
+    directory that holds a run unless resuming. A run that fails before its first checkpoint
+    removes the folders it made (never one that was there before)."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        made = make_dirs(out)
     except OSError as exc:
         raise WisealeError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
-    held.enter_context(exclusive(out))
+    try:
+        held.enter_context(exclusive(out))
+    except BaseException:
+        remove_empty(made)
+        raise
+
+    def undo(failure: type[BaseException] | None, *_: Any) -> None:
+        if failure is not None:  # while the lock is held; a checkpoint makes the run resumable
+            unmake(made, keep=(out / CHECKPOINT).exists() or (out / WEIGHTS).exists())
+
+    held.push(undo)
     if resume and not (out / CHECKPOINT).exists():
         raise WisealeError(f"{out} has no {CHECKPOINT} to resume from; drop --resume")
     if not resume and ((out / CHECKPOINT).exists() or (out / WEIGHTS).exists()):
