@@ -337,24 +337,30 @@ def test_flags_and_toml_get_the_same_check(tmp_path: Path,
 def test_a_hand_edited_config_json_is_refused_in_one_line(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]
                                                           ) -> None:
-    """--resume and evaluate read config.json through the same checks; the run is kept."""
+    """evaluate reads config.json, --resume the config saved in the checkpoint, through the
+    same checks as the flags; one line each, and the run is kept."""
+    from wiseale.storage import load_tensors, save_tensors
+
     run = tmp_path / "run"
     code, err = _run([a.replace("{d}", str(tmp_path)) for a in SINE], capsys)
     assert code == 0, err
     good = (run / "config.json").read_text()
+    tensors, meta = load_tensors(run / "checkpoint.safetensors")
     files = sorted(p.name for p in run.iterdir())
     for edit, message in [({"epochs": True}, "epochs must be a positive integer, got True"),
                           ({"lr": "fast"}, "lr must be a finite positive number, got 'fast'"),
                           ({"threads": 10**20}, "threads must be at most 1024")]:
         (run / "config.json").write_text(json.dumps({**json.loads(good), **edit}))
+        save_tensors(run / "checkpoint.safetensors", tensors,
+                     {**meta, "config": {**meta["config"], **edit}})
         for argv in (["train", "--resume", "--out", str(run)], ["evaluate", str(run)]):
             code, err = _run(argv, capsys)
             assert code == 1 and message in err, (argv, err)
             assert len(err.strip().splitlines()) == 1, err
         assert sorted(p.name for p in run.iterdir()) == files
     (run / "config.json").write_text("[" * 3000 + "]" * 3000)
-    code, err = _run(["train", "--resume", "--out", str(run)], capsys)
-    assert code == 1 and "--resume: cannot read" in err and len(err.strip().splitlines()) == 1
+    code, err = _run(["evaluate", str(run)], capsys)
+    assert code == 1 and "is not valid JSON" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_huge_thread_count_in_the_environment_is_refused(monkeypatch, tmp_path: Path,
