@@ -10,9 +10,19 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: install demo test lint clean
 
 # Fashion-MNIST, offline, from Debian (`dpkg -L dataset-fashion-mnist`).
+# apt waits up to APT_LOCK_WAIT seconds for another process's lock instead of failing:
+# install through DPkg::Lock::Timeout; update, which that option does not cover (the lists
+# lock), is retried every 10 s.
+APT_LOCK_WAIT ?= 600
+APT := $(SUDO) apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)
+APT_UPDATE := waited=0; until $(APT) update -qq; do \
+	[ $$waited -lt $(APT_LOCK_WAIT) ] || exit 1; \
+	echo "apt-get update failed (another process may hold apt's lock); retrying in 10 s"; \
+	sleep 10; waited=$$((waited + 10)); done
+
 $(FASHION):
-	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+	$(APT_UPDATE)
+	$(APT) install -y -qq dataset-fashion-mnist
 
 $(BIN)/wiseale: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +36,8 @@ $(BIN)/wiseale: pyproject.toml
 # and uses its eager kernel).
 CXX_BIN := /usr/bin/g++
 $(CXX_BIN):
-	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq g++
+	$(APT_UPDATE)
+	$(APT) install -y -qq g++
 
 install: $(BIN)/wiseale $(FASHION) $(CXX_BIN)
 
