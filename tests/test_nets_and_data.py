@@ -154,7 +154,7 @@ def test_other_bad_paths_and_options(tmp_path):
         load(str(tmp_path / "a.npy"))
     with pytest.raises(WisealeError, match="does not take these options"):
         load("sine", n=5)
-    with pytest.raises(WisealeError, match="takes no options"):
+    with pytest.raises(WisealeError, match="takes one option, divide_by; got foo"):
         load(str(tmp_path / "a.npy"), foo=1)
 
 

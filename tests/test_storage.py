@@ -45,8 +45,38 @@ def test_a_memory_mapped_file_gives_the_samples_and_split_of_the_loaded_one(tmp_
         assert torch.equal(mapped.floats(index), held.floats(index))
         assert torch.equal(mapped.floats(), held.floats())
         assert torch.equal(mapped.head(7).floats(), held.floats(slice(0, 7)))
-    if dtype == np.uint8:  # as given: 0..255, not rescaled
-        assert held.floats().max() == 255.0 and held.floats().dtype == torch.float32
+    if dtype == np.uint8:  # read as images, x / 255; divide_by=1 keeps 0..255
+        assert held.floats().max() == 1.0 and held.floats().dtype == torch.float32
+        raw = load(str(path), "train", storage="mmap", divide_by="1")
+        assert raw.floats().max() == 255.0
+
+
+def test_8_bit_data_of_a_user_trains_as_images_from_the_cli_and_python(tmp_path, capsys):
+    """A uint8 .npy, memory-mapped, with a Gaussian likelihood: test mse below 1 (values in
+    [0, 1]), the start line says x / 255; --data-option divide_by=1 trains on 0..255 as before
+    (mse in the thousands). A uint8 array from Python is read the same way."""
+    import json
+
+    from wiseale.cli import main
+
+    path = _images(tmp_path / "x.npy", np.uint8)
+    args = ["train", "--method", "vae", "--data", str(path), "--storage", "mmap", "--likelihood",
+            "gaussian", "--net", "mlp", "--epochs", "1", "--batch-size", "32"]
+    assert main([*args, "--out", str(tmp_path / "images")]) == 0
+    assert "(memory-mapped, values x / 255)" in capsys.readouterr().err
+    assert main([*args, "--data-option", "divide_by=1", "--out", str(tmp_path / "raw"),
+                 "--no-progress"]) == 0
+    mse = {name: json.loads((tmp_path / name / "evaluation.json").read_text())["test"]["mse"]
+           for name in ("images", "raw")}
+    assert mse["images"] < 1 < 1000 < mse["raw"], mse
+    x = np.load(path)
+    model = train(RunConfig(method="vae", data="mine", likelihood="gaussian", epochs=1,
+                            batch_size=32), tmp_path / "python", train_data=x[:270],
+                  test_data=x[270:], progress=False)
+    evaluation = json.loads((tmp_path / "python/evaluation.json").read_text())
+    assert evaluation["test"]["mse"] < 1 and model is not None
+    with pytest.raises(WisealeError, match="divide_by must be a finite positive number"):
+        load(str(path), "train", divide_by="zero")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])

@@ -83,12 +83,14 @@ def load(name_or_path: str, split: str = "train", data_dir: str | Path | None = 
             options["storage"] = storage
         return _call(f"{name_or_path} ({split})", loader, split=split, data_dir=data_dir,
                      **options)
+    divide_by = options.pop("divide_by", None)
     if options:
-        raise WisealeError(f"a data file takes no options; got {', '.join(options)}")
+        raise WisealeError(f"a data file takes one option, divide_by; got {', '.join(options)}")
     if data_dir is not None and not Path(name_or_path).is_absolute():
         name_or_path = str(Path(data_dir) / name_or_path)
     path = Path(name_or_path)
     if path.suffix in (".npy", ".npz") or path.exists():
-        return _call(str(path), load_array_file, path, split=split, storage=storage)
+        return _call(str(path), load_array_file, path, split=split, storage=storage,
+                     divide_by=divide_by)
     raise WisealeError(f"unknown data set {name_or_path!r}; use one of {', '.join(DATASETS)} "
                        "or a path to a .npy/.npz file")

@@ -1,10 +1,12 @@
 """A user's own data: a .npy array, or a .npz archive with ``x`` (and ``y``, ``x_test``,
 ``y_test``). Without a test array, a fixed 10% of the samples (seed 0) is the test split.
 
-Values are kept as given; uint8 arrays stay uint8 in memory (4x less than float32), other
-types become float32. A .npy file can instead stay on disk, memory-mapped and read batch by
-batch in its own type (``storage="mmap"``); ``"auto"`` does so when the file is larger than
-half the memory available (:data:`STORAGES`)."""
+Values are stored as given; uint8 arrays stay uint8 in memory (4x less than float32), other
+types become float32. 8-bit samples are read as images, x / 255 in [0, 1], as the named data
+sets are; the data option ``divide_by`` gives another divisor (1: the raw values). A .npy
+file can instead stay on disk, memory-mapped and read batch by batch in its own type
+(``storage="mmap"``, still 8-bit); ``"auto"`` does so when the file is larger than half the
+memory available (:data:`STORAGES`)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from wiseale.config import STORAGES
-from wiseale.data.dataset import Dataset
+from wiseale.data.dataset import Dataset, divisor
 from wiseale.errors import WisealeError, one_line
 
 TEST_FRACTION = 0.1
@@ -138,12 +140,15 @@ def _labels(path: Path, key: str, arrays: dict[str, np.ndarray], n: int) -> torc
     return torch.from_numpy(labels.astype(np.int64))
 
 
-def load_array_file(path: str | Path, split: str = "train", storage: str = "auto") -> Dataset:
-    """The ``split`` of the array file at ``path`` (see the module docstring)."""
+def load_array_file(path: str | Path, split: str = "train", storage: str = "auto",
+                    divide_by: float | str | None = None) -> Dataset:
+    """The ``split`` of the array file at ``path``, its samples read as x / ``divide_by``
+    (default: 255 for uint8, else 1; see the module docstring)."""
     path = Path(path)
     arrays = _read(path)
     mapped = memory_mapped(path, storage)
     name = f"{path.stem}-{split}"
+    scale = divisor(arrays["x"].dtype == np.uint8, divide_by, str(path))
     if "x_test" in arrays:
         if arrays["x_test"].shape[1:] != arrays["x"].shape[1:]:
             raise WisealeError(f"{path}: x_test has samples of shape {arrays['x_test'].shape[1:]}"
@@ -151,7 +156,7 @@ def load_array_file(path: str | Path, split: str = "train", storage: str = "auto
         key = "x" if split == "train" else "x_test"
         x = _in_memory(_checked(path, key, arrays[key]))
         return Dataset(name, x, _labels(path, "y" if split == "train" else "y_test", arrays,
-                                        len(x)))
+                                        len(x)), divide_by=scale)
     x = _checked(path, "x", arrays["x"])
     y = _labels(path, "y", arrays, len(x))
     n_test = int(round(TEST_FRACTION * len(x)))
@@ -161,6 +166,7 @@ def load_array_file(path: str | Path, split: str = "train", storage: str = "auto
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     index = order[n_test:] if split == "train" else order[:n_test]
     if mapped:
-        return Dataset(name, x, y).subset(index.numpy())
+        return Dataset(name, x, y, divide_by=scale).subset(index.numpy())
     # only the split's rows are read into memory, never the whole file beside them
-    return Dataset(name, _in_memory(x[index.numpy()]), None if y is None else y[index])
+    return Dataset(name, _in_memory(x[index.numpy()]), None if y is None else y[index],
+                   divide_by=scale)

@@ -8,8 +8,10 @@ needs into float32, on the device that asks for them.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +24,25 @@ MAX_CLASSES = 100_000  # labels index one-hot votes and classifier heads: a boun
 STORED_DTYPES = (torch.float32, torch.uint8)
 CHECK_CHUNK = 4096  # samples read at a time when a memory-mapped file is checked
 DIGEST_SAMPLES = 256  # samples of a memory-mapped file that Dataset.digest reads
+
+
+EIGHT_BIT = 255.0  # 8-bit samples are images: read as x / 255, in [0, 1]
+
+
+def divisor(eight_bit: bool, divide_by: Any, what: str) -> float:
+    """What a user's samples are divided by when read: ``divide_by`` when given (a data
+    option: 1 keeps the raw values), else 255 for 8-bit samples, as the named image data
+    sets are read, else 1."""
+    if divide_by is None:
+        return EIGHT_BIT if eight_bit else 1.0
+    try:
+        value = float(divide_by)
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if isinstance(divide_by, bool) or not (math.isfinite(value) and value > 0):
+        raise WisealeError(f"{what}: divide_by must be a finite positive number, got "
+                           f"{divide_by!r}; use divide_by=1 to keep the raw values")
+    return value
 
 
 @dataclass

@@ -2,9 +2,9 @@
 ``(x, y)`` pair), a torch ``Dataset`` of samples or (sample, label) items, a path to a
 .npy/.npz file, or a :class:`Dataset`, each as a :class:`Dataset`.
 
-Values are kept as given (an 8-bit image array stays on 0-255 unless you scale it), as the
-.npy/.npz loader keeps them (data/arrays.py): uint8 samples stay uint8, the others become
-float32."""
+Values are stored as the .npy/.npz loader stores them (data/arrays.py): uint8 samples stay
+uint8, the others become float32; 8-bit samples are read as images, x / 255, unless the data
+option ``divide_by`` says otherwise (1: the raw values)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from wiseale.data.arrays import load_array_file, real_dtype
-from wiseale.data.dataset import Dataset
+from wiseale.data.dataset import Dataset, divisor
 from wiseale.errors import WisealeError
 
 KINDS = "a numpy array, a torch tensor, an (x, y) pair, a torch Dataset, a path or a Dataset"
@@ -60,18 +60,21 @@ def _stacked(data: torch.utils.data.Dataset, what: str) -> tuple[Tensor, Tensor 
     return x, y
 
 
-def as_dataset(data: Any, split: str, name: str = "given", storage: str = "auto") -> Dataset:
+def as_dataset(data: Any, split: str, name: str = "given", storage: str = "auto",
+               divide_by: float | str | None = None) -> Dataset:
     """``data`` (see the module docstring) as the ``split`` of a data set named ``name``
-    (``storage``: where a .npy file's samples are kept, data/arrays.py)."""
+    (``storage``: where a .npy file's samples are kept, data/arrays.py), its samples read
+    as x / ``divide_by`` (default: 255 for uint8, else 1)."""
     what = f"the {split} data"
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (str, Path)):
-        return load_array_file(data, split, storage)
+        return load_array_file(data, split, storage, divide_by)
     if isinstance(data, tuple) and len(data) == 2:
         x, y = _samples(data[0], what), _labels(data[1], what)
     elif isinstance(data, torch.utils.data.Dataset):
         x, y = _stacked(data, what)
     else:
         x, y = _samples(data, what), None
-    return Dataset(f"{name}-{split}", x, y)
+    return Dataset(f"{name}-{split}", x, y,
+                   divide_by=divisor(x.dtype == torch.uint8, divide_by, what))

@@ -185,10 +185,11 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
     out = Path(out)
     config.validate()
     given = train_data is not None
+    divide_by = config.data_options.get("divide_by")  # of data given from Python
     train_data = load_split(config, "train") if not given else \
-        as_dataset(train_data, "train", config.data, config.storage)
+        as_dataset(train_data, "train", config.data, config.storage, divide_by)
     if test_data is not None:
-        test_data = as_dataset(test_data, "test", config.data, config.storage)
+        test_data = as_dataset(test_data, "test", config.data, config.storage, divide_by)
     elif given and not (config.data in DATASETS
                         or Path(config.data_dir or ".", config.data).exists()):
         warnings.warn("no test_data was given: the per-epoch and final test metrics are "
@@ -221,8 +222,9 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
 def _start_line(config: RunConfig, train_data: Dataset) -> str:
     """What a run was given and chose by itself, before its first step."""
     storage = "in memory" if train_data.in_memory else "memory-mapped"
+    values = "as stored" if train_data.divide_by == 1 else f"x / {train_data.divide_by:g}"
     return (f"wiseale: {config.method} on {config.data}: {len(train_data):,} training samples "
-            f"({storage}), likelihood {config.likelihood}, net {config.net}, d_z "
+            f"({storage}, values {values}), likelihood {config.likelihood}, net {config.net}, d_z "
             f"{config.latent_dim}, batch {config.batch_size}, {config.epochs} epochs, device "
             f"{config.device}, {config.threads} threads")
 
