@@ -60,6 +60,7 @@ from wiseale.training.distributed import (
 )
 from wiseale.training.guards import FiniteWatch, check_watch, stop_non_finite
 from wiseale.training.interrupts import StopSignals, interrupted
+from wiseale.training.progress import Progress
 from wiseale.training.rng import rng_state, set_rng_state
 from wiseale.training.run import CHECKPOINT, CONFIG, EVALUATION, METRICS, WEIGHTS, Run
 
@@ -325,22 +326,25 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
     watch = FiniteWatch(run.device, run.world,
                         lazy=False if config.on_nonfinite == "skip" else None)
     started = time.perf_counter() - state.elapsed
-    bar = tqdm(range(state.step, n_batches), initial=state.step, total=n_batches,
-               desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
-               disable=None if progress and run.world.main else True, leave=False,
-               mininterval=0.5)
-    for step in bar:
-        parts = _train_step(run, data, order, state, watch, step)
-        for callback in run.callbacks if parts is not None else ():
-            callback.on_step_end(epoch * n_batches + step, parts)
-        state.step = step + 1
-        stop = signals.agreed()  # under torchrun: the same verdict on every process
-        if stop is not None:
-            check_watch(run, watch, epoch)
-            state.elapsed, state.rng = time.perf_counter() - started, rng_state(run.device)
-            saved = state.of_every_rank(run.world)
-            on_main(run.world, save_checkpoint, run, saved)
-            raise interrupted(stop, run.out, state.where())
+    shown = Progress(f"{config.method} epoch {epoch + 1}/{config.epochs}", n_batches,
+                     state.step, config.batch_size * run.world.size,
+                     enabled=progress and run.world.main)
+    try:
+        for step in range(state.step, n_batches):
+            parts = _train_step(run, data, order, state, watch, step)
+            for callback in run.callbacks if parts is not None else ():
+                callback.on_step_end(epoch * n_batches + step, parts)
+            state.step = step + 1
+            shown.update(state.step, None if parts is None else parts["loss"])
+            stop = signals.agreed()  # under torchrun: the same verdict on every process
+            if stop is not None:
+                check_watch(run, watch, epoch)
+                state.elapsed, state.rng = time.perf_counter() - started, rng_state(run.device)
+                saved = state.of_every_rank(run.world)
+                on_main(run.world, save_checkpoint, run, saved)
+                raise interrupted(stop, run.out, state.where())
+    finally:
+        shown.close()
     check_watch(run, watch, epoch)
     if state.skipped and run.world.main:
         tqdm.write(f"wiseale: epoch {epoch + 1}: skipped {len(state.skipped)} batches with a "
