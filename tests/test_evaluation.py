@@ -152,3 +152,28 @@ def test_evaluate_is_seeded_and_leaves_the_global_rng_alone():
     torch.manual_seed(3)
     evaluate(model, x)
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_the_final_evaluation_is_sized_by_final_eval(tmp_path, tiny_sine):
+    """fast: the per-epoch metrics on eval_size samples of each split (the last epoch's test
+    row, to the digit); none: no evaluation.json, and an extension with none removes the one
+    that described the former weights."""
+    import dataclasses
+    import json
+
+    from wiseale.training import train
+
+    run = tmp_path / "fast"
+    train(dataclasses.replace(tiny_sine, final_eval="fast"), run, progress=False)
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(evaluation) == {"train", "test"}
+    assert evaluation["test"] == {k[len("test_"):]: v for k, v in last.items()
+                                  if k.startswith("test_")}
+    assert "iwae" not in evaluation["train"] and "knn_accuracy" not in evaluation["test"]
+    run = tmp_path / "none"
+    train(tiny_sine, run, progress=False)
+    assert "iwae" in json.loads((run / "evaluation.json").read_text())["test"]
+    train(dataclasses.replace(tiny_sine, epochs=3, final_eval="none"), run, resume=True,
+          progress=False)
+    assert not (run / "evaluation.json").exists() and (run / "model.safetensors").exists()

@@ -16,6 +16,7 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
 ON_NONFINITE = ("stop", "skip")
+FINAL_EVALS = ("full", "fast", "none")  # the evaluation at a run's end (training/loop.py)
 STORAGES = ("auto", "memory", "mmap")  # where a file's samples are kept (data/arrays.py)
 MOST = 2**31 - 1  # the largest count or seed: every size stays within torch's and NumPy's
 MOST_THREADS = 1024  # torch threads or worker processes: more would only exhaust the machine
@@ -153,6 +154,10 @@ class RunConfig:
     on_nonfinite: str = field(default="stop", metadata=_flag(
         "a non-finite loss stops the run (the last checkpoint is kept) or skips that batch's "
         "update", choices=ON_NONFINITE))
+    final_eval: str = field(default="full", metadata=_flag(
+        "the evaluation at the end: full (every test sample and as many training ones: IWAE, "
+        "Monte Carlo KL, kNN...), fast (the per-epoch metrics on --eval-size samples of each "
+        "split: seconds) or none (no evaluation.json)", choices=FINAL_EVALS))
 
     def validate(self) -> RunConfig:
         """Check every field as its flag is checked (KINDS), whoever set it: a one-line

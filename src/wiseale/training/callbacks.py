@@ -34,8 +34,8 @@ class Callback:
         """After epoch ``epoch`` (from 1): its metrics.jsonl ``row``, the model and the
         evaluation samples."""
 
-    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any]) -> None:
-        """After evaluation.json is written (its contents)."""
+    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any] | None) -> None:
+        """After evaluation.json is written (its contents; None with final_eval="none")."""
 
 
 class TensorBoard(Callback):
@@ -98,8 +98,8 @@ class TensorBoard(Callback):
         axis.set_ylabel("value")
         self.writer.add_figure(tag, figure, epoch)  # closes the figure
 
-    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any]) -> None:
-        for split, metrics in evaluation.items():
+    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any] | None) -> None:
+        for split, metrics in (evaluation or {}).items():
             for key, value in metrics.items():
                 if isinstance(value, (int, float)):
                     self.writer.add_scalar(f"final_{split}/{key}", value)

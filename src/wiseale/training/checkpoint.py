@@ -26,7 +26,7 @@ from wiseale.training.guards import check_finite_weights
 from wiseale.training.run import CHECKPOINT, CONFIG, METRICS, Run, read_metrics
 
 # the settings a resumed run may change (another thread count changes the last digits)
-RESUMABLE = ("epochs", "on_nonfinite", "threads")
+RESUMABLE = ("epochs", "on_nonfinite", "threads", "final_eval")
 
 
 @dataclass

@@ -264,7 +264,7 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
             state = EpochState(epoch + 1)
             on_main(world, _save_epoch, run, history, state, x_eval, progress)
             signals.check(out, state.where())
-    on_main(world, _save_results, run, train_data, test_data)
+    on_main(world, _save_results, run, train_data, test_data, progress)
     return run.model
 
 
@@ -398,20 +398,41 @@ def _epoch_row(run: Run, state: EpochState, lr: float, n_batches: int,
     return row
 
 
-def _save_results(run: Run, train_data: Dataset, test_data: Dataset) -> None:
-    """model.safetensors and evaluation.json (every test sample, as many training ones)."""
-    device, n = run.device, len(test_data)
+def _save_results(run: Run, train_data: Dataset, test_data: Dataset, progress: bool) -> None:
+    """model.safetensors and evaluation.json (``config.final_eval``; ``none``: no file)."""
     save_tensors(run.out / WEIGHTS, run.model.state_dict(), {"config": run.config.to_dict(),
                                                              "data": run.data})
     remove_stale(run.out)  # figures and samplers made from former weights (derived.py)
-    labels = (None if train_data.y is None else train_data.y[:n].to(device),
-              None if test_data.y is None else test_data.y.to(device))
-    kernel = planned_kernel(min(n, AGGREGATE_SAMPLES), run.config.latent_dim, 2, backward=False)
-    evaluation = {"train": evaluate_full(run.model, train_data.head(n), labels[0], kernel),
-                  "test": evaluate_full(run.model, test_data, labels[1], kernel)}
-    write_json(run.out / EVALUATION, evaluation)
+    evaluation = _final_evaluation(run, train_data, test_data, progress)
+    if evaluation is None:
+        (run.out / EVALUATION).unlink(missing_ok=True)  # it would describe former weights
+    else:
+        write_json(run.out / EVALUATION, evaluation)
     for callback in run.callbacks:
         callback.on_train_end(run.model, evaluation)
+
+
+def _final_evaluation(run: Run, train_data: Dataset, test_data: Dataset,
+                      progress: bool) -> dict[str, dict] | None:
+    """The evaluation of the run's end: ``full``, every test sample and as many training ones
+    (metrics.evaluate_full: IWAE, Monte Carlo KL, kNN); ``fast``, the per-epoch metrics
+    (metrics.evaluate) on the first ``eval_size`` samples of each split; ``none``: None."""
+    config, device = run.config, run.device
+    if config.final_eval == "none":
+        return None
+    if config.final_eval == "fast":
+        head = slice(0, config.eval_size)
+        return {split: evaluate(run.model, data.floats(head, device), kernel=run.kernels["eval"])
+                for split, data in (("train", train_data), ("test", test_data))}
+    n = len(test_data)
+    if progress:
+        tqdm.write(f"wiseale: final evaluation of {n:,} test and as many training samples "
+                   "(--final-eval fast: the per-epoch metrics, in seconds)", file=sys.stderr)
+    labels = (None if train_data.y is None else train_data.y[:n].to(device),
+              None if test_data.y is None else test_data.y.to(device))
+    kernel = planned_kernel(min(n, AGGREGATE_SAMPLES), config.latent_dim, 2, backward=False)
+    return {"train": evaluate_full(run.model, train_data.head(n), labels[0], kernel),
+            "test": evaluate_full(run.model, test_data, labels[1], kernel)}
 
 
 def load_run_data(run_dir: str | Path, config: RunConfig, split: str,
