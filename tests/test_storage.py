@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from wiseale.config import RunConfig
+from wiseale.data import Dataset, load
 from wiseale.data import arrays as arrays_module
-from wiseale.data import load
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder
 from wiseale.storage import load_tensors
@@ -180,3 +180,25 @@ def test_evaluating_a_data_set_batch_by_batch_equals_evaluating_its_tensor(tmp_p
     model, config = load_run(tmp_path / "run")
     data = load(str(path), "train", storage="mmap")
     assert evaluate_full(model, data) == evaluate_full(model, data.floats())
+
+
+def test_checks_read_a_bounded_sample_of_a_memory_mapped_file(tmp_path, monkeypatch):
+    """Before training, a memory-mapped file is checked on CHECK_SAMPLES evenly spaced
+    samples (first and last among them), not read whole: a NaN in a checked sample is found
+    by its position, one between them is left to training's non-finite guard; data in memory
+    is checked whole."""
+    from wiseale.data import dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "CHECK_SAMPLES", 10)
+    x = np.random.default_rng(0).random((1000, 4), dtype=np.float32)
+    x[999, 2] = np.nan  # the last sample: checked
+    np.save(tmp_path / "last.npy", x)
+    with pytest.raises(WisealeError, match="first in sample 999"):
+        Dataset("last", np.load(tmp_path / "last.npy", mmap_mode="r"))
+    x[999, 2], x[500, 1] = 0.5, np.nan  # between two checked samples (444 and 555)
+    np.save(tmp_path / "inner.npy", x)
+    mapped = Dataset("inner", np.load(tmp_path / "inner.npy", mmap_mode="r"))
+    read = [int(p) for positions, _ in mapped.check_batches(4) for p in positions]
+    assert read == [0, 111, 222, 333, 444, 555, 666, 777, 888, 999]
+    with pytest.raises(WisealeError, match="first in sample 500"):
+        Dataset("inner", torch.from_numpy(x))

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,8 +56,9 @@ def _loader_parameters(name: str) -> set[str]:
 
 
 def _all(data: Dataset, test: Callable[[torch.Tensor], torch.Tensor]) -> bool:
-    """Whether ``test`` holds for every value of ``data`` (read a chunk at a time)."""
-    return all(bool(test(chunk).all()) for chunk in data.batches(CHUNK))
+    """Whether ``test`` holds for every value that checks read (Dataset.check_batches: all
+    of data in memory, a bounded sample of a memory-mapped file), a chunk at a time."""
+    return all(bool(test(chunk).all()) for _, chunk in data.check_batches(CHUNK))
 
 
 def default_likelihood(data: Dataset) -> str:
@@ -75,7 +77,9 @@ def resolve(config: RunConfig, train: Dataset) -> RunConfig:
         raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
                            "or more")
     likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train)
-    if likelihood == "bernoulli" and not _all(train, lambda x: (x >= 0) & (x <= 1)):
+    eight_bit_images = train.x.dtype in (torch.uint8, np.uint8) and train.divide_by >= 255
+    if likelihood == "bernoulli" and not eight_bit_images and \
+            not _all(train, lambda x: (x >= 0) & (x <= 1)):  # x / 255 of 8 bits: in [0, 1]
         raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
                            "use --likelihood gaussian")
     options = resolve_options(method, config.options, config.latent_dim)

@@ -23,6 +23,7 @@ SPLITS = ("train", "test")
 MAX_CLASSES = 100_000  # labels index one-hot votes and classifier heads: a bound on their size
 STORED_DTYPES = (torch.float32, torch.uint8)
 CHECK_CHUNK = 4096  # samples read at a time when a memory-mapped file is checked
+CHECK_SAMPLES = 4096  # at most this many samples of a memory-mapped file are checked
 DIGEST_SAMPLES = 256  # samples of a memory-mapped file that Dataset.digest reads
 
 
@@ -88,10 +89,10 @@ class Dataset:
             self.x.dtype, np.integer)
         if integers:
             return
-        for i, chunk in enumerate(self.batches(CHECK_CHUNK)):
+        for positions, chunk in self.check_batches(CHECK_CHUNK):
             finite = torch.isfinite(chunk).flatten(1).all(1)
             if not finite.all():
-                bad = i * CHECK_CHUNK + int((~finite).nonzero()[0])
+                bad = int(positions[(~finite).nonzero()[0]])
                 raise WisealeError(f"data set {self.name} has NaN or Inf values (first in "
                                    f"sample {bad}; float32 overflows beyond 3.4e38); clean, "
                                    "rescale or drop those samples")
@@ -122,6 +123,19 @@ class Dataset:
         values = values.to(device=device, dtype=torch.float32)
         # out of place: for float32 data in memory, `to` returns the stored tensor itself
         return values / self.divide_by if self.divide_by != 1.0 else values
+
+    def check_batches(self, size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """(positions, samples as :meth:`floats`) in batches of ``size``, of the samples that
+        checks before training read: every one in memory; of a memory-mapped file at most
+        ``CHECK_SAMPLES``, evenly spaced with the first and last among them, so that no check
+        reads a file larger than memory whole before the first step (a non-finite value
+        elsewhere stops training at its batch: docs/reliability.md)."""
+        whole = self.in_memory or len(self) <= CHECK_SAMPLES
+        positions = torch.arange(len(self)) if whole else torch.from_numpy(np.unique(
+            np.linspace(0, len(self) - 1, CHECK_SAMPLES).round().astype(np.int64)))
+        for start in range(0, len(positions), size):
+            chosen = positions[start:start + size]
+            yield chosen, self.floats(slice(start, start + size) if whole else chosen)
 
     def digest(self) -> str:
         """A SHA-256 of the samples as stored (values, dtype, shape), ``divide_by`` and the
