@@ -56,3 +56,23 @@ def test_training_with_its_output_in_a_file_logs_progress_lines(tmp_path, tiny_s
     lines = [line for line in capsys.readouterr().err.splitlines() if ": step " in line]
     assert len(lines) == 16 and lines[0].startswith("wise-ale epoch 1/2: step 1/8, ")
     assert lines[-1].startswith("wise-ale epoch 2/2: step 8/8, ") and "loss " in lines[-1]
+
+
+def test_the_runs_time_is_estimated_after_its_first_steps_with_a_warning_when_long():
+    log, clock = io.StringIO(), Clock()
+    shown = Progress("e", total=100, initial=0, samples_per_step=1, enabled=True, stream=log,
+                     clock=clock, later_steps=900, on_cpu=True)
+    for step in range(1, 7):
+        clock.now += 4.0  # 4 s a step: 995 steps left take more than an hour
+        shown.update(step, None)
+    lines = log.getvalue().splitlines()
+    assert lines == ["wiseale: about 1h06m20s left for this run (4 s a step, 995 steps); "
+                     "warning: a long run on the CPU: --device cuda trains on a GPU, and a "
+                     "smaller network (--net), fewer --epochs or a smaller --n-train shorten it"]
+    short = io.StringIO()
+    quick = Progress("e", total=10, initial=0, samples_per_step=1, enabled=True, stream=short,
+                     clock=clock, later_steps=0, on_cpu=True)
+    for step in range(1, 7):
+        clock.now += 0.5
+        quick.update(step, None)
+    assert short.getvalue() == "wiseale: about 0m02s left for this run (0.5 s a step, 5 steps)\n"

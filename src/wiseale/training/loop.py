@@ -255,9 +255,11 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     eval_kernel = _plan_kernels(run, n_batches, len(x_eval))
     for callback in run.callbacks:
         callback.on_train_start(config, out, state.epoch)
+    first_epoch = state.epoch  # the run's time is estimated in the first epoch it trains
     with StopSignals(world) as signals:
         for epoch in range(state.epoch, config.epochs):
-            row = _train_epoch(run, data, state, n_batches, signals, progress)
+            row = _train_epoch(run, data, state, n_batches, signals, progress,
+                               estimate=epoch == first_epoch)
             on_main(world, _evaluate_epoch, run, row, x_eval, eval_kernel)
             row.update(run.model.end_epoch(epoch, row))
             history.append(row)
@@ -312,7 +314,7 @@ def _epoch_order(run: Run, n: int, epoch: int) -> torch.Tensor:
 
 
 def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
-                 signals: StopSignals, progress: bool) -> dict:
+                 signals: StopSignals, progress: bool, estimate: bool = False) -> dict:
     """Train epoch ``state.epoch`` from batch ``state.step`` on and return the metrics row
     of its steps. After a signal: a mid-epoch checkpoint, then
     :class:`~wiseale.training.interrupts.Interrupted`."""
@@ -328,7 +330,9 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
     started = time.perf_counter() - state.elapsed
     shown = Progress(f"{config.method} epoch {epoch + 1}/{config.epochs}", n_batches,
                      state.step, config.batch_size * run.world.size,
-                     enabled=progress and run.world.main)
+                     enabled=progress and run.world.main,
+                     later_steps=(config.epochs - epoch - 1) * n_batches if estimate else None,
+                     on_cpu=run.device.type == "cpu")
     try:
         for step in range(state.step, n_batches):
             parts = _train_step(run, data, order, state, watch, step)
