@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import subprocess
@@ -418,3 +419,35 @@ def test_every_argument_of_every_command_has_help():
             for action in parser._actions
             if not action.help and not isinstance(action, argparse._HelpAction)]
     assert bare == []
+
+
+def test_errors_name_flags_on_the_command_line_and_arguments_in_python(tmp_path, capsys,
+                                                                       tiny_sine):
+    """The same refusal: "add --resume ... --out" from the CLI, "add resume=True ... out" from
+    train(); a command quoted in backticks stays as typed."""
+    from wiseale.errors import WisealeError, python_terms
+    from wiseale.training import train
+
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "r"))
+    assert code == 1 and "add --resume or choose another --out" in err
+    with pytest.raises(WisealeError, match="add resume=True or choose another out$"):
+        train(dataclasses.replace(tiny_sine, method="aevb"), tmp_path / "r", progress=False)
+    assert python_terms("lower --batch-size or --n-train; pass --allow-changed-data, run "
+                        "`wiseale train --resume --out r`") == (
+        "lower batch_size or n_train; pass changed_ok=True, run `wiseale train --resume --out r`")
+
+
+def test_an_interrupt_during_start_up_says_there_is_nothing_to_resume(tmp_path, capsys,
+                                                                      monkeypatch):
+    import wiseale.training.loop as loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "load_split", interrupted)
+    code, _, err = _run(capsys, *TRAIN, "--method", "aevb", "--out", str(tmp_path / "r"))
+    assert code == 130
+    assert err.strip() == "wiseale: interrupted before the run's first checkpoint: nothing to " \
+                          "resume"

@@ -162,7 +162,7 @@ def test_mid_epoch_checkpoint_needs_enough_epochs(tmp_path, tiny_sine, monkeypat
     _signal_at(monkeypatch, 11, signal.SIGTERM)
     with pytest.raises(Interrupted):
         train(dataclasses.replace(tiny_sine, epochs=3), tmp_path / "run", progress=False)
-    with pytest.raises(WisealeError, match="trained 1 epochs and part of the next; --epochs "
+    with pytest.raises(WisealeError, match="trained 1 epochs and part of the next; epochs "
                        "must be at least 2"):
         train(dataclasses.replace(tiny_sine, epochs=1), tmp_path / "run", resume=True,
               progress=False)

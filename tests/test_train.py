@@ -172,7 +172,7 @@ def test_resume_refuses_fewer_epochs_or_a_changed_schedule(tmp_path, tiny_sine):
     with pytest.raises(WisealeError, match="already trained 2 epochs"):
         train(dataclasses.replace(tiny_sine, lr_schedule="cosine", epochs=1), tmp_path / "run",
               resume=True, progress=False)
-    with pytest.raises(WisealeError, match="cosine schedule depends on --epochs"):
+    with pytest.raises(WisealeError, match="cosine schedule depends on epochs"):
         train(dataclasses.replace(tiny_sine, lr_schedule="cosine", epochs=4), tmp_path / "run",
               resume=True, progress=False)
 
@@ -190,7 +190,7 @@ def test_input_checks(tmp_path, tiny_sine):
     with pytest.raises(WisealeError, match="Bernoulli likelihood needs data in"):
         train(dataclasses.replace(tiny_sine, likelihood="bernoulli"), tmp_path / "a",
               progress=False)
-    with pytest.raises(WisealeError, match="batch-size 2 or more"):
+    with pytest.raises(WisealeError, match="batch_size 2 or more"):
         train(dataclasses.replace(tiny_sine, method="wae", batch_size=1), tmp_path / "b",
               progress=False)
     with pytest.raises(WisealeError, match="seed must be"):

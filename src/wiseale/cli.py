@@ -273,8 +273,8 @@ def _train(args: argparse.Namespace) -> None:
     config = RunConfig(**settings)
     callbacks = [TensorBoard(every=args.log_every)] if args.log == "tensorboard" else []
     try:
-        train(config, args.out, resume=args.resume, progress=not args.no_progress,
-              callbacks=callbacks)
+        train.__wrapped__(config, args.out, resume=args.resume, progress=not args.no_progress,
+                          callbacks=callbacks)  # its errors in flags, not Python arguments
     except Interrupted as exc:
         sys.stderr.write(f"wiseale: {exc}\n")
         raise SystemExit(128 + exc.signum) from None
@@ -287,11 +287,13 @@ def _evaluate(args: argparse.Namespace) -> None:
     from wiseale.storage import strict_json
     from wiseale.training import load_run, load_run_data
 
-    model, config = load_run(args.run_dir)
-    data = load_run_data(args.run_dir, config, args.split, args.allow_changed_data)
+    model, config = load_run.__wrapped__(args.run_dir)
+    data = load_run_data.__wrapped__(args.run_dir, config, args.split,
+                                     args.allow_changed_data)
     metrics = evaluate_full(model, data, data.y)
     if args.fid:
-        train = load_run_data(args.run_dir, config, "train", args.allow_changed_data)
+        train = load_run_data.__wrapped__(args.run_dir, config, "train",
+                                          args.allow_changed_data)
         features = sample_features(train)
         metrics["fid_features"], metrics["fid_n"] = features.name, fid_count(data)
         metrics["fid_prior"] = sample_fid(model, train, data, features=features)
@@ -311,12 +313,12 @@ def _sample(args: argparse.Namespace) -> None:
 
     if args.out.suffix not in (".npy", ".png"):
         raise WisealeError(f"--out must end in .npy or .png, got {args.out.name}")
-    model, config = load_run(args.run_dir)
+    model, config = load_run.__wrapped__(args.run_dir)
     if args.sampler == "prior":
         sampler = PriorSampler(model.latent_dim)
     else:
         file = args.run_dir / (FLOW_FILE if args.sampler == "flow" else MIXTURE_FILE)
-        train_x = None if file.exists() else load_run_data(
+        train_x = None if file.exists() else load_run_data.__wrapped__(
             args.run_dir, config, "train", args.allow_changed_data).floats()
         if args.sampler == "flow":
             sampler = run_flow(args.run_dir, model, train_x, epochs=args.flow_epochs,
@@ -509,8 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt as exc:  # training's Interrupted carries SIGINT or SIGTERM
-        sys.stderr.write("wiseale: interrupted; finished epochs are kept: continue with "
-                         "`train --resume` or by running the same `reproduce` again\n")
+        sys.stderr.write(f"wiseale: {_interrupted(args)}\n")
         return 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception as exc:  # one line; the traceback with --debug
         if args.debug:
@@ -518,6 +519,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"wiseale: error: {_describe(exc)}\n")
         return 1
     return 0
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupt outside training's orderly stop (during start-up, a second signal)
+    leaves behind, by command."""
+    if args.command == "train":
+        if (args.out / "checkpoint.safetensors").exists():
+            return ("interrupted; the last checkpoint is kept: continue with `wiseale train "
+                    f"--resume --out {args.out}`")
+        return "interrupted before the run's first checkpoint: nothing to resume"
+    if args.command == "reproduce":
+        return ("interrupted; finished runs and checkpoints are kept: run the same `wiseale "
+                "reproduce` again to continue")
+    return "interrupted"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,11 @@
-"""The one exception type users see: a bad input or state, with what to do about it."""
+"""The one exception type users see: a bad input or state, with what to do about it, in the
+caller's words: its messages name command-line flags, and the functions Python callers call
+(:func:`in_python_terms`) name their arguments instead."""
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 
 class WisealeError(Exception):
@@ -15,3 +22,36 @@ def positive_int(value: object, what: str) -> int:
 def one_line(exc: BaseException | str) -> str:
     """``exc``'s message with its whitespace (newlines too) collapsed; its type if empty."""
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# flags whose Python argument is not the flag's name with "_" for "-"
+PYTHON_ARGUMENTS = {"--resume": "resume=True", "--allow-changed-data": "changed_ok=True",
+                    "--no-progress": "progress=False", "--data-option": "data_options",
+                    "--option": "options"}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def python_terms(message: str) -> str:
+    """``message`` with each command-line flag named as the Python argument it stands for
+    (``--resume`` -> ``resume=True``, ``--batch-size`` -> ``batch_size``), but in a command
+    quoted in backticks."""
+    parts = message.split("`")
+    parts[::2] = [re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)",
+                         lambda m: PYTHON_ARGUMENTS.get(m.group(0),
+                                                        m.group(1).replace("-", "_")), part)
+                  for part in parts[::2]]
+    return "`".join(parts)
+
+
+def in_python_terms(function: F) -> F:
+    """``function`` for Python callers: its WisealeErrors name Python arguments, not flags
+    (:func:`python_terms`); the command line calls ``function.__wrapped__``."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except WisealeError as exc:
+            raise WisealeError(python_terms(str(exc))) from None
+
+    return wrapper  # type: ignore[return-value]

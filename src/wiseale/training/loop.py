@@ -22,7 +22,7 @@ from wiseale.config import RunConfig, learning_rate
 from wiseale.data import DATASETS, Dataset
 from wiseale.data.given import as_dataset
 from wiseale.derived import remove_stale
-from wiseale.errors import WisealeError
+from wiseale.errors import WisealeError, in_python_terms
 from wiseale.folders import make_dirs, remove_empty, unmake
 from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
@@ -160,6 +160,7 @@ def _save_epoch(run: Run, history: list[dict], state: EpochState, x_eval: torch.
     save_checkpoint(run, state)
 
 
+@in_python_terms
 def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
           train_data: Any = None, test_data: Any = None, encoder: torch.nn.Module | None = None,
           decoder: torch.nn.Module | None = None,
@@ -439,6 +440,7 @@ def _final_evaluation(run: Run, train_data: Dataset, test_data: Dataset,
             "test": evaluate_full(run.model, test_data, labels[1], kernel)}
 
 
+@in_python_terms
 def load_run_data(run_dir: str | Path, config: RunConfig, split: str,
                   changed_ok: bool = False) -> Dataset:
     """The ``split`` of a finished run's data (``load_run``'s config), refused in one line when
@@ -449,10 +451,11 @@ def load_run_data(run_dir: str | Path, config: RunConfig, split: str,
     if saved is not None and not changed_ok and data.digest() != saved:
         raise WisealeError(f"the {split} data of {run_dir} ({config.data}) is not the data it "
                            "was trained on (its digest changed); restore that data, or pass "
-                           "--allow-changed-data (Python: changed_ok=True) to use it as it is")
+                           "--allow-changed-data to use it as it is")
     return data
 
 
+@in_python_terms
 def load_run(run_dir: str | Path, encoder: torch.nn.Module | None = None,
              decoder: torch.nn.Module | None = None) -> tuple[Autoencoder, RunConfig]:
     """The trained model of a run directory and its config, from safetensors and JSON only;
