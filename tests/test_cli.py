@@ -451,3 +451,17 @@ def test_an_interrupt_during_start_up_says_there_is_nothing_to_resume(tmp_path, 
     assert code == 130
     assert err.strip() == "wiseale: interrupted before the run's first checkpoint: nothing to " \
                           "resume"
+
+
+def test_a_sample_grid_says_how_much_it_clipped(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from wiseale.plots import plot_sample_grid
+
+    titles = []
+    monkeypatch.setattr(Axes, "set_title", lambda self, label, **kw: titles.append(label))
+    images = np.full((4, 1, 2, 2), 0.5)
+    plot_sample_grid(images, tmp_path / "inside.png", "samples")
+    images[0, 0, 0, :] = (-0.1, 1.5)  # 2 of 16 values
+    plot_sample_grid(images, tmp_path / "outside.png", "samples")
+    assert titles == ["samples", "samples (12.5% of values outside [0, 1], clipped)"]

@@ -57,17 +57,24 @@ def plot_signal_reconstructions(x: np.ndarray, recons: dict[str, np.ndarray],
 
 
 def plot_curves(histories: dict[str, list[dict]], keys: list[tuple[str, str]],
-                path: Path) -> None:
-    """001 Fig. 6: one panel per (metric key, label), one line per method, over epochs."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+                path: Path, note: str = "") -> None:
+    """001 Fig. 6: one panel per (metric key, label), one line per method, over integer
+    epochs; ``note`` (e.g. which methods are left out) under the panels."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], keys, strict=True):
         for method, rows in histories.items():
             points = [(row["epoch"], row[key]) for row in rows if row.get(key) is not None]
             if points:
                 ax.plot(*zip(*points, strict=True), marker=".", label=method)
         ax.set_xlabel("epoch")
-        ax.set_title(label, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(label, fontsize=9)
     axes[0, 0].legend(fontsize=8)
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
     save_figure(fig, path)
 
 
@@ -240,8 +247,13 @@ def plot_run_history(rows: list[dict], path: Path, title: str = "") -> None:
 def plot_sample_grid(images: np.ndarray, path: Path, title: str = "", pad: int = 2,
                      cols: int | None = None) -> None:
     """Images [N, C, H, W] in [0, 1] as a grid of ``cols`` columns (default: near-square) with
-    ``pad`` pixels between them."""
+    ``pad`` pixels between them; values outside [0, 1] are clipped, and the title says how
+    many were."""
     n, channels, height, width = images.shape
+    clipped = int(((images < 0) | (images > 1)).sum())
+    if clipped:
+        title = (f"{title} " if title else "") + \
+            f"({clipped / images.size:.1%} of values outside [0, 1], clipped)"
     cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     canvas = np.ones((rows * (height + pad) + pad, cols * (width + pad) + pad, channels))

@@ -50,7 +50,7 @@ def _pick_waves(factors: torch.Tensor) -> tuple[list[int], list[str]]:
     """Two lowest-frequency, two lowest-amplitude and two typical test waves (Fig. 5a)."""
     freq, amp = factors[:, 0], factors[:, 2]
     picks = [*freq.argsort()[:2].tolist(), *amp.argsort()[:2].tolist(), 0, 1]
-    return picks, [f"f={freq[i]:.1f} Hz, A={amp[i]:.2f}" for i in picks]
+    return picks, [f"f={freq[i]:.3g} Hz, A={amp[i]:.3g}" for i in picks]
 
 
 def _draw_sine(out: Path, results: dict[str, Any]) -> None:
@@ -61,9 +61,13 @@ def _draw_sine(out: Path, results: dict[str, Any]) -> None:
     recons = {m: _model(out, m).reconstruct(x).numpy() for m in results["methods"]}
     plot_signal_reconstructions(x.numpy(), recons, titles, out / "fig5a_reconstructions.png")
     histories = {m: e["history"] for m, e in results["methods"].items() if m in VAES}
-    plot_curves(histories, [("recon_error", "training reconstruction error"),
-                            ("kl_prior", "AEVB KL divergence"), ("elbo", "ELBO")],
-                out / "fig6_curves.png")
+    left_out = sorted(set(results["methods"]) - set(histories))
+    plot_curves(histories, [("recon_error", "training reconstruction error (squared, per wave)"),
+                            ("kl_prior", "KL(q(z|x) || p(z)), the AEVB KL (nats)"),
+                            ("elbo", "ELBO (nats)")],
+                out / "fig6_curves.png",
+                note=f"{', '.join(left_out)}: no posterior density (no KL, no ELBO), left out"
+                if left_out else "")
 
 
 SINE = Spec(
