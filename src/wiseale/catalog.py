@@ -50,3 +50,9 @@ DATASETS = {
     "toy-shapes": _entry("shapes", "load_toy_shapes", "64x64 squares with 4 known discrete "
                          "factors, 5,000/1,000 (generated stand-in for dSprites/3D Shapes)"),
 }
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")  # Xiao et al. 2017
+# the names of a data set's classes, where they are not their numbers
+CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES,
+               "reduced-fashion-mnist": FASHION_MNIST_CLASSES}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -60,16 +60,15 @@ def plot_curves(histories: dict[str, list[dict]], keys: list[tuple[str, str]],
                 path: Path, note: str = "") -> None:
     """001 Fig. 6: one panel per (metric key, label), one line per method, over integer
     epochs; ``note`` (e.g. which methods are left out) under the panels."""
-    from matplotlib.ticker import MaxNLocator
-
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    epochs = [row["epoch"] for rows in histories.values() for row in rows]
     for ax, (key, label) in zip(axes[0], keys, strict=True):
         for method, rows in histories.items():
             points = [(row["epoch"], row[key]) for row in rows if row.get(key) is not None]
             if points:
                 ax.plot(*zip(*points, strict=True), marker=".", label=method)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, epochs)
         ax.set_title(label, fontsize=9)
     axes[0, 0].legend(fontsize=8)
     if note:
@@ -121,13 +120,16 @@ def plot_embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray | None]],
     save_figure(fig, path)
 
 
-def _class_legend(fig: plt.Figure, labels: np.ndarray) -> None:
-    """One legend entry per class (tab10 colours), to the right of the panels."""
+def _class_legend(fig: plt.Figure, labels: np.ndarray,
+                  names: Sequence[str] | None = None) -> None:
+    """One legend entry per class (tab10 colours), to the right of the panels, with the
+    class's name where ``names`` gives it."""
     from matplotlib.lines import Line2D
 
     colours = plt.get_cmap("tab10")
     classes = sorted({int(v) for v in labels})[:20]
-    handles = [Line2D([], [], marker="o", ls="", color=colours(c % 10), label=str(c))
+    handles = [Line2D([], [], marker="o", ls="", color=colours(c % 10),
+                      label=names[c] if names is not None and c < len(names) else str(c))
                for c in classes]
     fig.legend(handles=handles, title="class", loc="center left", bbox_to_anchor=(1.0, 0.5),
                fontsize=8, frameon=False)
@@ -216,11 +218,34 @@ def _history_panels(rows: list[dict]) -> list[tuple[str, list[str]]]:
     return list(panels.items())
 
 
-def plot_run_history(rows: list[dict], path: Path, title: str = "") -> None:
-    """A run's metrics.jsonl over epochs: one panel per metric with its training and test
-    values together, integer epochs, labelled axes and ``title``."""
+# what a metrics.jsonl column measures (docs/metrics.md), under its panel's title
+HISTORY_NOTES = {
+    "loss": "the objective minimised (recon + weighted terms)",
+    "recon": "reconstruction term of the loss, sampled z",
+    "recon_error": "squared error; train: sampled z, test: mean code",
+    "mse": "squared error per value, mean code",
+    "kl": "per-sample KL term of the loss",
+    "kl_prior": "mean KL(q(z|x) || p(z)), nats",
+    "elbo": "per-sample ELBO, nats",
+    "aggregate_kl": "aggregate-KL bound term (Eq. 21)",
+    "aggregate_kl_ub": "Eq. 21 bound on the test posteriors",
+}
+
+
+def _epoch_axis(ax: plt.Axes, epochs: list[int]) -> None:
+    """Integer epoch ticks: each epoch of a short run, else integers chosen by matplotlib."""
     from matplotlib.ticker import MaxNLocator
 
+    if len(set(epochs)) <= 12:
+        ax.set_xticks(sorted(set(epochs)))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_run_history(rows: list[dict], path: Path, title: str = "") -> None:
+    """A run's metrics.jsonl over epochs: one panel per metric with its training and test
+    values together (titled with what it measures, HISTORY_NOTES), integer epochs, labelled
+    axes and ``title``."""
     panels = _history_panels(rows)
     cols = min(4, len(panels))
     n_rows = (len(panels) + cols - 1) // cols
@@ -230,10 +255,11 @@ def plot_run_history(rows: list[dict], path: Path, title: str = "") -> None:
         for key in keys:
             ax.plot(epochs, [r[key] for r in rows], marker=".",
                     label="test" if key.startswith("test_") else "train")
-        ax.set_title(metric, fontsize=10)
+        note = HISTORY_NOTES.get(metric)
+        ax.set_title(metric if note is None else f"{metric}\n{note}", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric, fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, epochs)
         if len(keys) > 1:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
@@ -271,9 +297,10 @@ def plot_sample_grid(images: np.ndarray, path: Path, title: str = "", pad: int =
 
 
 def plot_latents(codes: np.ndarray, labels: np.ndarray | None, path: Path,
-                 title: str = "") -> None:
+                 title: str = "", class_names: Sequence[str] | None = None) -> None:
     """Posterior means [N, d]: a histogram for d = 1, a scatter for d = 2, else the first two
-    principal components (with the share of variance each explains); coloured by class."""
+    principal components (with the share of variance each explains); coloured by class,
+    named by ``class_names`` where given."""
     fig, ax = plt.subplots(figsize=(4.6, 4.0))
     if codes.shape[1] == 1:
         ax.hist(codes[:, 0], bins=40, color="C0")
@@ -293,7 +320,7 @@ def plot_latents(codes: np.ndarray, labels: np.ndarray | None, path: Path,
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
         if labels is not None:
-            _class_legend(fig, labels)
+            _class_legend(fig, labels, class_names)
     if title:
         ax.set_title(title, fontsize=10)
     save_figure(fig, path)

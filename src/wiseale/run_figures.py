@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from wiseale.build import CUSTOM_NET, load_split
+from wiseale.catalog import CLASS_NAMES
 from wiseale.derived import RUN_FIGURES, WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.plots import (
     plot_latents,
@@ -62,7 +63,7 @@ def _draw(run_dir: Path, rows: list[dict], finished: bool) -> list[Path]:
                                     [f"test {i}" for i in range(8)], figures[1])
     labels = None if test.y is None else test.y[:LATENT_N].numpy()
     plot_latents(codes, labels, figures[2], f"{title}: codes (posterior means) of {len(codes)} "
-                 "test samples")
+                 "test samples", CLASS_NAMES.get(config.data))
     return figures
 
 
