@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from wiseale.training import Callback, train
 
@@ -61,9 +62,32 @@ def test_log_tensorboard_writes_scalars_images_and_histograms(tmp_path, capsys):
     events.Reload()
     scalars = events.Tags()["scalars"]
     assert {"train/loss", "test/recon_error", "step/loss", "final_test/iwae"} <= set(scalars)
-    assert [e.step for e in events.Scalars("step/loss")] == [0, 4, 8, 12]
-    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+    # one axis, steps done: 8 steps an epoch
+    assert [e.step for e in events.Scalars("step/loss")] == [1, 5, 9, 13]
+    assert [e.step for e in events.Scalars("train/loss")] == [8, 16]
+    assert [e.step for e in events.Scalars("final_test/iwae")] == [16]
+    images = events.Images("prior_samples")
+    assert [image.step for image in images] == [8, 16]
+    assert (images[0].width, images[0].height) > (224, 56)  # a grid, each pixel 2 x 2
     rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert events.Scalars("train/loss")[1].value == pytest.approx(rows[1]["loss"], rel=1e-6)
     assert {"reconstructions", "prior_samples"} <= set(events.Tags()["images"])
     assert "latent/mu_0" in events.Tags()["histograms"]
+
+
+def test_tensorboard_images_are_one_zoomed_grid(tmp_path):
+    """16 images of 8 x 8, 8 a row: one image of (8 x 10 + 2) x (2 x 10 + 2) pixels, zoomed 2x,
+    inputs in the first row, with 2 white pixels between the images."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wiseale.training import TensorBoard
+
+    board = TensorBoard(tmp_path)
+    board.writer = board.make_writer(str(tmp_path))
+    board._samples("grid", torch.zeros(16, 1, 8, 8), columns=8)
+    board.writer.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    image = events.Images("grid")[0]
+    assert (image.width, image.height) == (2 * 82, 2 * 22)

@@ -270,22 +270,29 @@ def plot_run_history(rows: list[dict], path: Path, title: str = "") -> None:
     save_figure(fig, path)
 
 
+def tile(images: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
+    """Images [N, C, H, W] as one [H', W', C] array, ``cols`` a row, ``pad`` white (1.0)
+    pixels around each."""
+    n, channels, height, width = images.shape
+    rows = -(-n // cols)
+    canvas = np.ones((rows * (height + pad) + pad, cols * (width + pad) + pad, channels))
+    for index, image in enumerate(images):
+        top, left = pad + (index // cols) * (height + pad), pad + (index % cols) * (width + pad)
+        canvas[top:top + height, left:left + width] = image.transpose(1, 2, 0)
+    return canvas
+
+
 def plot_sample_grid(images: np.ndarray, path: Path, title: str = "", pad: int = 2,
                      cols: int | None = None) -> None:
     """Images [N, C, H, W] in [0, 1] as a grid of ``cols`` columns (default: near-square) with
     ``pad`` pixels between them; values outside [0, 1] are clipped, and the title says how
     many were."""
-    n, channels, height, width = images.shape
+    channels = images.shape[1]
     clipped = int(((images < 0) | (images > 1)).sum())
     if clipped:
         title = (f"{title} " if title else "") + \
             f"({clipped / images.size:.1%} of values outside [0, 1], clipped)"
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    canvas = np.ones((rows * (height + pad) + pad, cols * (width + pad) + pad, channels))
-    for index, image in enumerate(np.clip(images, 0, 1)):
-        top, left = pad + (index // cols) * (height + pad), pad + (index % cols) * (width + pad)
-        canvas[top:top + height, left:left + width] = image.transpose(1, 2, 0)
+    canvas = tile(np.clip(images, 0, 1), cols or int(np.ceil(np.sqrt(len(images)))), pad)
     side = min(10.0, max(3.0, max(canvas.shape[:2]) / 25))  # inches for the longer side
     fig, ax = plt.subplots(figsize=(side, side * canvas.shape[0] / canvas.shape[1]))
     ax.imshow(canvas.squeeze(-1) if channels == 1 else canvas, cmap="gray", vmin=0, vmax=1,
