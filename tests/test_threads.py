@@ -35,5 +35,6 @@ def test_a_run_records_its_threads_says_them_and_restores_torchs(tmp_path, tiny_
     assert torch.get_num_threads() == before
     assert json.loads((tmp_path / "run/config.json").read_text())["threads"] == 2
     start = capsys.readouterr().err.splitlines()[0]
-    assert start.startswith("wiseale: wise-ale on sine: 256 training samples (in memory), "
-                            "likelihood gaussian, net sine-conv, d_z 4") and "2 threads" in start
+    assert start.startswith("wiseale: wise-ale on sine: 256 training samples (in memory, "
+                            "values as stored), likelihood gaussian, net sine-conv, d_z 4") \
+        and "2 threads" in start
