@@ -134,7 +134,7 @@ def test_vcae_table2_schedule_cuts_the_current_rate():
 
 def test_vcae_with_one_sample_per_batch_is_refused_before_training(tmp_path, tiny_sine):
     """The batch total variance (003 Eq. 7) needs two samples."""
-    with pytest.raises(WisealeError, match="batch-size 2 or more"):
+    with pytest.raises(WisealeError, match="batch_size 2 or more"):
         train(dataclasses.replace(tiny_sine, method="vcae", batch_size=1), tmp_path / "run",
               progress=False)
     assert not any(tmp_path.iterdir())
