@@ -46,6 +46,12 @@ def divisor(eight_bit: bool, divide_by: Any, what: str) -> float:
     return value
 
 
+def _spread(n: int, k: int) -> np.ndarray:
+    """At most ``k`` positions of ``0 .. n - 1``, evenly spaced, the first and last among
+    them."""
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
 @dataclass
 class Dataset:
     """``x``: the samples [N, ...], a float32 or uint8 tensor, or a NumPy array (a memory-map of
@@ -131,8 +137,8 @@ class Dataset:
         reads a file larger than memory whole before the first step (a non-finite value
         elsewhere stops training at its batch: docs/reliability.md)."""
         whole = self.in_memory or len(self) <= CHECK_SAMPLES
-        positions = torch.arange(len(self)) if whole else torch.from_numpy(np.unique(
-            np.linspace(0, len(self) - 1, CHECK_SAMPLES).round().astype(np.int64)))
+        positions = torch.arange(len(self)) if whole else \
+            torch.from_numpy(_spread(len(self), CHECK_SAMPLES))
         for start in range(0, len(positions), size):
             chosen = positions[start:start + size]
             yield chosen, self.floats(slice(start, start + size) if whole else chosen)
@@ -148,8 +154,7 @@ class Dataset:
         if self.in_memory:
             kind, x = "sha256", self.x.detach().cpu().contiguous().numpy()
         else:
-            picks = np.unique(np.linspace(0, len(self) - 1, DIGEST_SAMPLES).round()
-                              .astype(np.int64))
+            picks = _spread(len(self), DIGEST_SAMPLES)
             kind = "sampled-sha256"
             x = np.ascontiguousarray(self.x[picks if self.rows is None else self.rows[picks]])
         sha.update(x.reshape(-1).view(np.uint8))
