@@ -7,11 +7,15 @@ import math
 import statistics
 
 import pytest
+import torch
 
+from wiseale.build import load_split
 from wiseale.cli import main
+from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments import EXPERIMENTS, paper001, paper003
 from wiseale.experiments.runner import train_runs
+from wiseale.training import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,7 +35,7 @@ def _evaluation(run_dir):
 
 
 def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_spec):
-    report = tiny_sine_spec.run(tmp_path, quick=True, seeds=2, progress=False)
+    report = tiny_sine_spec.run(tmp_path, scale="quick", seeds=2, progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["experiment"] == "sine" and results["seeds"] == [0, 1]
     assert list(results["methods"]) == ["aevb", "beta-vae", "wise-ale", "wae"]
@@ -61,7 +65,7 @@ def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_
     # run again with a third seed: the first two are reused, only seed 2 trains
     weights = tmp_path / "runs/aevb/model.safetensors"
     stamp = weights.stat().st_mtime_ns
-    tiny_sine_spec.run(tmp_path, quick=True, seeds=3, progress=False)
+    tiny_sine_spec.run(tmp_path, scale="quick", seeds=3, progress=False)
     assert weights.stat().st_mtime_ns == stamp
     assert (tmp_path / "seeds/2/runs/aevb/model.safetensors").exists()
     assert json.loads((tmp_path / "results.json").read_text())["seeds"] == [0, 1, 2]
@@ -69,34 +73,40 @@ def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_
 
 def test_sine_refuses_other_data_and_bad_seed_counts(tmp_path):
     with pytest.raises(WisealeError, match="sine data only"):
-        EXPERIMENTS["sine"].run(tmp_path, quick=True, data="mnist")
+        EXPERIMENTS["sine"].run(tmp_path, scale="quick", data="mnist")
     with pytest.raises(WisealeError, match="--seeds must be a positive integer"):
-        EXPERIMENTS["sine"].run(tmp_path, quick=True, seeds=0)
+        EXPERIMENTS["sine"].run(tmp_path, scale="quick", seeds=0)
 
 
 def test_full_scale_is_the_paper_setting():
-    for config in paper001.SINE.configs("sine", quick=False, seed=0).values():
+    for config in paper001.SINE.configs("sine", scale="full", seed=0).values():
         assert (config.epochs, config.batch_size, config.lr, config.latent_dim) == \
             (50, 64, 5e-4, 4)
         assert config.n_train is None  # all 180,000 training waves of the 200,000
-    full = paper001.EMBEDDING.configs("mnist", quick=False, seed=0)
+    full = paper001.EMBEDDING.configs("mnist", scale="full", seed=0)
     assert list(full) == ["aevb", "beta-vae", "wise-ale", "wae"]
     for config in full.values():
         assert (config.epochs, config.batch_size, config.lr, config.latent_dim) == \
             (30, 64, 1e-3, 2)
         assert config.data_options == {"binarize": True} and config.n_train is None
-    assert paper001.EMBEDDING.configs("fashion-mnist", True, 0)["aevb"].data_options == {}
-    assert paper001.EMBEDDING.configs("digits", True, 0)["aevb"].n_train is None
-    for config in paper001.CELEBA.configs("celeba", quick=False, seed=0).values():
+    assert paper001.EMBEDDING.configs("fashion-mnist", "quick", 0)["aevb"].data_options == {}
+    assert paper001.EMBEDDING.configs("digits", "quick", 0)["aevb"].n_train is None
+    for config in paper001.CELEBA.configs("celeba", scale="full", seed=0).values():
         assert (config.batch_size, config.epochs, config.lr, config.lr_milestones,
                 config.lr_gamma) == (256, 50, 3e-4, [30], 0.5)
 
 
 def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
                                                                         tiny_sine_spec):
-    tiny_sine_spec.run(tmp_path / "sine", quick=True, progress=False)
-    assert main(["claims", str(tmp_path), "--out", str(tmp_path / "claims.md")]) == 0
+    tiny_sine_spec.run(tmp_path / "sine", scale="quick", progress=False)
+    diagnoses = tmp_path / "diagnoses.toml"
+    diagnoses.write_text('"sine-recon@quick" = "our scale: 1 epoch"\n'
+                         '"sine-recon@full" = "not this row"\n')
+    assert main(["claims", str(tmp_path), "--out", str(tmp_path / "claims.md"),
+                 "--diagnoses", str(diagnoses)]) == 0
     rows = json.loads((tmp_path / "claims.json").read_text())
+    assert [r["diagnosis"] for r in rows if r["experiment"] == "sine"] == [
+        "our scale: 1 epoch", "-", "-", "-"]
     assert len(rows) == sum(len(spec.claims) for spec in EXPERIMENTS.values())
     sine = [r for r in rows if r["experiment"] == "sine"]
     assert [r["verdict"].startswith("one seed: ") for r in sine] == [True] * 4
@@ -118,7 +128,7 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
 def test_mnist_embedding_on_digits(tmp_path, shrink):
     spec = dataclasses.replace(shrink(paper001.EMBEDDING, epochs=1),
                                by_data={"digits": {"quick": {"n_train": 256, "n_test": 128}}})
-    report = spec.run(tmp_path, quick=True, data="digits", progress=False)
+    report = spec.run(tmp_path, scale="quick", data="digits", progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     for name, entry in results["methods"].items():
         assert entry["config"]["latent_dim"] == 2 and entry["config"]["lr"] == 1e-3
@@ -132,10 +142,18 @@ def test_mnist_embedding_on_digits(tmp_path, shrink):
         assert test["fid_prior"] > 0 and test["fid_n"] == 128  # all 128 test images
         measured = json.loads((tmp_path / "runs" / name / "measures.json").read_text())
         assert measured["fid_prior"]["values"]["fid_prior"] == test["fid_prior"]
+        # recon_nll: the Bernoulli cross-entropy of each image given its mean code, summed
+        # over the pixels, in float64 from the reconstruction's probabilities
+        model = load_run(tmp_path / "runs" / name)[0]
+        x = load_split(RunConfig(method="aevb", data="digits", n_test=128), "test").floats()
+        with torch.no_grad():
+            p = model.reconstruct(x).double().clamp(1e-12, 1 - 1e-12)
+        nll = -(x * p.log() + (1 - x) * (1 - p).log()).flatten(1).sum(1).mean().item()
+        assert test["recon_nll"] == pytest.approx(nll, rel=1e-4)
     assert _is_png(tmp_path / "fig1_embeddings.png")
     assert "knn_accuracy" in report.read_text() and "prior term / loss" in report.read_text()
     with pytest.raises(WisealeError, match="runs on mnist"):
-        spec.run(tmp_path, quick=True, data="sine")
+        spec.run(tmp_path, scale="quick", data="sine")
 
 
 def test_celeba_experiment_on_generated_images(tmp_path, monkeypatch, faces):
@@ -147,7 +165,7 @@ def test_celeba_experiment_on_generated_images(tmp_path, monkeypatch, faces):
                                quick={"epochs": 2, "n_train": 8, "n_test": 2,
                                       "lr_milestones": [1]})
     monkeypatch.setattr(evaluation, "IWAE_K", 2)  # the App. D.3 decoder is slow on a CPU
-    report = spec.run(tmp_path / "out", quick=True, progress=False, data_dir=str(tmp_path))
+    report = spec.run(tmp_path / "out", scale="quick", progress=False, data_dir=str(tmp_path))
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert list(results["methods"]) == ["aevb", "wae", "wise-ale"]
     for entry in results["methods"].values():
@@ -161,7 +179,7 @@ def test_celeba_experiment_on_generated_images(tmp_path, monkeypatch, faces):
 
 
 def test_plot_redraws_the_sine_figures(tmp_path, tiny_sine_spec):
-    tiny_sine_spec.run(tmp_path, quick=True, progress=False)
+    tiny_sine_spec.run(tmp_path, scale="quick", progress=False)
     for name in ("fig5a_reconstructions.png", "fig6_curves.png"):
         (tmp_path / name).unlink()
     figures = EXPERIMENTS["sine"].plot(tmp_path)
@@ -172,7 +190,7 @@ def test_plot_redraws_the_sine_figures(tmp_path, tiny_sine_spec):
 
 def test_vcae_mog_settings_variance_and_mse(tmp_path, shrink):
     spec = shrink(paper003.MOG, epochs=1, n_train=400, n_test=200)
-    spec.run(tmp_path, quick=True, progress=False)
+    spec.run(tmp_path, scale="quick", progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results["methods"]) == ["vcae", "cwae"] and results["settings"]["v"] == 2.0
     for name, entry in results["methods"].items():
@@ -193,7 +211,7 @@ def test_vcae_shapes_on_toy_shapes(tmp_path, monkeypatch, shrink):
     spec = shrink(paper003.SHAPES, epochs=1, n_train=128, n_test=300)
     spec = dataclasses.replace(spec, base={**spec.base, "eval_size": 64})
     monkeypatch.setattr(evaluation, "IWAE_K", 2)
-    report = spec.run(tmp_path, quick=True, progress=False)
+    report = spec.run(tmp_path, scale="quick", progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results["methods"]) == ["tc-vcae", "tc-cwae", "factorvae"]
     for entry in results["methods"].values():
@@ -205,14 +223,14 @@ def test_vcae_shapes_on_toy_shapes(tmp_path, monkeypatch, shrink):
 
 
 def test_vcae_overfit_rows_follow_table1(tmp_path, shrink):
-    plans = paper003.OVERFIT.configs("reduced-fashion-mnist", quick=False, seed=0)
+    plans = paper003.OVERFIT.configs("reduced-fashion-mnist", scale="full", seed=0)
     assert list(plans) == ["vcae-0.2", "vcae-0.1", "dvcae", "cwae-0.2", "cwae-0.1", "wae", "vae"]
     assert plans["vcae-0.1"].options["sigma_eps"] == pytest.approx(math.sqrt(0.1))
     assert (plans["vae"].method, plans["dvcae"].method) == ("aevb", "dvcae")
     assert all((c.batch_size, c.lr, c.latent_dim, c.epochs) == (200, 1e-4, 2, 1_000)
                for c in plans.values())
     spec = shrink(paper003.OVERFIT, ("vcae-0.2", "cwae-0.2"), epochs=1, n_test=200)
-    report = spec.run(tmp_path, quick=True, progress=False).read_text()
+    report = spec.run(tmp_path, scale="quick", progress=False).read_text()
     results = json.loads((tmp_path / "results.json").read_text())
     for entry in results["methods"].values():
         assert entry["config"]["n_train"] is None and entry["train"]["mse"] > 0
@@ -222,7 +240,7 @@ def test_vcae_overfit_rows_follow_table1(tmp_path, shrink):
 
 
 def test_vcae_table2_configs_follow_app_b3():
-    plans = paper003.TABLE2.configs("mnist", quick=False, seed=0)
+    plans = paper003.TABLE2.configs("mnist", scale="full", seed=0)
     assert len(plans) == 2 + 5 + 7  # VAE, VAE + IAF, Table 6's and Table 7's lambdas
     vae, iaf = plans["vae"], plans["vae-iaf"]
     assert (vae.net, vae.latent_dim, vae.batch_size, vae.lr, vae.epochs) == (
@@ -235,7 +253,7 @@ def test_vcae_table2_configs_follow_app_b3():
     assert cwae.options == {"lambda": 50.0, "sigma_eps": pytest.approx(0.05 ** 0.5)}
     assert sorted(c.options["lambda"] for n, c in plans.items() if n.startswith("cwae")) == [
         5, 10, 25, 50, 75, 100, 150]
-    quick = paper003.TABLE2.configs("fashion-mnist", quick=True, seed=0)
+    quick = paper003.TABLE2.configs("fashion-mnist", scale="quick", seed=0)
     assert (quick["vae"].epochs, quick["vae"].lr_milestones, quick["vae-iaf"].epochs) == (
         8, [2, 4], 16)  # the milestones at 30% and 50% of the epochs
 
@@ -244,7 +262,7 @@ def test_vcae_table2_reports_fids_from_prior_and_flow(tmp_path, shrink):
     spec = shrink(paper003.TABLE2, ("vae", "vae-iaf", "vcae-lambda-0.1", "cwae-lambda-50"),
                   epochs=1, n_train=300, n_test=200, flow_epochs=1)
     runs = tuple(dataclasses.replace(r, quick={}) for r in spec.runs)  # vae-iaf: 1 epoch too
-    report = dataclasses.replace(spec, runs=runs).run(tmp_path, quick=True,
+    report = dataclasses.replace(spec, runs=runs).run(tmp_path, scale="quick",
                                                       progress=False).read_text()
     methods = json.loads((tmp_path / "results.json").read_text())["methods"]
     for name, entry in methods.items():
@@ -259,13 +277,13 @@ def test_vcae_table2_reports_fids_from_prior_and_flow(tmp_path, shrink):
 
 
 def test_vcae_mnist2d_writes_codes_histograms_and_flow_figures(tmp_path, shrink):
-    plans = paper003.MNIST2D.configs("mnist", quick=False, seed=0)
+    plans = paper003.MNIST2D.configs("mnist", scale="full", seed=0)
     assert {n: c.options["lambda"] for n, c in plans.items()} == {
         "vcae": 1.0, "cwae": 100.0, "cwae-lambda-3000": 3000.0}
     assert all((c.net, c.latent_dim, c.batch_size, c.lr) == ("mnist-vcae", 2, 200, 1e-4)
                and c.options["sigma_eps"] == pytest.approx(0.1) for c in plans.values())
     spec = shrink(paper003.MNIST2D, epochs=1, n_train=300, n_test=200, flow_epochs=1)
-    report = spec.run(tmp_path, quick=True, progress=False).read_text()
+    report = spec.run(tmp_path, scale="quick", progress=False).read_text()
     methods = json.loads((tmp_path / "results.json").read_text())["methods"]
     for entry in methods.values():
         assert 0 < entry["test"]["gaussianity_ks"] < 1
@@ -308,14 +326,14 @@ def test_measures_are_kept_in_the_run_and_retaken_under_other_settings(tmp_path,
         return {"count_seen": float(len(calls))}
 
     spec = dataclasses.replace(tiny_sine_spec, measures=(Measure("count", count, ("wae",)),))
-    spec.run(tmp_path, quick=True, progress=False)
-    spec.run(tmp_path, quick=True, progress=False)  # read from runs/wae/measures.json
+    spec.run(tmp_path, scale="quick", progress=False)
+    spec.run(tmp_path, scale="quick", progress=False)  # read from runs/wae/measures.json
     assert calls == [("wae", None)]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["methods"]["wae"]["test"]["count_seen"] == 1.0
     assert "count_seen" not in results["methods"]["aevb"]["test"]
     other = dataclasses.replace(spec, quick={**spec.quick, "extra": 1})
-    other.run(tmp_path, quick=True, progress=False)
+    other.run(tmp_path, scale="quick", progress=False)
     assert calls == [("wae", None), ("wae", 1)]
 
 
@@ -335,3 +353,23 @@ def test_reproduce_all_runs_every_offline_experiment_and_writes_the_claims(
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert {r["experiment"]: r["verdict"] for r in rows}["celeba"] == "not run here"
     assert len(rows) == 4 + 4 + 1  # sine (two readings of sine-elbo), prior-constraint, celeba
+
+
+def test_a_claim_that_does_not_hold_shows_its_diagnosis_or_that_it_has_none(tmp_path, capsys):
+    from wiseale.experiments.summary import diagnose
+
+    rows = [{"id": "a", "scale": "medium", "verdict": "does NOT hold"},
+            {"id": "b", "scale": "medium", "verdict": "does NOT hold"},
+            {"id": "b", "scale": "quick", "verdict": "holds"}]
+    diagnose(rows, {"a@medium": "our stand-in data: Fashion-MNIST"})
+    assert [r["diagnosis"] for r in rows] == ["our stand-in data: Fashion-MNIST",
+                                              "no diagnosis yet", "-"]
+    bad = tmp_path / "bad.toml"
+    for text in ('"a" = "no scale"\n', '"a@quick" = 3\n', "a = [\n"):
+        bad.write_text(text)
+        code = main(["claims", str(tmp_path), "--out", str(tmp_path / "c.md"),
+                     "--diagnoses", str(bad)])
+        err = capsys.readouterr().err
+        assert code == 1 and "bad.toml" in err and err.count("\n") == 1
+        assert not (tmp_path / "c.md").exists()
+

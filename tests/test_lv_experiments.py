@@ -47,7 +47,7 @@ def _results(out):
     (paper004.LATENT2D, 2, "table1_log_densities.png")])
 def test_sweeps_measure_fids_kl_and_sigma2(tmp_path, cheap, shrink, spec, latent_dim, figure):
     tiny = shrink(spec, ("fixed-sigma2-1", "fixed-sigma2-0.05", "lv-vae"), **TINY)
-    report = tiny.run(tmp_path, quick=True, progress=False).read_text()
+    report = tiny.run(tmp_path, scale="quick", progress=False).read_text()
     results = _results(tmp_path)
     methods = results["methods"]
     for name, entry in methods.items():
@@ -67,11 +67,18 @@ def test_sweeps_measure_fids_kl_and_sigma2(tmp_path, cheap, shrink, spec, latent
         assert "| fixed-sigma2-1 | kl_mixture_prior | 0.094 (004 Table 1, MNIST) |" in report
     (tmp_path / figure).unlink()
     assert tiny.plot(tmp_path) == [tmp_path / figure] and _is_png(tmp_path / figure)
+    # the claims table says which of a claim's runs set the learned sigma^2 in closed form
+    from wiseale.experiments.summary import _scale_cell
+
+    judged = {"quantities": ["lv-vae fid_mixture", "fixed-sigma2-1 fid_mixture"]}
+    assert _scale_cell(results, judged) == \
+        "quick (lv-vae: sigma^2 in closed form, 004 Eq. 10)"
+    assert _scale_cell(results, {"quantities": ["fixed-sigma2-1 fid_mixture"]}) == "quick"
 
 
 def test_sweep_settings_follow_004_supp_b1():
     for spec, latent_dim in ((paper004.SWEEP, 16), (paper004.LATENT2D, 2)):
-        plans = spec.configs("mnist", quick=False, seed=0)
+        plans = spec.configs("mnist", scale="full", seed=0)
         assert list(plans) == [f"fixed-sigma2-{v}" for v in
                                ("1", "0.5", "0.1", "0.05", "0.02", "0.01")] + ["lv-vae"]
         for name, config in plans.items():
@@ -82,7 +89,7 @@ def test_sweep_settings_follow_004_supp_b1():
             assert (config.method, config.likelihood) == expected
         assert [c.sigma2 for n, c in plans.items() if n != "lv-vae"] == [
             1.0, 0.5, 0.1, 0.05, 0.02, 0.01]
-        assert spec.settings("mnist", False)["components"] == 32
+        assert spec.settings("mnist", "full")["components"] == 32
     assert (measures.KL_SAMPLES, measures.KL_RUNS) == (10_000, 10)
     for spec in (paper004.SWEEP, paper004.LATENT2D, paper004.IWAE):
         with pytest.raises(WisealeError, match="fashion-mnist | mnist data only"):
@@ -91,7 +98,7 @@ def test_sweep_settings_follow_004_supp_b1():
 
 def test_lv_fid_writes_table2_and_samples(tmp_path, cheap, shrink):
     spec = shrink(paper004.FID, **TINY)
-    report = spec.run(tmp_path, quick=True, progress=False).read_text()
+    report = spec.run(tmp_path, scale="quick", progress=False).read_text()
     results = _results(tmp_path)
     methods = results["methods"]
     assert list(methods) == ["lv-vae", "vae", "beta-vae", "dip-vae", "wae"]
@@ -113,7 +120,7 @@ def test_lv_fid_writes_table2_and_samples(tmp_path, cheap, shrink):
 
 def test_lv_components_fits_each_mixture_once(tmp_path, cheap, shrink):
     spec = shrink(paper004.COMPONENTS, counts=(2, 4, 6, 8), **TINY)
-    spec.run(tmp_path, quick=True, progress=False)
+    spec.run(tmp_path, scale="quick", progress=False)
     test = _results(tmp_path)["methods"]["lv-vae"]["test"]
     for i, m in enumerate((2, 4, 6, 8), start=1):
         assert math.isfinite(test[f"fid_mixture_m{i}"]) and test[f"em_iterations_m{i}"] >= 1
@@ -122,7 +129,7 @@ def test_lv_components_fits_each_mixture_once(tmp_path, cheap, shrink):
                                               "table4_samples.png"))
     mixture = tmp_path / "runs/lv-vae/mixture-4.safetensors"
     stamp = mixture.stat().st_mtime_ns
-    spec.run(tmp_path, quick=True, progress=False)  # reuses the run, mixtures and FIDs
+    spec.run(tmp_path, scale="quick", progress=False)  # reuses the run, mixtures and FIDs
     assert mixture.stat().st_mtime_ns == stamp
     assert _results(tmp_path)["methods"]["lv-vae"]["test"] == test
 
@@ -133,7 +140,7 @@ def test_lv_iwae_reports_both_bounds_and_the_uncertainty(tmp_path, cheap, shrink
         "stage1_epochs": 1, "stage1_variance": "closed-form"}})
     spec = dataclasses.replace(spec, runs=tuple(pixel_run if r.label == paper004.PIXEL else r
                                                 for r in spec.runs))
-    report = spec.run(tmp_path, quick=True, progress=False).read_text()
+    report = spec.run(tmp_path, scale="quick", progress=False).read_text()
     methods = _results(tmp_path)["methods"]
     assert list(methods) == ["lv-vae", "lv-vae-pixel", "vae", "beta-vae", "dip-vae"]
     pixel = methods["lv-vae-pixel"]
@@ -165,25 +172,25 @@ def test_celeba_needs_inception_features_before_training(tmp_path, monkeypatch, 
     for spec in (paper004.FID, paper004.COMPONENTS):
         with pytest.raises(WisealeError, match=r"needs Inception features .*WISEALE_INCEPTION"):
             shrink(spec, epochs=1, n_train=4, n_test=1).run(
-                tmp_path / "out", quick=True, data="celeba", progress=False,
+                tmp_path / "out", scale="quick", data="celeba", progress=False,
                 data_dir=str(tmp_path))
     assert not (tmp_path / "out" / "runs").exists()
 
 
 def test_settings_follow_004_supp_b():
-    plans = paper004.FID.configs("mnist", quick=False, seed=0)
+    plans = paper004.FID.configs("mnist", scale="full", seed=0)
     assert [plans[n].method for n in plans] == ["lv-vae", "aevb", "aevb", "dip-vae", "wae"]
     assert plans["lv-vae"].likelihood is None  # resolves to the learned global variance
     for config in plans.values():
         assert (config.net, config.latent_dim, config.batch_size, config.lr, config.epochs) == \
             ("lv-mnist", 16, 256, 5e-4, 30)
-    celeba = paper004.FID.configs("celeba", quick=False, seed=0)
+    celeba = paper004.FID.configs("celeba", scale="full", seed=0)
     for config in celeba.values():
         assert (config.net, config.latent_dim, config.batch_size, config.epochs) == \
             ("lv-celeba", 256, 256, 95)
         assert config.data_options == {"crop": 178, "size": 128}
-    assert paper004.FID.settings("celeba", False)["components"] == 500
-    assert paper004.COMPONENTS.settings("mnist", False)["counts"] == (500, 1000, 2000, 10_000)
-    iwae = paper004.IWAE.configs("fashion-mnist", quick=False, seed=0)
+    assert paper004.FID.settings("celeba", "full")["components"] == 500
+    assert paper004.COMPONENTS.settings("mnist", "full")["counts"] == (500, 1000, 2000, 10_000)
+    iwae = paper004.IWAE.configs("fashion-mnist", scale="full", seed=0)
     assert iwae["lv-vae-pixel"].options["stage1_epochs"] == 16  # of 30 (Supp. B.1)
     assert (paper004.IWAE_N, paper004.IWAE_K) == (500, 20)

@@ -21,7 +21,7 @@ INTEGRATION_TOL = 1e-9  # trapezoid rule on Gaussians at sd / 16 spacing is near
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("prior_constraint")
-    report = pc.SPEC.run(out, quick=True, seed=0, progress=False)
+    report = pc.SPEC.run(out, scale="quick", seed=0, progress=False)
     return report, json.loads((out / "results.json").read_text())
 
 
@@ -36,10 +36,10 @@ def test_writes_figure_results_and_report(results: tuple[Path, dict[str, Any]]) 
     assert report.name == "report.md" and pc.SPEC.name == "prior-constraint"
     png = (out / pc.FIGURE).read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 20_000
-    for key in ("experiment", "quick", "means", "variances", "aevb_kl", "wise_ale_kl_ub",
+    for key in ("experiment", "scale", "means", "variances", "aevb_kl", "wise_ale_kl_ub",
                 "exact_aggregate_kl", "optimal_variance"):
         assert key in res
-    assert res["experiment"] == "prior-constraint" and res["quick"] is True
+    assert res["experiment"] == "prior-constraint" and res["scale"] == "quick"
     assert res["means"] == [-1.0, 1.0]
     n = len(res["variances"])
     assert n == pc.N_VARIANCES and all(len(res[k]) == n for k in
@@ -128,7 +128,7 @@ def test_claims_are_judged_exactly(results: tuple[Path, dict[str, Any]]) -> None
 def test_means_are_a_parameter(tmp_path: Path) -> None:
     _with_means((-2.0, 0.5)).run(tmp_path, progress=False)
     res = json.loads((tmp_path / "results.json").read_text())
-    assert res["means"] == [-2.0, 0.5] and res["quick"] is False
+    assert res["means"] == [-2.0, 0.5] and res["scale"] == "full"
     assert res["panels"]["c"]["variance"] == pytest.approx((2.5 / 6.0) ** 2)
 
 

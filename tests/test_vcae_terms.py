@@ -93,7 +93,7 @@ def test_every_derived_default_is_described():
 @pytest.mark.parametrize("data", paper003.SHAPES.data)
 def test_vcae_shapes_uses_the_bernoulli_likelihood(data):
     """003 Tables 3 and 10: an Error of ~3.5e3 per 64x64x3 image is a summed cross-entropy."""
-    plans = paper003.SHAPES.configs(data, quick=False, seed=0)
+    plans = paper003.SHAPES.configs(data, scale="full", seed=0)
     assert {c.likelihood for c in plans.values()} == {"bernoulli"}
     cwae = plans["tc-cwae"]
     assert resolve_options(get_method(cwae.method), cwae.options)["scales"] == "single"
@@ -118,7 +118,7 @@ def test_vcae_shapes_error_is_the_summed_cross_entropy_per_image():
 
 
 def test_vcae_overfit_runs_every_mmd_with_003s_kernel_and_reports_per_image_sums():
-    for config in paper003.OVERFIT.configs("reduced-mnist", quick=True, seed=0).values():
+    for config in paper003.OVERFIT.configs("reduced-mnist", scale="quick", seed=0).values():
         options = resolve_options(get_method(config.method), config.options)
         assert options.get("scales", "single") == "single"
     wae = {(p.split, p.metric): p.value for p in paper003.OVERFIT.paper if p.run == "wae"}
@@ -127,7 +127,7 @@ def test_vcae_overfit_runs_every_mmd_with_003s_kernel_and_reports_per_image_sums
 
 def test_vcae_table2_schedule_cuts_the_current_rate():
     """003 App. B.3: halve after 30 epochs, then reduce by five after 50: 1e-3, 5e-4, 1e-4."""
-    config = paper003.TABLE2.configs("mnist", quick=False, seed=0)["vae"]
+    config = paper003.TABLE2.configs("mnist", scale="full", seed=0)["vae"]
     rates = [learning_rate(config, e) for e in (0, 29, 30, 49, 50, 99)]
     assert rates == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4], rel=1e-12)
 

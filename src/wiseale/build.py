@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from wiseale.config import RunConfig
-from wiseale.data import DATASETS, Dataset, load
+from wiseale.data import DATASETS, SPLITS, Dataset, load
 from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import (
@@ -33,22 +33,26 @@ def load_split(config: RunConfig, split: str) -> Dataset:
     """The ``split`` of the config's data, limited to ``n_train``/``n_test`` samples.
 
     Loaders that can make or read only N samples get the limit (``n_train``/``n_test`` for
-    generated sets, ``limit`` for large files such as CelebA); the rest are sliced."""
+    generated sets, ``limit`` for large files such as CelebA); the rest are sliced. With a
+    ``data_seed``, loaders that take a ``seed`` (generated, shuffled and reduced sets) get it,
+    and the samples of a loader that takes no limit are a random choice, in random order,
+    seeded by it and the split."""
     limit = config.n_train if split == "train" else config.n_test
     options = dict(config.data_options)
-    if limit is not None:
-        params = _loader_parameters(config.data)
-        for name in (f"n_{split}", "limit"):
-            if name in params:
-                options.setdefault(name, limit)
-                break
+    params = _loader_parameters(config.data)
+    if config.data_seed is not None and "seed" in params:
+        options.setdefault("seed", config.data_seed)
+    counts = [name for name in (f"n_{split}", "limit") if name in params]
+    if limit is not None and counts:
+        options.setdefault(counts[0], limit)
     data = load(config.data, split, data_dir=config.data_dir, storage=config.storage, **options)
-    if limit is None:
-        return data
-    if limit > len(data):
+    if limit is not None and limit > len(data):
         raise WisealeError(f"--n-{split} {limit} is more than the {len(data)} {split} samples "
                            f"of {config.data}; lower it")
-    return data.head(limit)
+    if config.data_seed is not None and not counts:
+        rng = np.random.default_rng([config.data_seed, SPLITS.index(split)])
+        return data.subset(rng.permutation(len(data))[:limit])
+    return data if limit is None else data.head(limit)
 
 
 def _loader_parameters(name: str) -> set[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from wiseale.config import DEVICES, KINDS, Kind, RunConfig
 from wiseale.errors import WisealeError, one_line
+from wiseale.experiments.catalog import SCALES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,11 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "offline, each in OUT/NAME, then OUT/claims.md with every claim")
     p.add_argument("--out", required=True, type=Path,
                    help="folder for the runs, results.json, report.md and figures")
-    p.add_argument("--quick", action="store_true", help="a small-scale run in minutes on a CPU")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--scale", choices=SCALES,  # None: full (given, it clashes with --quick)
+                       help="quick: minutes on a CPU; medium: where the claims' regimes are "
+                       "reached on 2 CPU cores, about 30 minutes a seed (docs/experiments.md); "
+                       "full (the default): the paper's settings")
+    scale.add_argument("--quick", action="store_const", dest="scale", const="quick",
+                       help="the same as --scale quick")
     p.add_argument("--seed", type=_seed, default=0, help="the first seed")
     p.add_argument("--seeds", type=_positive_int, default=1,
                    help="train every run with this many seeds (seed, seed + 1, ...): results "
                    "are means with their sd, and each claim is judged per seed and over seeds")
+    p.add_argument("--redraw-data", action="store_true",
+                   help="each seed also draws its own training and test samples and "
+                   "evaluation subsets (--data-seed SEED of its runs)")
     p.add_argument("--data", help="data set to use where the experiment allows a choice")
     p.add_argument("--data-dir", type=Path, help="where the experiment's data files are")
     p.add_argument("--device", choices=DEVICES, default="cpu",
@@ -209,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directories", type=Path, nargs="+",
                    help="experiment output folders (`reproduce --out`), or their parents")
     p.add_argument("--out", type=Path, required=True, help="a markdown file (and .json beside)")
+    p.add_argument("--diagnoses", type=Path,
+                   help="a TOML file of one-line diagnoses, `\"CLAIM-ID@SCALE\" = \"why\"`, "
+                   "for claims that do not hold (docs/diagnoses.toml)")
     p = sub.add_parser("prepare", help="decode an image-folder data set once into uint8 .npy "
                        "files that training reads (memory-mapped when large)")
     p.add_argument("dataset", choices=("celeba",), help="the image-folder data set")
@@ -417,18 +430,22 @@ def _reproduce(args: argparse.Namespace) -> None:
         raise WisealeError(f"cannot create {args.out}: {exc.strerror}; choose another "
                            "--out") from None
     with exclusive(args.out):  # one reproduce per folder (its runs lock their own)
+        common = {"scale": args.scale or "full", "seed": args.seed, "seeds": args.seeds,
+                  "progress": not args.no_progress, "device": args.device,
+                  "redraw_data": args.redraw_data}
         if args.experiment != "all":
-            report = EXPERIMENTS[args.experiment].run(
-                args.out, quick=args.quick, seed=args.seed, seeds=args.seeds, data=args.data,
-                progress=not args.no_progress, data_dir=data_dir, device=args.device)
+            report = EXPERIMENTS[args.experiment].run(args.out, data=args.data,
+                                                      data_dir=data_dir, **common)
             print(f"report: {report}")
             return
         for name, spec in EXPERIMENTS.items():
-            if spec.offline is not None:
-                report = spec.run(args.out / name, quick=args.quick, seed=args.seed,
-                                  seeds=args.seeds, data=spec.offline or None,
-                                  progress=not args.no_progress, device=args.device)
-                print(f"report: {report}")
+            if spec.offline is None:
+                continue
+            if args.scale == "medium" and spec.medium is None:
+                print(f"{name}: left out, no medium scale: {spec.no_medium}")
+                continue
+            report = spec.run(args.out / name, data=spec.offline or None, **common)
+            print(f"report: {report}")
         print(f"claims: {write_summary([args.out], EXPERIMENTS, args.out / 'claims.md')}")
 
 
@@ -439,7 +456,7 @@ def _claims(args: argparse.Namespace) -> None:
     if args.out.suffix != ".md" or args.out.is_dir():
         raise WisealeError(f"--out must name a .md file (its .json goes beside it), not "
                            f"{str(args.out)!r}")
-    print(f"claims: {write_summary(args.directories, EXPERIMENTS, args.out)}")
+    print(f"claims: {write_summary(args.directories, EXPERIMENTS, args.out, args.diagnoses)}")
 
 
 def _torch_oom() -> type[Exception]:

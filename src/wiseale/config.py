@@ -129,6 +129,10 @@ class RunConfig:
         "30 50 --lr-gamma 0.5 0.2)", kind="positive_float", nargs="+", metavar="GAMMA"))
     seed: int = field(default=0, metadata=_flag("seeds the weights, data order and noise",
                                                 kind="seed"))
+    data_seed: int | None = field(default=None, metadata=_flag(
+        "redraw the data with this seed: a seeded random choice of the --n-train / --n-test "
+        "samples (so of the evaluation subset too), generated sets generated with it "
+        "(default: the first samples; the generated sets' fixed seed)", kind="seed"))
     device: str = field(default="cpu", metadata=_flag("where to train", choices=DEVICES))
     threads: int | None = field(default=None, metadata=_flag(
         "torch CPU threads (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else half the "

@@ -19,6 +19,13 @@ def positive_int(value: object, what: str) -> int:
     return value
 
 
+def seed_int(value: object, what: str) -> int:
+    """``value`` if it is a non-negative int (not a bool), else a WisealeError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WisealeError(f"{what} must be an integer of at least 0, got {value!r}")
+    return value
+
+
 def one_line(exc: BaseException | str) -> str:
     """``exc``'s message with its whitespace (newlines too) collapsed; its type if empty."""
     return " ".join(str(exc).split()) or type(exc).__name__

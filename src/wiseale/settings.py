@@ -22,22 +22,25 @@ TABLES = ("options", "data_options")  # TOML tables: -o KEY=VALUE and --data-opt
 SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in RESOLVED)
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The table of the TOML file ``path`` (``what`` names it in errors: "--config FILE")."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WisealeError(f"cannot read {what}: {one_line(exc)}; give a TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise WisealeError(f"{what} is not valid TOML ({one_line(exc)}); fix it") from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise WisealeError(f"{what} nests arrays or tables too deeply to read; give "
+                           "each setting a number, a string or a short list") from None
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The settings of a TOML file: RunConfig's fields by name (``lr_schedule`` or
     ``lr-schedule``), ``[options]`` and ``[data_options]`` as tables."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WisealeError(f"cannot read --config {path}: {one_line(exc)}; give a TOML file") \
-            from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise WisealeError(f"--config {path} is not valid TOML ({one_line(exc)}); fix it") \
-            from None
-    except RecursionError:  # arrays or tables nested thousands deep
-        raise WisealeError(f"--config {path} nests arrays or tables too deeply to read; give "
-                           "each setting a number, a string or a short list") from None
+    data = read_toml(path, f"--config {path}")
     settings = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:

@@ -9,8 +9,9 @@ matrix), so distances and squared errors in 100-D equal those in 2-D. No noise i
 data lie exactly in a 2-D subspace. Splits: 10,000 training and 2,000 test points.
 
 ReducedMNIST: 003 Sec. 6.2 / App. B.1 use "a 600 sample subset of the MNIST training data"
-without saying which; we take the first 600 images of the published training split (no seed
-needed; their classes are close to balanced) and the full 10,000-image test split.
+without saying which; we take the first 600 images of the published training split (their
+classes are close to balanced; option ``seed``: a seeded random 600, which
+``--data-seed`` sets) and the full 10,000-image test split.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from wiseale.data.dataset import Dataset
 from wiseale.data.idx import load_fashion_mnist, load_mnist
-from wiseale.errors import WisealeError, positive_int
+from wiseale.errors import WisealeError, positive_int, seed_int
 
 MEANS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])  # our choice
 STD = 0.25  # per coordinate; our choice
@@ -63,22 +64,31 @@ def load_mog(split: str = "train", data_dir: object = None, n_train: int = N_TRA
                    torch.from_numpy(points.astype(np.float32)))
 
 
-def _reduce(data: Dataset, name: str, split: str) -> Dataset:
+def _reduce(data: Dataset, name: str, split: str, seed: int | None) -> Dataset:
+    """The training split's first REDUCED_SIZE images, or with ``seed`` a seeded random choice
+    of them; the test split whole."""
     if split != "train":
         return data.renamed(f"{name}-{split}")
     if len(data) < REDUCED_SIZE:
         raise WisealeError(f"{name}: the training split holds {len(data)} images, fewer than "
                            f"{REDUCED_SIZE}; use the full training files")
-    return data.head(REDUCED_SIZE).renamed(f"{name}-train")
+    if seed is None:
+        return data.head(REDUCED_SIZE).renamed(f"{name}-train")
+    chosen = np.random.default_rng([seed_int(seed, "option seed"), 3]).choice(
+        len(data), REDUCED_SIZE, replace=False)
+    return data.subset(np.sort(chosen)).renamed(f"{name}-train")
 
 
 def load_reduced_mnist(split: str = "train", data_dir: str | Path | None = None,
-                       binarize: bool = False) -> Dataset:
-    """ReducedMNIST (003 Sec. 6.2): the first 600 MNIST training images; test is MNIST's."""
-    return _reduce(load_mnist(split, data_dir, binarize), "reduced-mnist", split)
+                       binarize: bool = False, seed: int | None = None) -> Dataset:
+    """ReducedMNIST (003 Sec. 6.2): the first 600 MNIST training images (``seed``: a seeded
+    random 600); test is MNIST's."""
+    return _reduce(load_mnist(split, data_dir, binarize), "reduced-mnist", split, seed)
 
 
 def load_reduced_fashion_mnist(split: str = "train", data_dir: str | Path | None = None,
-                               binarize: bool = False) -> Dataset:
-    """ReducedMNIST's offline stand-in: the first 600 Fashion-MNIST training images."""
-    return _reduce(load_fashion_mnist(split, data_dir, binarize), "reduced-fashion-mnist", split)
+                               binarize: bool = False, seed: int | None = None) -> Dataset:
+    """ReducedMNIST's offline stand-in: the first 600 Fashion-MNIST training images (``seed``:
+    a seeded random 600)."""
+    return _reduce(load_fashion_mnist(split, data_dir, binarize), "reduced-fashion-mnist",
+                   split, seed)

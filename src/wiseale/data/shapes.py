@@ -26,7 +26,7 @@ from torch import Tensor
 from wiseale.data.arrays import NUMPY_READ_ERRORS, real_dtype
 from wiseale.data.dataset import Dataset
 from wiseale.data.idx import _candidates
-from wiseale.errors import WisealeError, one_line, positive_int
+from wiseale.errors import WisealeError, one_line, positive_int, seed_int
 from wiseale.extras import require
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -107,8 +107,7 @@ def _stored(pixels: np.ndarray) -> Tensor:
 
 
 def _options(limit: int | None, seed: int) -> int | None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise WisealeError(f"option seed must be an integer, got {seed!r}")
+    seed_int(seed, "option seed")
     return None if limit is None else positive_int(limit, "option limit")
 
 

@@ -2,6 +2,10 @@
 ``wiseale experiments`` lists them: read without importing the experiments (or torch); each
 spec takes its summary from here."""
 
+# quick: minutes on a CPU (a smoke test of the claims); medium: where the claims' regimes are
+# reached on 2 CPU cores in about 30 minutes a seed; full: the papers' settings.
+SCALES = ("quick", "medium", "full")
+
 SUMMARIES = {
     "sine": "001 Fig. 5a/6: WiSE-ALE vs AEVB, beta-VAE, WAE on sine waves",
     "mnist-embedding": (

@@ -6,7 +6,7 @@ figures.
 30 epochs), images as reals in [0, 1], mixtures of 32 components (Sec. 5.5). Supp. B.2 (CelebA
 at 128 x 128, `lv-celeba`): d_z = 256, 75 + 20 epochs, 500 components. ``--quick`` trains 6
 epochs on 10,000 Fashion-MNIST images and tests on 2,000, with the global variance in closed
-form (QUICK_VARIANCE says why).
+form (SMALL_VARIANCE says why).
 
 - lv-sweep (Fig. 1) and lv-latent2d (Table 1, Supp. C, d_z = 2): aevb with sigma^2 fixed at
   1 ... 0.01, and lv-vae learning it (Eq. 9): test ELBO, FID from the prior and from the
@@ -64,24 +64,28 @@ from wiseale.samplers import (
 )
 from wiseale.training import load_run
 
-QUICK_VARIANCE = (
-    "At --quick the global variance is set in closed form (004 Eq. 10: `--likelihood optimal` "
-    "for lv-vae, `stage1_variance=closed-form` for lv-vae-pixel): Adam at 5e-4 moves sigma by "
-    "about 5e-4 per step, so the 234 steps of a quick run take the gradient-learned sigma^2 "
-    "only from 1 to 0.77 (simulated on Eq. 9's loss, D = 784) while the optimum Eq. 9 and 10 "
-    "share is near 0.035; the full scale (3,744 stage-1 steps, where sigma^2 reaches the "
-    "optimum) learns it by gradient as 004 Alg. 1 does.")
+SMALL_VARIANCE = (
+    "At the quick and medium scales the global variance is set in closed form (004 Eq. 10: "
+    "`--likelihood optimal` for lv-vae, `stage1_variance=closed-form` for lv-vae-pixel): Adam "
+    "at 5e-4 moves sigma by about 5e-4 per step, so the 234 steps of a quick run and the 585 "
+    "of a medium one take the gradient-learned sigma^2 only from 1 to 0.77 and 0.47 "
+    "(benchmarks/learned_variance_adam.py, on Eq. 9's loss, D = 784) while the optimum Eq. 9 "
+    "and 10 share is near 0.035; the full scale (3,744 stage-1 steps, where sigma^2 reaches "
+    "the optimum) learns it by gradient as 004 Alg. 1 does.")
 SETTING = {"batch_size": 256, "lr": 5e-4, "eval_size": 2_000, "likelihood": "gaussian",
            "sigma2": 0.5, "net": "lv-mnist", "latent_dim": 16, "components": 32}
-QUICK = {"epochs": 6, "n_train": 10_000, "n_test": 2_000, "variance_note": QUICK_VARIANCE}
+QUICK = {"epochs": 6, "n_train": 10_000, "n_test": 2_000, "variance_note": SMALL_VARIANCE}
+MEDIUM = {"epochs": 15, "n_train": 10_000, "n_test": 2_000, "variance_note": SMALL_VARIANCE}
 FULL = {"epochs": 30, "n_train": None, "n_test": None, "variance_note": ""}
 CELEBA = {"net": "lv-celeba", "latent_dim": 256, "components": 500,
           "data_options": {"crop": 178, "size": 128}, "full": {"epochs": 95}}
 LV_VAE = Run("lv-vae", "lv-vae", fields={"likelihood": None},  # sigma^2 learned (Eq. 9)
-             quick={"likelihood": "optimal"})  # in closed form (Eq. 10): QUICK_VARIANCE
+             quick={"likelihood": "optimal"},  # in closed form (Eq. 10): SMALL_VARIANCE
+             medium={"likelihood": "optimal"})
 PIXEL = "lv-vae-pixel"
 LV_PIXEL = Run(PIXEL, PIXEL, fields={"likelihood": None},  # Eq. 11, Alg. 1
                quick={"options": {"stage1_epochs": 3, "stage1_variance": "closed-form"}},
+               medium={"options": {"stage1_epochs": 8, "stage1_variance": "closed-form"}},
                full={"options": {"stage1_epochs": 16}})
 BASELINES = (Run("vae", "aevb", fields={"sigma2": 0.5}),
              Run("beta-vae", "aevb", fields={"sigma2": 1.0}),
@@ -407,7 +411,7 @@ MNIST_LIKE = ("fashion-mnist", "mnist")
 SWEEP = Spec(
     name="lv-sweep", summary=SUMMARIES["lv-sweep"],
     title="Fixed vs learned likelihood variance at d_z = 16", source="004 Sec. 5.2, Fig. 1",
-    data=MNIST_LIKE, base=SETTING, quick=QUICK, full=FULL, runs=SWEEP_RUNS,
+    data=MNIST_LIKE, base=SETTING, quick=QUICK, medium=MEDIUM, full=FULL, runs=SWEEP_RUNS,
     measures=SWEEP_MEASURES, metrics=SWEEP_METRICS,
     claims=(
         Claim("sweep-elbo", "The learned sigma^2 has the highest test ELBO of all the "
@@ -423,7 +427,8 @@ SWEEP = Spec(
 LATENT2D = Spec(
     name="lv-latent2d", summary=SUMMARIES["lv-latent2d"],
     title="Fixed vs learned likelihood variance at d_z = 2", source="004 Table 1, Supp. C",
-    data=MNIST_LIKE, base={**SETTING, "latent_dim": 2}, quick=QUICK, full=FULL, runs=SWEEP_RUNS,
+    data=MNIST_LIKE, base={**SETTING, "latent_dim": 2}, quick=QUICK, medium=MEDIUM, full=FULL,
+    runs=SWEEP_RUNS,
     measures=SWEEP_MEASURES, metrics=SWEEP_METRICS,
     paper=(*(PaperValue(name, "kl_mixture_prior", TABLE1_KL[s], "004 Table 1", "MNIST")
              for name, s in zip(FIXED, SIGMA2S, strict=True)),
@@ -445,7 +450,7 @@ FID = Spec(
     name="lv-fid", summary=SUMMARIES["lv-fid"],
     title="004 Table 2: FID of the learned-variance VAE and four baselines",
     source="004 Sec. 5.2-5.3, Table 2, Fig. 2", data=(*MNIST_LIKE, "celeba"), base=SETTING,
-    quick=QUICK, full=FULL, by_data={"celeba": CELEBA}, runs=FID_RUNS,
+    quick=QUICK, medium=MEDIUM, full=FULL, by_data={"celeba": CELEBA}, runs=FID_RUNS,
     measures=(Measure("fid_prior", fid_prior),
               Measure("fid_mixture", fid_mixture, tuple(r.label for r in FID_RUNS[:-1])),
               Measure("fid_table2", fid_table2), Measure("sigma2", final_sigma2)),
@@ -480,7 +485,8 @@ COMPONENTS = Spec(
     name="lv-components", summary=SUMMARIES["lv-components"],
     title="004 Table 4: FID against the mixture's number of components",
     source="004 Sec. 5.5, Table 4", data=(*MNIST_LIKE, "celeba"), base=SETTING,
-    quick={**QUICK, "counts": QUICK_COUNTS}, full={**FULL, "counts": COUNTS},
+    quick={**QUICK, "counts": QUICK_COUNTS}, medium={**MEDIUM, "counts": QUICK_COUNTS},
+    full={**FULL, "counts": COUNTS},
     by_data={"celeba": CELEBA}, runs=(LV_VAE,),
     measures=(Measure("fid_prior", fid_prior), Measure("component_fids", component_fids)),
     metrics=("fid_prior", *(f"fid_mixture_m{i}" for i in range(1, 5))),
@@ -518,7 +524,7 @@ TABLE3 = {"mnist": {"iwae_prior": (1307, 6037, -462, -730, -461),
 IWAE = Spec(
     name="lv-iwae", summary=SUMMARIES["lv-iwae"],
     title="004 Table 3: IWAE test log-likelihood", source="004 Sec. 5.2, 5.4, Table 3, Fig. 3-4",
-    data=MNIST_LIKE, base=SETTING, quick=QUICK, full=FULL, runs=IWAE_RUNS,
+    data=MNIST_LIKE, base=SETTING, quick=QUICK, medium=MEDIUM, full=FULL, runs=IWAE_RUNS,
     measures=(Measure("iwae", iwae_bounds), Measure("sigma2", final_sigma2),
               Measure("uncertainty", pixel_uncertainty, (PIXEL,))),
     metrics=("sigma2", "mse", "iwae_prior", "iwae_mixture"),

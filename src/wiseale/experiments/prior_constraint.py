@@ -285,7 +285,7 @@ def _draw(out: Path, results: dict[str, Any]) -> None:
 SPEC = Spec(
     name=NAME, summary=SUMMARIES[NAME], title="Prior constraints of AEVB and WiSE-ALE on two 1-D "
     "posteriors", source="001 Sec. 3.4 and Fig. 4", data=(), base={"means": MEANS},
-    quick={}, full={},
+    quick={}, medium={}, full={},
     claims=(
         Claim("fig4-aevb-optimum", "AEVB's constraint is minimised by posteriors as wide as "
               "the prior (s^2 = 1)", "001 Sec. 3.4, Fig. 4a", "s^2 = 1",

@@ -82,8 +82,7 @@ def paper_table(results: dict[str, Any]) -> str:
     rows = [[row["run"], row["metric"] + ("" if row["split"] == "test" else f" ({row['split']})"),
              f"{row['paper']:g} ({row['source']}, {row['paper_data']})",
              number(row["ours"], row["ours_sd"])] for row in results["paper"]]
-    scale = "quick" if results["quick"] else "full"
-    return table(["run", "metric", "paper", f"ours ({results['data']}, {scale}, "
+    return table(["run", "metric", "paper", f"ours ({results['data']}, {results['scale']}, "
                   f"{len(results['seeds'])} seeds)"], rows)
 
 
@@ -93,9 +92,9 @@ def differences(results: dict[str, Any]) -> str:
     theirs = sorted({row["paper_data"] for row in results["paper"]})
     if [t.lower() for t in theirs] != [results["data"]]:
         notes.append(f"The paper measured on {', '.join(theirs)}; ours is {results['data']}.")
-    if results["quick"]:
-        notes.append("Ours is the quick scale (fewer epochs and images, and for some "
-                     "experiments a smaller network: the setting above).")
+    if results["scale"] != "full":
+        notes.append(f"Ours is the {results['scale']} scale (fewer epochs or images, and for "
+                     "some experiments a smaller network: the setting above).")
     features = {e["test"].get("fid_features") for e in results["methods"].values()} - {None}
     if any(row["metric"].startswith("fid") for row in results["paper"]) and \
             features != {"inception"}:
@@ -130,7 +129,9 @@ def _seeds_text(results: dict[str, Any]) -> str:
     seeds = results["seeds"]
     if not seeds:
         return "computed exactly, no training"
-    return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+    redrawn = ", data redrawn" if results.get("redraw_data") else ""
+    return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})" \
+           f"{redrawn}"
 
 
 CLAIMS_LEGEND = (
@@ -140,8 +141,9 @@ CLAIMS_LEGEND = (
     "regime: the measured precondition of a claim about a regime (the runs overfit, VCAE's "
     f"constraint is met). Verdict: holds when p < {ALPHA:g}, does NOT hold when it holds in "
     "no seed, unclear otherwise; not tested at this scale where a seed does not reach the "
-    "claim's regime. A seed varies the initialisation, the data order and the noise, not the "
-    "data split, the evaluation subset or the FID classifier.")
+    "claim's regime. A seed varies the initialisation, the data order and the noise; the "
+    "data split and the evaluation subsets too where the seeds say 'data redrawn' "
+    "(`--redraw-data`); never the FID classifier.")
 ONE_SEED = (
     "One seed gives an outcome, not a verdict: the verdicts over seeds are in the project's "
     "docs/claims.md (`wiseale reproduce NAME --seeds 3`).")
@@ -149,9 +151,8 @@ ONE_SEED = (
 
 def render(spec: Spec, results: dict[str, Any]) -> str:
     fields = _fields(results)
-    scale = "quick" if results["quick"] else "full"
     on = f" on {results['data']}" if results["data"] else ""
-    lines = [f"# {spec.title}{on} ({scale}; {_seeds_text(results)})", "",
+    lines = [f"# {spec.title}{on} ({results['scale']} scale; {_seeds_text(results)})", "",
              f"Paper {spec.source}. " + spec.setting.format_map(fields), ""]
     if results["claims"]:
         lines += ["## Claims", "", claims_table(results), "", CLAIMS_LEGEND, ""]

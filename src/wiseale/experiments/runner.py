@@ -176,35 +176,39 @@ def paper_rows(spec: Spec, data: str, methods: dict[str, Any]) -> list[dict[str,
     return rows
 
 
-def reproduce(spec: Spec, out: Path, quick: bool = False, seed: int = 0, seeds: int = 1,
+def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: int = 1,
               data: str | None = None, progress: bool = True, data_dir: str | None = None,
-              device: str = "cpu") -> Path:
-    """Run ``spec`` with ``seeds`` seeds (seed, seed + 1, ...); see the module docstring."""
+              device: str = "cpu", redraw_data: bool = False) -> Path:
+    """Run ``spec`` at ``scale`` with ``seeds`` seeds (seed, seed + 1, ...); with
+    ``redraw_data`` each seed also draws its own data split and evaluation subsets (RunConfig
+    ``data_seed``). See the module docstring."""
     from wiseale.build import load_split
 
     positive_int(seeds, "--seeds")
     data = spec.choose_data(data)
+    settings = spec.settings(data, scale)
     out.mkdir(parents=True, exist_ok=True)
-    settings = spec.settings(data, quick)
     if spec.analysis is not None:  # computed, not trained: one exact result
-        results = {"experiment": spec.name, "quick": quick, "data": data,
+        results = {"experiment": spec.name, "scale": scale, "data": data,
                    **spec.analysis(out, settings)}
         results["seeds"] = []
         deterministic = True
     else:
         seed_list = [seed + i for i in range(seeds)]
-        configs = {s: spec.configs(data, quick, s, data_dir, device) for s in seed_list}
-        first = next(iter(configs[seed].values()))
-        train_data, test_data = load_split(first, "train"), load_split(first, "test")
-        if spec.check is not None:
-            spec.check(settings, train_data)  # fails now, not after hours of training
+        configs = {s: spec.configs(data, scale, s, data_dir, device,
+                                   s if redraw_data else None) for s in seed_list}
         per_seed = {}
         for s in seed_list:
+            first = next(iter(configs[s].values()))
+            if s == seed or redraw_data:
+                train_data, test_data = load_split(first, "train"), load_split(first, "test")
+                if spec.check is not None:
+                    spec.check(settings, train_data)  # fails now, not after hours of training
             root = seed_root(out, seed_list, s)
             per_seed[s] = train_runs(configs[s], root, train_data, test_data, progress)
             _measure(spec, root, per_seed[s], train_data, test_data, settings, s, progress)
-        results = {"experiment": spec.name, "quick": quick, "data": data, "seeds": seed_list,
-                   "methods": aggregate(per_seed)}
+        results = {"experiment": spec.name, "scale": scale, "data": data, "seeds": seed_list,
+                   "redraw_data": redraw_data, "methods": aggregate(per_seed)}
         deterministic = False
     results["settings"] = {k: v for k, v in settings.items() if not callable(v)}
     results["claims"] = judge_claims(spec, results["methods"], deterministic)

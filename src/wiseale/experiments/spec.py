@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
+from wiseale.experiments.catalog import SCALES
 from wiseale.experiments.claims import Claim
 
 if TYPE_CHECKING:
     from wiseale.experiments.measures import MeasureContext
 
-__all__ = ["Figure", "Measure", "PaperValue", "Run", "Spec"]
+__all__ = ["SCALES", "Figure", "Measure", "PaperValue", "Run", "Spec"]
 
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig))
 
@@ -33,8 +34,8 @@ CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig))
 @dataclass(frozen=True)
 class Run:
     """One trained model of an experiment: its ``label`` (the key in results.json), method,
-    method options, RunConfig ``fields`` of its own, and fields that apply only at the quick
-    or the full scale."""
+    method options, RunConfig ``fields`` of its own, and fields that apply only at one scale
+    (``medium`` falls back on ``full``'s where it sets none)."""
 
     label: str
     method: str
@@ -42,6 +43,13 @@ class Run:
     fields: Mapping[str, Any] = field(default_factory=dict)
     quick: Mapping[str, Any] = field(default_factory=dict)
     full: Mapping[str, Any] = field(default_factory=dict)
+    medium: Mapping[str, Any] | None = None
+
+    def at(self, scale: str) -> Mapping[str, Any]:
+        """The fields of this run that apply at ``scale``."""
+        if scale == "medium" and self.medium is not None:
+            return self.medium
+        return self.quick if scale == "quick" else self.full
 
 
 @dataclass(frozen=True)
@@ -81,14 +89,16 @@ class Figure:
 
 @dataclass(frozen=True)
 class Spec:
-    """One experiment. ``base`` holds the RunConfig fields of every run; ``quick`` and
-    ``full`` the scale's fields and settings (keys that are not RunConfig fields, such as
-    ``flow_epochs``, are settings that measures read); ``by_data`` overrides both for a data
-    set. ``setting`` and ``notes`` are the report's text, formatted with the settings and the
-    first run's config fields. ``sections(results)`` adds report lines specific to the
-    experiment; ``check(settings, train)`` fails before training when something it needs is
-    missing; ``analysis(out, settings)`` computes the runs' metrics of an experiment that
-    trains nothing (it returns results.json's blocks, with ``methods``)."""
+    """One experiment. ``base`` holds the RunConfig fields of every run; ``quick``, ``medium``
+    and ``full`` the scale's fields and settings (keys that are not RunConfig fields, such as
+    ``flow_epochs``, are settings that measures read); ``by_data`` overrides them for a data set
+    (keys ``quick``, ``medium``, ``full`` for one scale). ``medium`` is None where no scale
+    between quick and full reaches the claims' regimes on a CPU: ``no_medium`` says why, with
+    the full scale's time on one GPU. ``setting`` and ``notes`` are the report's text, formatted
+    with the settings and the first run's config fields. ``sections(results)`` adds report lines
+    specific to the experiment; ``check(settings, train)`` fails before training when something
+    it needs is missing; ``analysis(out, settings)`` computes the runs' metrics of an experiment
+    that trains nothing (it returns results.json's blocks, with ``methods``)."""
 
     name: str
     summary: str
@@ -98,6 +108,8 @@ class Spec:
     base: Mapping[str, Any]
     quick: Mapping[str, Any]
     full: Mapping[str, Any]
+    medium: Mapping[str, Any] | None = None
+    no_medium: str = ""
     runs: tuple[Run, ...] = ()
     by_data: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     measures: tuple[Measure, ...] = ()
@@ -134,43 +146,55 @@ class Spec:
                                f"data only, not {data!r}")
         return chosen
 
-    def settings(self, data: str, quick: bool) -> dict[str, Any]:
+    def check_scale(self, scale: str) -> None:
+        """Fail on a scale that is not one of SCALES or that this experiment does not have."""
+        if scale not in SCALES:
+            raise WisealeError(f"scale {scale!r} is not one of {' | '.join(SCALES)}")
+        if scale == "medium" and self.medium is None:
+            raise WisealeError(f"the {self.name} experiment has no medium scale: "
+                               f"{self.no_medium}")
+
+    def settings(self, data: str, scale: str) -> dict[str, Any]:
         """The base, the scale and the data set's overrides, merged (later ones win)."""
-        merged = {**self.base, **(self.quick if quick else self.full)}
+        self.check_scale(scale)
+        merged = {**self.base, **getattr(self, scale)}
         for key, value in self.by_data.get(data, {}).items():
-            if key in ("quick", "full"):
-                if (key == "quick") == quick:
+            if key in SCALES:
+                if key == scale:
                     merged.update(value)
             else:
                 merged[key] = value
         return merged
 
-    def configs(self, data: str, quick: bool, seed: int, data_dir: str | None = None,
-                device: str = "cpu") -> dict[str, RunConfig]:
-        """Every run's RunConfig at this scale, data set and seed."""
-        settings = self.settings(data, quick)
+    def configs(self, data: str, scale: str, seed: int, data_dir: str | None = None,
+                device: str = "cpu", data_seed: int | None = None) -> dict[str, RunConfig]:
+        """Every run's RunConfig at this scale, data set and seed (``data_seed``: see
+        RunConfig)."""
+        settings = self.settings(data, scale)
         shared = {k: v for k, v in settings.items() if k in CONFIG_FIELDS}
         configs = {}
         for run in self.runs:
-            fields_ = {**shared, **run.fields, **(run.quick if quick else run.full)}
+            fields_ = {**shared, **run.fields, **run.at(scale)}
             options = {**fields_.pop("options", {}), **run.options}
             configs[run.label] = RunConfig(**{**fields_, "method": run.method, "data": data,
                                               "data_dir": data_dir, "seed": seed,
-                                              "device": device, "options": options})
+                                              "data_seed": data_seed, "device": device,
+                                              "options": options})
         return configs
 
     def paper_values(self, data: str) -> list[PaperValue]:
         return [p for p in self.paper if not p.data or data in p.data]
 
-    def run(self, out: str | Path, quick: bool = False, seed: int = 0, seeds: int = 1,
+    def run(self, out: str | Path, scale: str = "full", seed: int = 0, seeds: int = 1,
             data: str | None = None, progress: bool = True, data_dir: str | None = None,
-            device: str = "cpu") -> Path:
+            device: str = "cpu", redraw_data: bool = False) -> Path:
         """Train, measure, judge the claims, and write results.json, figures and report.md
         in ``out`` (:func:`wiseale.experiments.runner.reproduce`); returns the report."""
         from wiseale.experiments.runner import reproduce
 
-        return reproduce(self, Path(out), quick=quick, seed=seed, seeds=seeds, data=data,
-                         progress=progress, data_dir=data_dir, device=device)
+        return reproduce(self, Path(out), scale=scale, seed=seed, seeds=seeds, data=data,
+                         progress=progress, data_dir=data_dir, device=device,
+                         redraw_data=redraw_data)
 
     def plot(self, out: str | Path) -> list[Path]:
         """Redraw the figures from what :meth:`run` wrote in ``out``."""
