@@ -299,7 +299,7 @@ def test_train_has_a_flag_for_every_config_field_with_its_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     special = {"options": "--option", "data_options": "--data-option"}
     for f in dataclasses.fields(RunConfig):
-        if f.name == "sample_shape":  # resolved from the data, not given
+        if f.name in ("sample_shape", "parts"):  # resolved from the data and the preset
             continue
         assert special.get(f.name, "--" + f.name.replace("_", "-")) in text, f.name
     assert "--eval-size N test samples evaluated after every epoch (all of them at the end) " \

@@ -15,17 +15,26 @@ from torch import nn
 
 from wiseale.config import RunConfig
 from wiseale.data import DATASETS, SPLITS, Dataset, load
-from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
-from wiseale.likelihoods import (
-    LIKELIHOOD_CLASSES,
-    Likelihood,
-    build_likelihood,
-    needs_variance_head,
+from wiseale.likelihoods import Likelihood, needs_variance_head
+from wiseale.methods import (
+    Method,
+    canonical_name,
+    choose_likelihood,
+    derive_defaults,
+    get_method,
+    resolve_options,
 )
-from wiseale.methods import Method, arguments_of, choose_likelihood, get_method, resolve_options
 from wiseale.model import Autoencoder
 from wiseale.nets import build_nets, default_net
+from wiseale.parts import (
+    assemble,
+    build_from_parts,
+    check_parts,
+    method_parts,
+    parts_of,
+    preset_parts,
+)
 from wiseale.regularizers import REGULARIZERS
 
 
@@ -71,36 +80,44 @@ def default_likelihood(data: Dataset) -> str:
 
 
 def resolve(config: RunConfig, train: Dataset) -> RunConfig:
-    """The config with the method's options and the data-dependent defaults filled in."""
+    """The config with the method's options and parts and the data-dependent defaults filled
+    in. A config with its parts (a resumed run's, or given) keeps them and its options: the
+    preset, which may have changed since, is not asked."""
     config.validate()
-    method = get_method(config.method)
     if config.batch_size > len(train):
         raise WisealeError(f"batch-size {config.batch_size} is larger than the {len(train)} "
                            "training samples; lower --batch-size")
-    if config.batch_size < 2 and any(REGULARIZERS[t].compares_samples for t in method.terms):
-        raise WisealeError(f"{method.name} compares samples within a batch; use --batch-size 2 "
-                           "or more")
-    likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train)
+    if config.parts is None:
+        method = get_method(config.method)
+        likelihood = choose_likelihood(method, config.likelihood) or default_likelihood(train)
+        options = resolve_options(method, config.options, config.latent_dim)
+        _warn_if_one_stage(method.name, options, config.epochs)
+        parts = preset_parts(method, options, likelihood, config.sigma2, config.latent_dim)
+    else:
+        parts = check_parts(config.parts)
+        options = derive_defaults(config.options, config.latent_dim)
+        likelihood = parts["likelihood"]["name"]
+    if config.batch_size < 2 and any(REGULARIZERS[r["name"]].compares_samples
+                                     for r in parts["regularizers"]):
+        raise WisealeError(f"{config.method} compares samples within a batch; use --batch-size "
+                           "2 or more")
     eight_bit_images = train.x.dtype in (torch.uint8, np.uint8) and train.divide_by >= 255
     if likelihood == "bernoulli" and not eight_bit_images and \
             not _all(train, lambda x: (x >= 0) & (x <= 1)):  # x / 255 of 8 bits: in [0, 1]
         raise WisealeError("the Bernoulli likelihood needs data in [0, 1]; rescale the data or "
                            "use --likelihood gaussian")
-    options = resolve_options(method, config.options, config.latent_dim)
-    _warn_if_one_stage(method, options, config.epochs)
     return dataclasses.replace(
-        config, method=method.name, options=options,
-        likelihood=likelihood,
+        config, method=canonical_name(config.method), options=options, likelihood=likelihood,
         net=config.net or default_net(train.sample_shape),
-        sample_shape=list(train.sample_shape))
+        sample_shape=list(train.sample_shape), parts=parts)
 
 
-def _warn_if_one_stage(method: Method, options: dict[str, Any], epochs: int) -> None:
+def _warn_if_one_stage(method: str, options: dict[str, Any], epochs: int) -> None:
     """A two-stage method (lv-vae-pixel, 004 Alg. 1) run for no more epochs than its first
     stage ends without training its second: say so."""
     stage1 = options.get("stage1_epochs")
     if stage1 is not None and epochs <= stage1 and not options.get("stage1_tolerance"):
-        warnings.warn(f"{method.name}: --epochs {epochs} ends within stage 1 "
+        warnings.warn(f"{method}: --epochs {epochs} ends within stage 1 "
                       f"(stage1_epochs={stage1}), so the per-pixel variance is never trained; "
                       f"use --epochs above {stage1} or -o stage1_epochs=N below {epochs}",
                       stacklevel=3)
@@ -160,12 +177,8 @@ def _build(config: RunConfig, own_encoder: nn.Module | None = None,
             encoder, feature_dim, decoder = build_nets(
                 config.net, tuple(config.sample_shape), config.latent_dim,
                 variance_head=needs_variance_head(config.likelihood))
-        method = get_method(config.method)
-        part = LIKELIHOOD_CLASSES.get(config.likelihood)
-        likelihood = build_likelihood(config.likelihood, config.sigma2, **(
-            {} if part is None else arguments_of(part, config.options)))
-        return build_model(method, config.options, encoder, feature_dim, decoder, likelihood,
-                           config.latent_dim)
+        return build_from_parts(parts_of(config), encoder, feature_dim, decoder,
+                                config.latent_dim)
     except ValueError as exc:
         raise WisealeError(str(exc)) from None
 
@@ -173,16 +186,5 @@ def _build(config: RunConfig, own_encoder: nn.Module | None = None,
 def build_model(method: Method, options: dict[str, Any], encoder: nn.Module, feature_dim: int,
                 decoder: nn.Module, likelihood: Likelihood, latent_dim: int) -> Autoencoder:
     """The autoencoder of ``method`` with resolved ``options`` on the given networks."""
-    noise_class = NOISES[method.noise]
-    noise = noise_class(feature_dim, latent_dim, **arguments_of(noise_class, options))
-    regularizers = []
-    for name in method.terms:
-        cls = REGULARIZERS[name]
-        # An option a config saved before it existed lacks takes the class default, which
-        # is what that run trained with (PriorMMD: scales=multi).
-        kwargs = arguments_of(cls, options, cls.option_names)
-        if cls.needs_latent_dim:
-            kwargs["latent_dim"] = latent_dim
-        regularizers.append(cls(**kwargs))
-    return Autoencoder(encoder, noise, decoder, likelihood, regularizers,
-                       **arguments_of(Autoencoder, options))
+    return assemble(method_parts(method, options, latent_dim), encoder, feature_dim, decoder,
+                    likelihood, latent_dim)

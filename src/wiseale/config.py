@@ -155,6 +155,7 @@ class RunConfig:
         "disk, read batch by batch (for data larger than memory); auto: mmap for a file larger "
         "than half the available memory", choices=STORAGES))
     sample_shape: list[int] | None = None  # resolved from the data
+    parts: dict[str, Any] | None = None  # resolved from the method's preset (wiseale.parts)
     on_nonfinite: str = field(default="stop", metadata=_flag(
         "a non-finite loss stops the run (the last checkpoint is kept) or skips that batch's "
         "update", choices=ON_NONFINITE))

@@ -98,9 +98,14 @@ ALIASES = {"vae": "aevb"}
 
 
 
+def canonical_name(name: str) -> str:
+    """The preset name that ``name`` (a name or an alias) stands for."""
+    return ALIASES.get(name, name)
+
+
 def get_method(name: str) -> Method:
     """The preset called ``name`` (or one of its aliases)."""
-    method = METHODS.get(ALIASES.get(name, name))
+    method = METHODS.get(canonical_name(name))
     if method is None:
         names = ", ".join(sorted([*METHODS, *ALIASES]))
         raise WisealeError(f"unknown method {name!r}; use one of {names}")

@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 reads TOML with tomli (a dependency there)
     import tomli as tomllib
 
-RESOLVED = ("sample_shape",)  # filled from the data, never set by hand
+RESOLVED = ("sample_shape", "parts")  # filled from the data and the preset, not by hand
 TABLES = ("options", "data_options")  # TOML tables: -o KEY=VALUE and --data-option KEY=VALUE
 SETTINGS = tuple(f.name for f in fields(RunConfig) if f.name not in RESOLVED)
 

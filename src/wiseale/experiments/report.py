@@ -5,11 +5,13 @@ sections and the figures."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wiseale.experiments.claims import ALPHA, TEST_NAME
-from wiseale.experiments.spec import Spec
 from wiseale.storage import atomic_write_text
+
+if TYPE_CHECKING:
+    from wiseale.experiments.spec import Spec
 
 
 def number(value: Any, sd: Any = None) -> str:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
@@ -21,10 +21,12 @@ from wiseale.errors import WisealeError, positive_int
 from wiseale.experiments.claims import judge
 from wiseale.experiments.measures import MeasureContext
 from wiseale.experiments.report import write_report
-from wiseale.experiments.spec import Spec
 from wiseale.methods import derive_defaults, get_method, resolve_options
 from wiseale.storage import read_json, write_json
 from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
+
+if TYPE_CHECKING:
+    from wiseale.experiments.spec import Spec
 
 MEASURES_FILE = "measures.json"
 

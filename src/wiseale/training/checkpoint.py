@@ -14,9 +14,11 @@ from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.methods import derive_defaults
 from wiseale.model import Autoencoder
+from wiseale.parts import parts_of
 from wiseale.storage import (
     load_tensors,
     optimizer_tensors,
+    read_meta,
     restore_optimizer,
     save_tensors,
     write_json,
@@ -96,10 +98,12 @@ def restore(run: Run) -> tuple[EpochState, list[dict]]:
 def settings_that_differ(config: RunConfig, saved: RunConfig) -> list[str]:
     """The settings of ``config`` that make it another run than ``saved``: all but those a
     resume may change (``RESUMABLE``), with the options' derived defaults resolved on both
-    sides (configs saved before they were hold None)."""
+    sides (configs saved before they were hold None) and the parts of a config saved before
+    runs recorded them converted from its preset."""
     ours, theirs = config.to_dict(), saved.to_dict()
     ours["options"] = derive_defaults(config.options, config.latent_dim)
     theirs["options"] = derive_defaults(saved.options, saved.latent_dim)
+    ours["parts"], theirs["parts"] = parts_of(config), parts_of(saved)  # saved before: converted
     return sorted(k for k, v in ours.items() if k not in RESUMABLE and theirs[k] != v)
 
 
@@ -164,3 +168,13 @@ def save_checkpoint(run: Run, state: EpochState) -> None:
         "elapsed": state.elapsed, "config": run.config.to_dict(), "param_groups": groups,
         "ranks": run.world.size, "kernels": run.kernels, "data": run.data})
     write_json(run.out / CONFIG, run.config.to_dict())
+
+
+def saved_parts(out: Path) -> tuple[dict | None, dict]:
+    """The parts and the method options saved in ``out``'s checkpoint (None and {}: no
+    checkpoint; None: one written before runs recorded their parts)."""
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        return None, {}
+    saved = read_meta(path).get("config") or {}
+    return saved.get("parts"), saved.get("options") or {}

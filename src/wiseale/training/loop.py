@@ -47,6 +47,7 @@ from wiseale.training.checkpoint import (
     load_weights,
     restore,
     save_checkpoint,
+    saved_parts,
     settings_that_differ,
 )
 from wiseale.training.distributed import (
@@ -206,6 +207,11 @@ def train(config: RunConfig, out: str | Path, resume: bool = False, progress: bo
             raise WisealeError(f"net={config.net!r} and your own encoder and decoder: leave net "
                                "unset")
         config = dataclasses.replace(config, net=CUSTOM_NET)
+    if resume and config.parts is None:  # resume with the parts it was built from
+        parts, options = saved_parts(out)
+        if parts is not None:
+            config = dataclasses.replace(config, parts=parts,
+                                         options={**options, **config.options})
     config = dataclasses.replace(resolve(config, train_data),
                                  threads=choose_threads(config.threads))
     if config.device == "cuda" and not torch.cuda.is_available():
