@@ -400,9 +400,9 @@ def test_history_panels_pair_train_with_test_and_drop_duplicates():
 
 
 def test_the_experiment_catalog_lists_every_experiment_in_order():
-    """`wiseale experiments` reads experiments/catalog.py; it names each spec, no more."""
+    """`wiseale experiments` reads experiments/index.py; it names each spec, no more."""
     from wiseale.experiments import EXPERIMENTS
-    from wiseale.experiments.catalog import SUMMARIES
+    from wiseale.experiments.index import SUMMARIES
 
     assert list(SUMMARIES) == list(EXPERIMENTS)
     assert all(EXPERIMENTS[name].summary == summary for name, summary in SUMMARIES.items())

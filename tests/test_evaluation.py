@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from wiseale.encoders import SIGMA_MIN, GaussianNoise, IAFNoise
 from wiseale.likelihoods import FixedGaussian
 from wiseale.metrics import evaluate
 from wiseale.model import Autoencoder
+from wiseale.noises import SIGMA_MIN, GaussianNoise, IAFNoise
 from wiseale.regularizers import AggregateKL, PriorKL
 
 D, D_Z, V = 6, 3, 0.5

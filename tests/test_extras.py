@@ -27,7 +27,7 @@ def missing(monkeypatch):
 
 def test_each_optional_part_names_its_extra(missing):
     from wiseale.data import load
-    from wiseale.encoders import IAFNoise
+    from wiseale.noises import IAFNoise
     from wiseale.samplers import fit_flow, fit_mixture
     from wiseale.training import TensorBoard
 

@@ -17,7 +17,6 @@ import math
 import pytest
 import torch
 
-from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
 from wiseale.functional import (
     MMD_SCALE_SETS,
@@ -35,6 +34,7 @@ from wiseale.functional import (
     total_variance,
     variance_penalty,
 )
+from wiseale.noises import Posterior
 from wiseale.regularizers import PriorMMD
 
 F64 = torch.float64

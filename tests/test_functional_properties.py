@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wiseale import pairwise as pairwise_module
-from wiseale.encoders import Posterior
 from wiseale.functional import (
     aggregate_kl_upper_bound,
     aggregate_kl_upper_bound_reference,
@@ -36,6 +35,7 @@ from wiseale.functional import (
     total_variance,
     variance_penalty,
 )
+from wiseale.noises import Posterior
 
 F64 = torch.float64
 # Jensen gap of Eq. 21 for one Gaussian per latent dimension: log E_q[q] - E_q[log q] =

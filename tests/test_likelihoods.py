@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from wiseale import functional
-from wiseale.encoders import GaussianNoise
 from wiseale.likelihoods import (
     LIKELIHOODS,
     SIGMA2_MIN,
@@ -20,6 +19,7 @@ from wiseale.likelihoods import (
     build_likelihood,
 )
 from wiseale.model import Autoencoder
+from wiseale.noises import GaussianNoise
 
 
 def _fixed_reconstructions(seed=0, n=512, d=20):

@@ -77,9 +77,9 @@ def test_a_sampler_fit_is_refused_while_another_writer_holds_the_run(tmp_path):
     import torch
     from torch import nn
 
-    from wiseale.encoders import FixedNoise
     from wiseale.likelihoods import FixedGaussian
     from wiseale.model import Autoencoder
+    from wiseale.noises import FixedNoise
     from wiseale.samplers import run_mixture
 
     model = Autoencoder(nn.Identity(), FixedNoise(3, 2, 0.3), nn.Linear(2, 3), FixedGaussian(),

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from wiseale import functional
-from wiseale.encoders import GaussianNoise
 from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.metrics.latent import (
     aggregate_kl_mc,
@@ -18,6 +17,7 @@ from wiseale.metrics.latent import (
     sampler_prior_kl,
 )
 from wiseale.model import Autoencoder
+from wiseale.noises import GaussianNoise
 
 D, DZ, SIGMA2 = 5, 2, 0.3
 

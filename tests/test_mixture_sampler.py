@@ -8,10 +8,10 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import FixedGaussian
 from wiseale.model import Autoencoder
+from wiseale.noises import FixedNoise
 from wiseale.samplers import (
     FLOW_FILE,
     MIXTURE_FILE,

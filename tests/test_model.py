@@ -5,12 +5,12 @@ import torch
 
 from wiseale import functional
 from wiseale.build import build_model
-from wiseale.encoders import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.methods import METHODS, get_method, resolve_options
 from wiseale.model import Autoencoder
 from wiseale.nets import build_nets
+from wiseale.noises import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise
 from wiseale.regularizers import AggregateKL, PriorKL
 
 
@@ -50,7 +50,7 @@ def test_loss_is_reconstruction_plus_weighted_terms():
 def test_aggregate_scaling_follows_eq27():
     torch.manual_seed(0)
     mu, logvar = torch.randn(32, 4), torch.randn(32, 4) * 0.1
-    from wiseale.encoders import Posterior
+    from wiseale.noises import Posterior
 
     post = Posterior(mu, logvar, mu)
     value, batch = AggregateKL(2.0, "batch")(post)
@@ -104,7 +104,7 @@ def test_encoder_noises():
 
 
 def test_per_sample_kl_needs_a_variance():
-    from wiseale.encoders import Posterior
+    from wiseale.noises import Posterior
 
     with pytest.raises(ValueError, match="stochastic encoder"):
         PriorKL()(Posterior(torch.zeros(2, 2), None, torch.zeros(2, 2)))
@@ -160,7 +160,7 @@ def test_variance_penalty_and_information_rate():
 def test_variance_penalty_measures_the_distance_to_the_v_it_is_given():
     """003 Eq. 7: lambda |total variance of z - v| for the v given (here not d_z = 3), checked
     against numpy's unbiased per-dimension variances; and through a VCAE model with v = 5."""
-    from wiseale.encoders import Posterior
+    from wiseale.noises import Posterior
     from wiseale.regularizers import VariancePenalty
 
     g = torch.Generator().manual_seed(0)
@@ -205,7 +205,7 @@ def test_vcae_family_presets():
 
 def test_iaf_posterior_density_is_normalised():
     """E_q[p(z) / q(z)] = 1 for any density p: checks log_q of the flow's own samples."""
-    from wiseale.encoders import IAFNoise
+    from wiseale.noises import IAFNoise
 
     torch.manual_seed(0)
     noise = IAFNoise(feature_dim=4, latent_dim=2, steps=3).double()
@@ -224,7 +224,7 @@ def test_iaf_posterior_density_is_normalised():
 def test_iaf_log_q_is_the_change_of_variables_with_an_autograd_jacobian():
     """log q(z_T|x) = log N(z_0; mu, sigma^2) - log |det dz_T/dz_0|, the determinant taken by
     autograd of the whole flow (a strongly non-Gaussian one), not from the flow's own ladj."""
-    from wiseale.encoders import IAFNoise
+    from wiseale.noises import IAFNoise
 
     torch.manual_seed(0)
     noise = IAFNoise(feature_dim=4, latent_dim=3, steps=3).double()
@@ -266,7 +266,7 @@ def test_vae_iaf_trains_with_a_monte_carlo_kl():
 def test_posterior_density_and_its_torch_distribution():
     """A Gaussian posterior is torch's Independent Normal; a point has no density; a flow
     posterior's density of its sample is its log_q."""
-    from wiseale.encoders import Posterior
+    from wiseale.noises import Posterior
 
     g = torch.Generator().manual_seed(3)
     mu, logvar = torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g)

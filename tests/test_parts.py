@@ -11,9 +11,9 @@ import torch
 
 from wiseale.cli import main
 from wiseale.config import RunConfig
-from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
 from wiseale.methods import METHODS
+from wiseale.noises import FixedNoise
 from wiseale.regularizers import VariancePenalty
 from wiseale.storage import load_tensors, save_tensors
 from wiseale.training import load_run, train

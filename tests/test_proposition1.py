@@ -5,11 +5,11 @@ import torch
 from torch import nn
 from torch.autograd.functional import hessian, jacobian
 
-from wiseale.encoders import FixedNoise, GaussianNoise
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import FixedGaussian
 from wiseale.metrics import decoder_jacobian_sq_norm, proposition1
 from wiseale.model import Autoencoder
+from wiseale.noises import FixedNoise, GaussianNoise
 
 D64 = torch.float64
 

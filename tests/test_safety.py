@@ -17,9 +17,9 @@ from wiseale.build import load_split
 from wiseale.cli import main
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
-from wiseale.encoders import LOGVAR_MAX, SIGMA_MAX, SIGMA_MIN, GaussianNoise
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder
+from wiseale.noises import LOGVAR_MAX, SIGMA_MAX, SIGMA_MIN, GaussianNoise
 from wiseale.storage import load_tensors, save_tensors
 from wiseale.training import train
 

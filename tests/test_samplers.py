@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from wiseale.encoders import FixedNoise
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import FixedGaussian
 from wiseale.model import Autoencoder
+from wiseale.noises import FixedNoise
 from wiseale.samplers import (
     FlowSampler,
     LatentSampler,
@@ -325,7 +325,7 @@ def test_the_fresh_noise_is_seeded(monkeypatch):
 def test_a_flow_posterior_gives_the_flow_fresh_samples_in_every_epoch(tmp_path, monkeypatch):
     """VAE + IAF has no diagonal Gaussian to add noise to: every mini-batch re-encodes its
     images, so epochs differ, and the pooled samples match q(z) drawn by the encoder itself."""
-    from wiseale.encoders import IAFNoise
+    from wiseale.noises import IAFNoise
 
     seen = _flow_inputs(monkeypatch)
     torch.manual_seed(0)
@@ -359,9 +359,9 @@ def test_a_flow_fitted_to_one_fixed_draw_is_refused(tmp_path):
 def test_run_flow_gives_the_flow_the_posterior_means_and_their_noise(tmp_path, monkeypatch):
     from torch import nn
 
-    from wiseale.encoders import FixedNoise, NoNoise
     from wiseale.likelihoods import FixedGaussian
     from wiseale.model import Autoencoder
+    from wiseale.noises import FixedNoise, NoNoise
     from wiseale.samplers import flow as flow_module
 
     calls = []

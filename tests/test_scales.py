@@ -11,7 +11,7 @@ from wiseale.cli import main
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments import EXPERIMENTS, paper001, paper003, paper004
-from wiseale.experiments.spec import Run
+from wiseale.experiments.spec import RunSpec
 from wiseale.storage import read_meta
 
 
@@ -24,7 +24,7 @@ def test_medium_settings_sit_between_quick_and_full_and_runs_fall_back_on_full()
     lv = paper004.FID.configs("fashion-mnist", "medium", 0)
     assert lv["lv-vae"].likelihood == "optimal" and lv["vae"].epochs == 15
     # a run with no medium fields of its own takes its full-scale ones
-    run = Run("x", "aevb", quick={"epochs": 1}, full={"epochs": 9})
+    run = RunSpec("x", "aevb", quick={"epochs": 1}, full={"epochs": 9})
     assert (run.at("quick"), run.at("medium"), run.at("full")) == (
         {"epochs": 1}, {"epochs": 9}, {"epochs": 9})
     assert paper001.EMBEDDING.configs("digits", "medium", 0)["aevb"].n_train is None

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from wiseale.build import build_model
-from wiseale.encoders import Posterior
 from wiseale.likelihoods import FixedGaussian
 from wiseale.methods import get_method, resolve_options
 from wiseale.nets import build_nets
+from wiseale.noises import Posterior
 from wiseale.regularizers import TotalCorrelation, permute_dims
 from wiseale.storage import load_tensors
 from wiseale.training import train

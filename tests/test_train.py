@@ -515,10 +515,10 @@ def test_every_method_option_is_an_argument_of_one_of_its_parts():
     autoencoder or one of its regularisers (directly or through option_names)."""
     import inspect
 
-    from wiseale.encoders import NOISES
     from wiseale.likelihoods import LIKELIHOOD_CLASSES
     from wiseale.methods import METHODS
     from wiseale.model import Autoencoder
+    from wiseale.noises import NOISES
     from wiseale.regularizers import REGULARIZERS
 
     def takes(part: type, renamed: dict[str, str]) -> set[str]:

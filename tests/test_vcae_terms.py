@@ -12,12 +12,12 @@ import torch
 from wiseale import functional
 from wiseale.build import build_model
 from wiseale.config import learning_rate
-from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
 from wiseale.experiments import paper003
 from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.methods import DERIVED_DEFAULTS, METHODS, get_method, resolve_options
 from wiseale.nets import build_nets
+from wiseale.noises import Posterior
 from wiseale.training import train
 
 F64 = torch.float64

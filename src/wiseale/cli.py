@@ -15,7 +15,7 @@ from typing import Any
 
 from wiseale.config import DEVICES, KINDS, Kind, RunConfig
 from wiseale.errors import WisealeError, one_line
-from wiseale.experiments.catalog import SCALES
+from wiseale.experiments.index import SCALES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -404,7 +404,7 @@ def _methods() -> None:
 
 
 def _datasets() -> None:
-    from wiseale.catalog import DATASETS
+    from wiseale.dataset_index import DATASETS
 
     for name, entry in DATASETS.items():
         print(f"{name}: {entry.summary}")
@@ -412,7 +412,7 @@ def _datasets() -> None:
 
 
 def _experiments() -> None:
-    from wiseale.experiments.catalog import SUMMARIES
+    from wiseale.experiments.index import SUMMARIES
 
     for name, summary in SUMMARIES.items():
         print(f"{name}: {summary}")

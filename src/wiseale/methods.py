@@ -28,7 +28,7 @@ class Method:
     name: str
     summary: str
     source: str
-    noise: str  # encoders.NOISES
+    noise: str  # noises.NOISES
     terms: tuple[str, ...]  # regularizers.REGULARIZERS, each set by the options it takes
     defaults: dict[str, Any] = field(default_factory=dict)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)

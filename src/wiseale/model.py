@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import RECONSTRUCTIONS
-from wiseale.encoders import Noise, Posterior
+from wiseale.noises import Noise, Posterior
 
 if TYPE_CHECKING:
     from wiseale.likelihoods import Likelihood

@@ -16,11 +16,11 @@ from torch import nn
 
 from wiseale.choices import RECONSTRUCTIONS
 from wiseale.config import RunConfig
-from wiseale.encoders import NOISES
 from wiseale.errors import WisealeError
 from wiseale.likelihoods import LIKELIHOOD_CLASSES, Likelihood, build_likelihood
 from wiseale.methods import Method, arguments_of, get_method
 from wiseale.model import Autoencoder
+from wiseale.noises import NOISES
 from wiseale.regularizers import REGULARIZERS
 
 __all__ = ["assemble", "build_from_parts", "check_parts", "method_parts", "parts_of",

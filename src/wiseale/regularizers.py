@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
-from wiseale.encoders import Posterior
+from wiseale.noises import Posterior
 
 
 def _need_variance(post: Posterior, what: str) -> Tensor:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from wiseale.build import CUSTOM_NET, load_split
-from wiseale.catalog import CLASS_NAMES
+from wiseale.dataset_index import CLASS_NAMES
 from wiseale.derived import RUN_FIGURES, WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.plots import (
     plot_latents,

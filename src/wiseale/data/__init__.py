@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wiseale.catalog import DATASETS
 from wiseale.data.arrays import load_array_file
 from wiseale.data.dataset import SPLITS, Dataset
+from wiseale.dataset_index import DATASETS
 from wiseale.errors import WisealeError
 
 __all__ = ["DATASETS", "Dataset", "load"]

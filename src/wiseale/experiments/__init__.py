@@ -1,6 +1,6 @@
 """Reproducible experiments: ``wiseale reproduce NAME``. Each is a spec
 (:class:`wiseale.experiments.spec.Spec`) run by :mod:`wiseale.experiments.runner`;
-``experiments.catalog`` names them with their summaries."""
+``experiments.index`` names them with their summaries."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     """``SPECS`` and ``EXPERIMENTS``, built on first use: listing the experiments
-    (experiments.catalog) imports none of them, nor torch."""
+    (experiments.index) imports none of them, nor torch."""
     if name not in ("SPECS", "EXPERIMENTS"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from wiseale.experiments import paper001, paper003, paper004, prior_constraint

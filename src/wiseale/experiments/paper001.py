@@ -19,12 +19,12 @@ from typing import Any
 import torch
 
 from wiseale.build import load_split
-from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Q, at_least, below, extreme
+from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.measures import fid_prior, reconstruction_nll
 from wiseale.experiments.report import table
 from wiseale.experiments.runner import first_config
-from wiseale.experiments.spec import Figure, Measure, Run, Spec
+from wiseale.experiments.spec import Figure, Measure, RunSpec, Spec
 from wiseale.plots import (
     plot_curves,
     plot_embeddings,
@@ -33,7 +33,7 @@ from wiseale.plots import (
 )
 from wiseale.training import load_run
 
-FOUR = tuple(Run(m, m) for m in ("aevb", "beta-vae", "wise-ale", "wae"))
+FOUR = tuple(RunSpec(m, m) for m in ("aevb", "beta-vae", "wise-ale", "wae"))
 VAES = ("aevb", "beta-vae", "wise-ale")  # the methods with a posterior density (Fig. 6)
 N_EMBEDDED = 64  # test images drawn in Fig. 1
 N_CELEBA = 8  # test images shown in Fig. 5b
@@ -227,7 +227,7 @@ CELEBA = Spec(
     "than 2 CPU cores allow at any scale between a 2-epoch smoke test and the full 50 "
     "epochs on 162,770 images (`wiseale reproduce celeba --data-dir PATH --device cuda "
     "--seeds 3`; its time on one GPU is not measured yet)",
-    runs=tuple(Run(m, m) for m in ("aevb", "wae", "wise-ale")),
+    runs=tuple(RunSpec(m, m) for m in ("aevb", "wae", "wise-ale")),
     metrics=("recon_error", "mse", "kl_prior", "elbo", "aggregate_kl_ub"),
     claims=(Claim("celeba-recon", "WiSE-ALE reconstructs CelebA better than AEVB and WAE",
                   "001 Sec. 5.1, Fig. 5b", "sharper reconstructions (figure only)",

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from wiseale.build import load_split
-from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import (
     Claim,
     Compare,
@@ -46,6 +45,7 @@ from wiseale.experiments.claims import (
     chain,
     extreme,
 )
+from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.measures import (
     MeasureContext,
     fid_flow,
@@ -55,7 +55,7 @@ from wiseale.experiments.measures import (
 )
 from wiseale.experiments.report import metric, table
 from wiseale.experiments.runner import first_config
-from wiseale.experiments.spec import Figure, Measure, PaperValue, Run, Spec
+from wiseale.experiments.spec import Figure, Measure, PaperValue, RunSpec, Spec
 from wiseale.plots import plot_embeddings, plot_feature_histograms, plot_image_grid
 from wiseale.training import load_run
 
@@ -106,8 +106,8 @@ MOG = Spec(
     base={"latent_dim": 2, "batch_size": 100, "lr": 1e-3, "likelihood": "gaussian",
           "net": "mlp", "eval_size": 2_000, "v": 2.0},
     quick={"epochs": 20}, medium={"epochs": 100}, full={"epochs": 100},
-    runs=(Run("vcae", "vcae", {"lambda": 1.0, "v": 2.0, **NOISE_001}),
-          Run("cwae", "cwae", {"lambda": 100.0, **NOISE_001})),
+    runs=(RunSpec("vcae", "vcae", {"lambda": 1.0, "v": 2.0, **NOISE_001}),
+          RunSpec("cwae", "cwae", {"lambda": 100.0, **NOISE_001})),
     metrics=("mse", "recon_error", "latent_total_variance", "information_rate_bits"),
     paper=(PaperValue("vcae", "mse", 0.067, "003 Sec. 6.1", "003's MoG, unpublished scale"),
            PaperValue("cwae", "mse", 0.13, "003 Sec. 6.1", "003's MoG, unpublished scale")),
@@ -137,12 +137,13 @@ OVERFIT_PAPER = {"vcae-0.2": (22.16, 41.96), "cwae-0.2": (18.06, 44.56),
                  "vcae-0.1": (17.02, 47.39), "cwae-0.1": (15.19, 47.39),
                  "dvcae": (16.56, 53.16), "wae": (14.79, 58.50), "vae": (10.45, 53.32)}
 OVERFIT_RUNS = (
-    *(Run(f"vcae-{v}", "vcae", {"lambda": 2.0, "v": 2.0, "sigma_eps": math.sqrt(v)})
+    *(RunSpec(f"vcae-{v}", "vcae", {"lambda": 2.0, "v": 2.0, "sigma_eps": math.sqrt(v)})
       for v in (0.2, 0.1)),
-    Run("dvcae", "dvcae", {"lambda": 2.0, "v": 2.0}),
-    *(Run(f"cwae-{v}", "cwae", {"lambda": 100.0, "sigma_eps": math.sqrt(v)}) for v in (0.2, 0.1)),
-    Run("wae", "wae", {"lambda": 100.0, "scales": "single"}),
-    Run("vae", "aevb"),
+    RunSpec("dvcae", "dvcae", {"lambda": 2.0, "v": 2.0}),
+    *(RunSpec(f"cwae-{v}", "cwae", {"lambda": 100.0, "sigma_eps": math.sqrt(v)})
+      for v in (0.2, 0.1)),
+    RunSpec("wae", "wae", {"lambda": 100.0, "scales": "single"}),
+    RunSpec("vae", "aevb"),
 )
 NOISY = ("vcae-0.2", "vcae-0.1", "cwae-0.2", "cwae-0.1")
 
@@ -225,10 +226,10 @@ TABLE7_VARIANCE = {5.0: 23.45, 10.0: 19.85, 25.0: 17.55, 50.0: 16.51, 75.0: 15.7
 NOISE_005 = {"sigma_eps": math.sqrt(0.05)}
 
 
-def _sweep_runs() -> tuple[Run, ...]:
-    vcae = tuple(Run(f"vcae-lambda-{lam:g}", "vcae", {"lambda": lam, "v": float(LATENT_16),
+def _sweep_runs() -> tuple[RunSpec, ...]:
+    vcae = tuple(RunSpec(f"vcae-lambda-{lam:g}", "vcae", {"lambda": lam, "v": float(LATENT_16),
                                                         **NOISE_005}) for lam in VCAE_LAMBDAS)
-    cwae = tuple(Run(f"cwae-lambda-{lam:g}", "cwae", {"lambda": lam, **NOISE_005})
+    cwae = tuple(RunSpec(f"cwae-lambda-{lam:g}", "cwae", {"lambda": lam, **NOISE_005})
                  for lam in CWAE_LAMBDAS)
     return vcae + cwae
 
@@ -292,7 +293,7 @@ TABLE2 = Spec(
             "lr_milestones": [6, 10], "flow_epochs": 50},
     full={"epochs": 100, "n_train": None, "n_test": None, "net": "mnist-vcae",
           "lr_milestones": [30, 50], "flow_epochs": 100},
-    runs=(Run("vae", "aevb"), Run("vae-iaf", "vae-iaf", fields={"lr": 1e-4},
+    runs=(RunSpec("vae", "aevb"), RunSpec("vae-iaf", "vae-iaf", fields={"lr": 1e-4},
                                   quick={"epochs": 16}, medium={"epochs": 40},
                                   full={"epochs": 200}),
           *_sweep_runs()),
@@ -394,9 +395,9 @@ MNIST2D = Spec(
             "flow_epochs": 100},
     full={"epochs": 100, "n_train": None, "n_test": None, "lr": 1e-4, "net": "mnist-vcae",
           "flow_epochs": 100},
-    runs=(Run("vcae", "vcae", {"lambda": 1.0, "v": 2.0, **NOISE_001}),
-          Run("cwae", "cwae", {"lambda": 100.0, **NOISE_001}),
-          Run("cwae-lambda-3000", "cwae", {"lambda": 3000.0, **NOISE_001})),
+    runs=(RunSpec("vcae", "vcae", {"lambda": 1.0, "v": 2.0, **NOISE_001}),
+          RunSpec("cwae", "cwae", {"lambda": 100.0, **NOISE_001}),
+          RunSpec("cwae-lambda-3000", "cwae", {"lambda": 3000.0, **NOISE_001})),
     measures=(Measure("gaussianity", gaussianity),),
     metrics=("recon_error", "latent_total_variance", "knn_accuracy", "information_rate_bits",
              "gaussianity_ks"),
@@ -488,10 +489,10 @@ SHAPES = Spec(
     quick={"epochs": 8, "n_train": None, "n_test": None, "lr": 1e-3},
     medium={"epochs": 24, "n_train": None, "n_test": None, "lr": 1e-3},
     full={"epochs": 75, "n_train": None, "n_test": None, "lr": 1e-4},  # ~5e5 batches
-    runs=(Run("tc-vcae", "tc-vcae", {"lambda": 1.0, "gamma": 7.0, "sigma_eps": math.sqrt(0.1)}),
-          Run("tc-cwae", "tc-cwae", {"lambda": 2500.0, "gamma": 7.0,
+    runs=(RunSpec("tc-vcae", "tc-vcae", {"lambda": 1.0, "gamma": 7.0, "sigma_eps": math.sqrt(0.1)}),
+          RunSpec("tc-cwae", "tc-cwae", {"lambda": 2500.0, "gamma": 7.0,
                                      "sigma_eps": math.sqrt(0.1)}),
-          Run("factorvae", "factorvae", {"gamma": 7.0})),
+          RunSpec("factorvae", "factorvae", {"gamma": 7.0})),
     measures=(Measure("shapes_scores", shapes_scores),),
     metrics=("disentanglement", "recon_nll", "recon_error", "latent_total_variance"),
     paper=tuple(p for run, values in SHAPES_PAPER.items() for p in _values(

@@ -38,8 +38,8 @@ import torch
 from torch import Tensor
 
 from wiseale.build import load_split
-from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Near, Q, Trend, extreme
+from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.measures import (
     MeasureContext,
     fid_mixture,
@@ -48,7 +48,7 @@ from wiseale.experiments.measures import (
 )
 from wiseale.experiments.report import number
 from wiseale.experiments.runner import first_config
-from wiseale.experiments.spec import Figure, Measure, PaperValue, Run, Spec
+from wiseale.experiments.spec import Figure, Measure, PaperValue, RunSpec, Spec
 from wiseale.functional import standard_normal_log_prob
 from wiseale.metrics.latent import aggregate_log_density, iwae
 from wiseale.model import Autoencoder
@@ -79,18 +79,18 @@ MEDIUM = {"epochs": 15, "n_train": 10_000, "n_test": 2_000, "variance_note": SMA
 FULL = {"epochs": 30, "n_train": None, "n_test": None, "variance_note": ""}
 CELEBA = {"net": "lv-celeba", "latent_dim": 256, "components": 500,
           "data_options": {"crop": 178, "size": 128}, "full": {"epochs": 95}}
-LV_VAE = Run("lv-vae", "lv-vae", fields={"likelihood": None},  # sigma^2 learned (Eq. 9)
+LV_VAE = RunSpec("lv-vae", "lv-vae", fields={"likelihood": None},  # sigma^2 learned (Eq. 9)
              quick={"likelihood": "optimal"},  # in closed form (Eq. 10): SMALL_VARIANCE
              medium={"likelihood": "optimal"})
 PIXEL = "lv-vae-pixel"
-LV_PIXEL = Run(PIXEL, PIXEL, fields={"likelihood": None},  # Eq. 11, Alg. 1
+LV_PIXEL = RunSpec(PIXEL, PIXEL, fields={"likelihood": None},  # Eq. 11, Alg. 1
                quick={"options": {"stage1_epochs": 3, "stage1_variance": "closed-form"}},
                medium={"options": {"stage1_epochs": 8, "stage1_variance": "closed-form"}},
                full={"options": {"stage1_epochs": 16}})
-BASELINES = (Run("vae", "aevb", fields={"sigma2": 0.5}),
-             Run("beta-vae", "aevb", fields={"sigma2": 1.0}),
-             Run("dip-vae", "dip-vae", fields={"sigma2": 0.5}))
-WAE = Run("wae", "wae", fields={"sigma2": 0.5})
+BASELINES = (RunSpec("vae", "aevb", fields={"sigma2": 0.5}),
+             RunSpec("beta-vae", "aevb", fields={"sigma2": 1.0}),
+             RunSpec("dip-vae", "dip-vae", fields={"sigma2": 0.5}))
+WAE = RunSpec("wae", "wae", fields={"sigma2": 0.5})
 SETTING_TEXT = ("004 Supp. B setting: {net} network, d_z = {latent_dim}, batch {batch_size}, "
                 "Adam {lr:g}, {epochs} epochs on {n_train} training images, {n_test} test "
                 "images; mixtures of {components} full-covariance Gaussians fitted by EM on "
@@ -125,7 +125,7 @@ EXTENT_QUANTILE, EXTENT_MARGIN, MIN_EXTENT = 0.999, 1.0, 3.0
 SWEEP_MEASURES = (Measure("fid_prior", fid_prior), Measure("fid_mixture", fid_mixture),
                   Measure("kl_mixture_prior", kl_mixture_prior),
                   Measure("sigma2", final_sigma2))
-SWEEP_RUNS = (*(Run(name, "aevb", fields={"sigma2": s}) for name, s in zip(FIXED, SIGMA2S,
+SWEEP_RUNS = (*(RunSpec(name, "aevb", fields={"sigma2": s}) for name, s in zip(FIXED, SIGMA2S,
                                                                            strict=True)),
               LV_VAE)
 KL_RISES = Claim("kl-rises", "KL(q_hat || p) of the mixture rises as the fixed sigma^2 falls "

@@ -28,8 +28,8 @@ import torch
 
 from wiseale import functional
 from wiseale.errors import WisealeError
-from wiseale.experiments.catalog import SUMMARIES
 from wiseale.experiments.claims import Claim, Compare, Near, Q
+from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.spec import Figure, Spec
 from wiseale.plots import plt, save_figure
 

@@ -20,19 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
-from wiseale.experiments.catalog import SCALES
 from wiseale.experiments.claims import Claim
+from wiseale.experiments.index import SCALES
 
 if TYPE_CHECKING:
     from wiseale.experiments.measures import MeasureContext
 
-__all__ = ["SCALES", "Figure", "Measure", "PaperValue", "Run", "Spec"]
+__all__ = ["SCALES", "Figure", "Measure", "PaperValue", "RunSpec", "Spec"]
 
 CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(RunConfig))
 
 
 @dataclass(frozen=True)
-class Run:
+class RunSpec:
     """One trained model of an experiment: its ``label`` (the key in results.json), method,
     method options, RunConfig ``fields`` of its own, and fields that apply only at one scale
     (``medium`` falls back on ``full``'s where it sets none)."""
@@ -110,7 +110,7 @@ class Spec:
     full: Mapping[str, Any]
     medium: Mapping[str, Any] | None = None
     no_medium: str = ""
-    runs: tuple[Run, ...] = ()
+    runs: tuple[RunSpec, ...] = ()
     by_data: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     measures: tuple[Measure, ...] = ()
     metrics: tuple[str, ...] = ()

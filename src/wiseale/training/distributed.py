@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
+from wiseale.noises import Posterior
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from wiseale.encoders import Posterior
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput, full_precision
+from wiseale.noises import Posterior
 from wiseale.training.rng import rng_state, set_rng_state
 
 FIELDS = ("mu", "logvar", "z", "log_q")
