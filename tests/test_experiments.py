@@ -121,6 +121,8 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
     assert next(r for r in rows if r["experiment"] == "lv-sweep")["verdict"] == "not run"
     assert "wiseale reproduce celeba --data-dir PATH --seeds 3" in celeba["data"]
     assert "| sine |" in (tmp_path / "claims.md").read_text()
+    assert "No medium scale (`Spec.no_medium`): celeba: its claim is about 64 x 64" in claims_md
+    assert "vcae-overfit: its claims are about overfitting" in claims_md
     with pytest.raises(SystemExit):
         main(["reproduce", "sine", "--out", str(tmp_path / "x"), "--seeds", "0"])
 

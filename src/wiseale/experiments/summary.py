@@ -94,7 +94,7 @@ def _ours(results: dict[str, Any], judged: dict[str, Any]) -> str:
     return "; ".join(quantity_cell(results["methods"], q) for q in judged["quantities"])
 
 
-def render(claim_rows: list[dict], sources: list[str]) -> str:
+def render(claim_rows: list[dict], sources: list[str], specs: dict[str, Spec]) -> str:
     counts: dict[str, int] = {}
     for row in claim_rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -117,6 +117,9 @@ def render(claim_rows: list[dict], sources: list[str]) -> str:
                       "offline stand-ins of the papers' MNIST and 3D Shapes; `wiseale "
                       "reproduce NAME --data mnist|reduced-mnist|3dshapes --data-dir PATH` "
                       "runs the papers' own data.", "",
+                      "No medium scale (`Spec.no_medium`): " + "; ".join(
+                          f"{name}: {spec.no_medium}" for name, spec in specs.items()
+                          if spec.medium is None) + ".", "",
                       body, ""])
 
 
@@ -155,5 +158,5 @@ def write_summary(directories: list[Path], specs: dict[str, Spec], out: Path,
                            f"the claims table needs ({type(exc).__name__}: {exc}); run its "
                            "`wiseale reproduce` again to rewrite it") from None
     write_json(out.with_suffix(".json"), claim_rows)
-    atomic_write_text(out, render(claim_rows, [str(d) for d in directories]))
+    atomic_write_text(out, render(claim_rows, [str(d) for d in directories], specs))
     return out
