@@ -18,9 +18,13 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import STAGE1_VARIANCES
+from wiseale.registry import Registry
 
 SIGMA2_MIN = 1e-6  # floor of every learned or estimated variance (a numerical guard)
 LOGVAR_MIN = math.log(SIGMA2_MIN)
+
+
+LIKELIHOOD_CLASSES = Registry("likelihood")  # name -> class: every likelihood
 
 
 class Likelihood(nn.Module):
@@ -273,9 +277,8 @@ class PixelGaussian(Likelihood):
         return {"sigma2": float(self.sigma2_dataset), "stage": trained_in}
 
 
-LIKELIHOOD_CLASSES: dict[str, type[Likelihood]] = {
-    cls.name: cls for cls in (FixedGaussian, Bernoulli, LearnedGaussian, OptimalGaussian,
-                              PixelGaussian)}
+for _cls in (FixedGaussian, Bernoulli, LearnedGaussian, OptimalGaussian, PixelGaussian):
+    LIKELIHOOD_CLASSES.register(_cls)  # in the order the CLI lists them
 LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
 
 

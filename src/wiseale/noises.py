@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from wiseale.extras import require
 from wiseale.functional import gaussian_log_prob
+from wiseale.registry import Registry
 
 # Documented bounds (docs/deviations.md, docs/reliability.md): sigma >= SIGMA_MIN keeps
 # log sigma finite where the paper's "FC -> ReLU" head (001 App. D.1) can output exactly 0;
@@ -68,23 +70,30 @@ class Posterior:
         return gaussian_log_prob(self.z, self.mu, self.logvar)
 
 
+NOISES = Registry("noise")  # name -> class: every encoder noise
+
+
 class Noise(nn.Module):
     """The encoder-noise axis' interface: ``forward(h, sample)`` maps encoder features to a
     :class:`Posterior`. ``sigma_eps`` is the fixed noise's standard deviation (003 Sec. 3),
     None for any other noise."""
 
+    name: ClassVar[str]  # its name in NOISES (RunConfig parts, presets)
     sigma_eps: float | None = None
 
     def forward(self, h: Tensor, sample: bool = True) -> Posterior:
         raise NotImplementedError
 
 
+@NOISES.register
 class GaussianNoise(Noise):
     """q(z|x) = N(mu(x), diag sigma(x)^2), z = mu + sigma * eps (001 Alg. 1).
 
     sigma = softplus(FC(h)) + SIGMA_MIN instead of the paper's FC -> ReLU, which can be 0,
     clamped at SIGMA_MAX; the sample and log-variance use the same clamped sigma.
     """
+
+    name = "gaussian"
 
     def __init__(self, feature_dim: int, latent_dim: int):
         super().__init__()
@@ -99,8 +108,11 @@ class GaussianNoise(Noise):
         return Posterior(mu, logvar, z)
 
 
+@NOISES.register
 class FixedNoise(Noise):
     """z = mu(x) + eps, eps ~ N(0, sigma_eps^2 I) with a fixed sigma_eps (003 Sec. 3)."""
+
+    name = "fixed"
 
     def __init__(self, feature_dim: int, latent_dim: int, sigma_eps: float):
         super().__init__()
@@ -117,8 +129,11 @@ class FixedNoise(Noise):
         return Posterior(mu, logvar, z)
 
 
+@NOISES.register
 class NoNoise(Noise):
     """A deterministic encoder: z = mu(x) (WAE; 003's dVCAE)."""
+
+    name = "none"
 
     def __init__(self, feature_dim: int, latent_dim: int):
         super().__init__()
@@ -129,6 +144,7 @@ class NoNoise(Noise):
         return Posterior(mu, None, mu)
 
 
+@NOISES.register
 class IAFNoise(Noise):
     """An inverse autoregressive flow posterior (Kingma et al. 2016; the VAE + IAF baseline of
     003 Table 2): z_0 = mu + sigma * eps, then ``steps`` masked autoregressive affine
@@ -139,6 +155,8 @@ class IAFNoise(Noise):
     has length d_z: 003 App. B, "another vector of z_dim length ... provided as an additional
     input to the normalising flows".
     """
+
+    name = "iaf"
 
     def __init__(self, feature_dim: int, latent_dim: int, steps: int = 2, hidden: int = 64):
         super().__init__()
@@ -179,4 +197,3 @@ class IAFNoise(Noise):
         return Posterior(base.mu, None, z, log_q - ladj, code)
 
 
-NOISES = {"gaussian": GaussianNoise, "fixed": FixedNoise, "none": NoNoise, "iaf": IAFNoise}

@@ -17,10 +17,11 @@ from torch import nn
 from wiseale.choices import RECONSTRUCTIONS
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
-from wiseale.likelihoods import LIKELIHOOD_CLASSES, Likelihood, build_likelihood
+from wiseale.likelihoods import LIKELIHOOD_CLASSES, Likelihood
 from wiseale.methods import Method, arguments_of, get_method
 from wiseale.model import Autoencoder
 from wiseale.noises import NOISES
+from wiseale.registry import Registry
 from wiseale.regularizers import REGULARIZERS
 
 __all__ = ["assemble", "build_from_parts", "check_parts", "method_parts", "parts_of",
@@ -87,16 +88,15 @@ def parts_of(config: RunConfig) -> dict[str, Any]:
                         config.sigma2, config.latent_dim)
 
 
-def _made(kind: str, registry: dict[str, Any], part: dict[str, Any], *args: Any) -> Any:
+def _made(kind: str, registry: Registry, part: dict[str, Any], *args: Any) -> Any:
     """``registry[part["name"]](*args, **part["args"])``, with a one-line error for a part
     this version does not have or arguments its constructor does not take."""
-    try:
-        cls = registry[part["name"]]
-        return cls(*args, **part["args"])
-    except KeyError:
+    if part["name"] not in registry:
         raise WisealeError(f"the {kind} {part['name']!r} is not one of this wiseale's "
                            f"({', '.join(registry)}); use one of them, or load a saved run "
-                           "with the version that trained it") from None
+                           "with the version that trained it")
+    try:
+        return registry[part["name"]](*args, **part["args"])
     except TypeError as exc:
         raise WisealeError(f"the {kind} {part['name']!r} does not take the arguments "
                            f"{sorted(part['args'])} ({exc}); fix them, or load a saved run "
@@ -116,7 +116,5 @@ def assemble(parts: dict[str, Any], encoder: nn.Module, feature_dim: int, decode
 def build_from_parts(parts: dict[str, Any], encoder: nn.Module, feature_dim: int,
                      decoder: nn.Module, latent_dim: int) -> Autoencoder:
     """:func:`assemble` with the likelihood of ``parts`` too."""
-    likelihoods = {name: lambda name=name, **args: build_likelihood(name, **args)
-                   for name in LIKELIHOOD_CLASSES}
-    likelihood = _made("likelihood", likelihoods, parts["likelihood"])
+    likelihood = _made("likelihood", LIKELIHOOD_CLASSES, parts["likelihood"])
     return assemble(parts, encoder, feature_dim, decoder, likelihood, latent_dim)

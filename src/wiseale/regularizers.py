@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from wiseale import functional
 from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
 from wiseale.noises import Posterior
+from wiseale.registry import Registry
 
 
 def _need_variance(post: Posterior, what: str) -> Tensor:
@@ -40,7 +41,7 @@ class Regularizer(nn.Module):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
-            REGULARIZERS[cls.name] = cls
+            REGULARIZERS.register(cls)
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -50,7 +51,7 @@ class Regularizer(nn.Module):
         raise NotImplementedError(f"the {self.name} regulariser has no adversary")
 
 
-REGULARIZERS: dict[str, type[Regularizer]] = {}  # name -> class, filled by subclassing
+REGULARIZERS = Registry("regularizer")  # name -> class, filled by subclassing
 
 
 class PriorKL(Regularizer):

@@ -19,6 +19,7 @@ from torch import Tensor
 from wiseale.derived import WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.errors import WisealeError, positive_int
 from wiseale.lock import exclusive
+from wiseale.registry import Registry
 from wiseale.samplers.prior import LatentSampler, PriorSampler
 from wiseale.storage import load_tensors, save_tensors
 
@@ -29,7 +30,7 @@ __all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "posterior_means",
            "posterior_sampler", "register_sampler", "run_sampler", "save_sampler"]
 
 # sampler name (the "sampler" entry of a file's meta) -> its class; filled by register_sampler
-SAMPLER_CLASSES: dict[str, type] = {}
+SAMPLER_CLASSES = Registry("sampler")
 FIT_OPTIONS = "fit_options"  # meta entry: the options a run directory's sampler was fitted with
 
 S = TypeVar("S", bound=type)
@@ -38,12 +39,7 @@ S = TypeVar("S", bound=type)
 def register_sampler(cls: S) -> S:
     """Class decorator: make ``cls`` (a :class:`LatentSampler` with a unique ``name``) savable
     with :func:`save_sampler` and loadable with :func:`load_sampler`."""
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or SAMPLER_CLASSES.get(name, cls) is not cls:
-        raise WisealeError(f"cannot register {cls.__name__}: its name {name!r} is not a new "
-                           "sampler name")
-    SAMPLER_CLASSES[name] = cls
-    return cls
+    return SAMPLER_CLASSES.register(cls)
 
 
 register_sampler(PriorSampler)
