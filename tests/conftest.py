@@ -69,3 +69,21 @@ def faces():
                 folder / f"{i + 1:06d}{suffix}")
 
     return write
+
+
+@pytest.fixture
+def preset_model():
+    """preset_model(method, **options): the method's autoencoder with resolved ``options`` on
+    an MLP for 10-D data, d_z = 3, a Gaussian likelihood of variance 0.5."""
+    from wiseale.build import build_model
+    from wiseale.likelihoods import FixedGaussian
+    from wiseale.methods import get_method, resolve_options
+    from wiseale.nets import build_nets
+
+    def build(method: str, **options):
+        m = get_method(method)
+        enc, feat, dec = build_nets("mlp", (10,), 3)
+        return build_model(m, resolve_options(m, options), enc, feat, dec, FixedGaussian(0.5), 3)
+
+    return build
+
