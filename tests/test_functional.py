@@ -34,7 +34,7 @@ from wiseale.functional import (
     total_variance,
     variance_penalty,
 )
-from wiseale.noises import Posterior
+from wiseale.noises import PointPosterior
 from wiseale.regularizers import PriorMMD
 
 F64 = torch.float64
@@ -379,7 +379,7 @@ def test_prior_mmd_term_compares_codes_with_standard_normal_draws(scale):
     d, reps = 4, 300
     term = PriorMMD(weight=1.0, kernel="rbf", scales="single")
     torch.manual_seed(13)
-    values = torch.stack([term(Posterior(z, None, z))[0] for z in
+    values = torch.stack([term(PointPosterior(z, z))[0] for z in
                           (scale * torch.randn(reps, 100, d, dtype=F64))])
     truth = _rbf_gaussian_mmd(d, scale, 1.0, 0.0, c=2.0 * d)
     se = values.std().item() / math.sqrt(reps)

@@ -35,7 +35,7 @@ from wiseale.functional import (
     total_variance,
     variance_penalty,
 )
-from wiseale.noises import Posterior
+from wiseale.noises import FlowPosterior, GaussianPosterior
 
 F64 = torch.float64
 # Jensen gap of Eq. 21 for one Gaussian per latent dimension: log E_q[q] - E_q[log q] =
@@ -314,12 +314,12 @@ def test_posterior_kl_flow_branch_is_unbiased_for_a_gaussian_posterior(params, s
     n = 4000
     z = mu + (0.5 * logvar).exp() * torch.randn(n, *mu.shape, generator=gen, dtype=F64)
     log_q = _log_normal(z, mu, logvar.exp()).sum(-1)
-    flat = Posterior(mu=z.flatten(0, 1), logvar=None, z=z.flatten(0, 1), log_q=log_q.flatten())
+    flat = FlowPosterior(mu=z.flatten(0, 1), z=z.flatten(0, 1), log_q=log_q.flatten())
     samples = posterior_kl(flat).view(n, -1)
     closed = gaussian_kl(mu, logvar)
     stderr = samples.std(0) / math.sqrt(n)
     assert bool(((samples.mean(0) - closed).abs() <= 5.0 * stderr + 1e-12).all())
-    exact = posterior_kl(Posterior(mu=mu, logvar=logvar, z=mu))
+    exact = posterior_kl(GaussianPosterior(mu=mu, logvar=logvar, z=mu))
     assert torch.equal(exact, closed)
 
 

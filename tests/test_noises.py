@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from wiseale.noises import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise
+from wiseale.noises import SIGMA_MIN, FixedNoise, GaussianNoise, NoNoise, PointPosterior
 
 
 def test_encoder_noises():
@@ -27,7 +27,7 @@ def test_encoder_noises():
     assert abs(eps.std().item() - 0.1) < 5 * 0.1 / math.sqrt(2 * (len(eps) - 1))
     assert abs(eps.mean().item()) < 5 * 0.1 / math.sqrt(len(eps))
     post = NoNoise(7, 3)(h)
-    assert post.logvar is None and torch.equal(post.z, post.mu)
+    assert isinstance(post, PointPosterior) and torch.equal(post.z, post.mu)
     with pytest.raises(ValueError):
         FixedNoise(7, 3, sigma_eps=0.0)
 
@@ -80,18 +80,18 @@ def test_iaf_log_q_is_the_change_of_variables_with_an_autograd_jacobian():
 def test_posterior_density_and_its_torch_distribution():
     """A Gaussian posterior is torch's Independent Normal; a point has no density; a flow
     posterior's density of its sample is its log_q."""
-    from wiseale.noises import Posterior
+    from wiseale.noises import FlowPosterior, GaussianPosterior, PointPosterior
 
     g = torch.Generator().manual_seed(3)
     mu, logvar = torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g)
     z = mu + torch.exp(0.5 * logvar) * torch.randn(5, 2, generator=g)
-    gaussian = Posterior(mu, logvar, z)
+    gaussian = GaussianPosterior(mu, logvar, z)
     assert gaussian.has_density and gaussian.distribution.batch_shape == (5,)
     assert torch.allclose(gaussian.log_prob_of_sample(), gaussian.distribution.log_prob(z),
                           atol=1e-5)
-    point = Posterior(mu, None, mu)
+    point = PointPosterior(mu, mu)
     assert not point.has_density and point.distribution is None
     with pytest.raises(ValueError, match="no density"):
         point.log_prob_of_sample()
-    flow = Posterior(mu, None, z, log_q=torch.arange(5.0))
+    flow = FlowPosterior(mu, z, log_q=torch.arange(5.0))
     assert flow.has_density and torch.equal(flow.log_prob_of_sample(), torch.arange(5.0))

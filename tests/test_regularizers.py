@@ -13,18 +13,18 @@ from wiseale.training import train
 
 
 def test_per_sample_kl_needs_a_variance():
-    from wiseale.noises import Posterior
+    from wiseale.noises import PointPosterior
 
     with pytest.raises(ValueError, match="stochastic encoder"):
-        PriorKL()(Posterior(torch.zeros(2, 2), None, torch.zeros(2, 2)))
+        PriorKL()(PointPosterior(torch.zeros(2, 2), torch.zeros(2, 2)))
 
 
 def test_aggregate_scaling_follows_eq27():
     torch.manual_seed(0)
     mu, logvar = torch.randn(32, 4), torch.randn(32, 4) * 0.1
-    from wiseale.noises import Posterior
+    from wiseale.noises import GaussianPosterior
 
-    post = Posterior(mu, logvar, mu)
+    post = GaussianPosterior(mu, logvar, mu)
     value, batch = AggregateKL(2.0, "batch")(post)
     _, per_sample = AggregateKL(2.0, "per-sample")(post)
     assert torch.allclose(batch, 2.0 * value / 32)  # once per batch, loss averaged over M
@@ -46,7 +46,7 @@ def test_variance_penalty_and_information_rate():
 def test_variance_penalty_measures_the_distance_to_the_v_it_is_given(preset_model):
     """003 Eq. 7: lambda |total variance of z - v| for the v given (here not d_z = 3), checked
     against numpy's unbiased per-dimension variances; and through a VCAE model with v = 5."""
-    from wiseale.noises import Posterior
+    from wiseale.noises import PointPosterior
     from wiseale.regularizers import VariancePenalty
 
     g = torch.Generator().manual_seed(0)
@@ -54,7 +54,7 @@ def test_variance_penalty_measures_the_distance_to_the_v_it_is_given(preset_mode
         [1.0, 2.0, 0.5], dtype=torch.float64)
     total = float(z.numpy().var(axis=0, ddof=1).sum())  # about 5.25
     for v in (1.0, 5.0, 12.0):
-        value, weighted = VariancePenalty(weight=2.0, target=v)(Posterior(z, None, z))
+        value, weighted = VariancePenalty(weight=2.0, target=v)(PointPosterior(z, z))
         assert value.item() == pytest.approx(abs(total - v), rel=1e-12), v
         assert weighted.item() == pytest.approx(2.0 * abs(total - v), rel=1e-12), v
     model = preset_model("vcae", v="5")

@@ -8,7 +8,7 @@ from wiseale.build import build_model
 from wiseale.likelihoods import FixedGaussian
 from wiseale.methods import get_method, resolve_options
 from wiseale.nets import build_nets
-from wiseale.noises import Posterior
+from wiseale.noises import PointPosterior
 from wiseale.regularizers import TotalCorrelation, permute_dims
 from wiseale.storage import load_tensors
 from wiseale.training import train
@@ -79,7 +79,7 @@ def test_regularizer_value_estimates_the_total_correlation_of_a_gaussian():
         optimizer.step()
     z = dist.sample((20_000,))
     with torch.no_grad():
-        value, loss = tc(Posterior(z, None, z))
+        value, loss = tc(PointPosterior(z, z))
     assert abs(value.item() - truth) < 0.2, (value.item(), truth)
     assert loss.item() == pytest.approx(value.item())  # weight 1
 

@@ -17,7 +17,7 @@ from wiseale.experiments import paper003
 from wiseale.likelihoods import Bernoulli, FixedGaussian
 from wiseale.methods import get_method, resolve_options
 from wiseale.nets import build_nets
-from wiseale.noises import Posterior
+from wiseale.noises import GaussianPosterior, PointPosterior
 from wiseale.training import train
 
 F64 = torch.float64
@@ -36,7 +36,7 @@ def _mmd_term(method: str, options: dict | None = None):
 
 def _value_with_prior_seed(term, z: torch.Tensor, seed: int) -> float:
     torch.manual_seed(seed)
-    return term(Posterior(z, None, z))[0].item()
+    return term(PointPosterior(z, z))[0].item()
 
 
 def _mmd_with_prior_seed(z: torch.Tensor, seed: int, scales) -> float:
@@ -81,7 +81,7 @@ def test_dip_vae_weights_follow_kumar_et_al(variant, expected):
     term = next(t for t in _terms("dip-vae", resolve_options(m, {"variant": variant}))
                 if t.name == "dip")
     mu, logvar = _spread_codes()
-    value, loss = term(Posterior(mu, logvar, mu))
+    value, loss = term(GaussianPosterior(mu, logvar, mu))
     assert value.item() == pytest.approx(expected) and loss.item() == pytest.approx(expected)
 
 
@@ -102,7 +102,7 @@ class _ConstantModel(torch.nn.Module):
     likelihood = Bernoulli()
 
     def encode(self, x, sample=False):
-        return Posterior(x.flatten(1)[:, :2], None, x.flatten(1)[:, :2])
+        return PointPosterior(x.flatten(1)[:, :2], x.flatten(1)[:, :2])
 
     def decode(self, z):
         return torch.zeros(len(z), 3, 4, 4)

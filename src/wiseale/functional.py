@@ -110,11 +110,10 @@ def gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def posterior_kl(post: Any) -> Tensor:
-    """KL(q(z|x) || N(0, I)) per sample [M] of an ``noises.Posterior``: closed form for a
-    diagonal Gaussian, the one-sample estimate log q(z|x) - log p(z) for a flow posterior."""
-    if post.logvar is not None:
-        return gaussian_kl(post.mu, post.logvar)
-    return post.log_q - standard_normal_log_prob(post.z)
+    """KL(q(z|x) || N(0, I)) per sample [M] of a ``noises.Posterior``
+    (``Posterior.kl_to_prior``): closed form for a diagonal Gaussian, the one-sample estimate
+    log q(z|x) - log p(z) for a flow posterior."""
+    return post.kl_to_prior()
 
 
 def total_variance(z: Tensor) -> Tensor:

@@ -7,14 +7,14 @@ separate, so any network can be combined with any noise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from wiseale.extras import require
-from wiseale.functional import gaussian_log_prob
+from wiseale.functional import gaussian_kl, gaussian_log_prob, standard_normal_log_prob
 from wiseale.registry import Registry
 
 # Documented bounds (docs/deviations.md, docs/reliability.md): sigma >= SIGMA_MIN keeps
@@ -26,48 +26,99 @@ LOGVAR_MAX = 20.0
 SIGMA_MAX = math.exp(LOGVAR_MAX / 2)  # about 22026
 
 
-@dataclass
 class Posterior:
-    """q(z|x) for a batch: means, log-variances (None when deterministic or not a diagonal
-    Gaussian) and a sample z; ``log_q`` [M] is log q(z|x) of that sample when q is not a
-    diagonal Gaussian (an inverse autoregressive flow).
-
-    ``code`` is the posterior's one deterministic code, the z that every reconstruction,
-    embedding and latent-space measure decodes or shows: the mean ``mu`` (the default), and
-    for a flow the flow's output at eps = 0, since its decoder only ever sees flow outputs.
-    """
+    """q(z|x) for a batch, one type per kind: :class:`GaussianPosterior` (a diagonal Gaussian:
+    Gaussian or fixed noise), :class:`PointPosterior` (a deterministic encoder) and
+    :class:`FlowPosterior` (an inverse autoregressive flow). Each has the means ``mu``, a
+    sample ``z`` and ``code``, the posterior's one deterministic code that every
+    reconstruction, embedding and latent-space measure decodes or shows: the mean ``mu`` (the
+    default), and for a flow the flow's output at eps = 0, since its decoder only ever sees
+    flow outputs."""
 
     mu: Tensor
-    logvar: Tensor | None
     z: Tensor
-    log_q: Tensor | None = None
-    code: Tensor = None  # type: ignore[assignment]  # set to mu when not given
+    code: Tensor
+    has_density: ClassVar[bool] = True  # False: a deterministic encoder's point
 
     def __post_init__(self) -> None:
         if self.code is None:
             self.code = self.mu
 
-    @property
-    def has_density(self) -> bool:
-        """Whether q(z|x) has a density (not a deterministic encoder's point)."""
-        return self.logvar is not None or self.log_q is not None
+    def kl_to_prior(self) -> Tensor:
+        """KL(q(z|x) || N(0, I)) per sample [M]."""
+        raise ValueError(f"a {self.kind} posterior has no density: the per-sample KL needs a "
+                         "stochastic encoder (Gaussian or fixed noise)")
+
+    def log_prob_of_sample(self) -> Tensor:
+        """log q(z|x) of the posterior's own sample z [M]."""
+        raise ValueError(f"a {self.kind} posterior has no density")
 
     @property
-    def distribution(self) -> torch.distributions.Independent | None:
-        """q(z|x) as torch's diagonal Gaussian (None for a point or a flow posterior)."""
-        if self.logvar is None:
-            return None
+    def distribution(self) -> torch.distributions.Distribution | None:
+        """q(z|x) as a torch distribution: a diagonal Gaussian's; None for the others."""
+        return None
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.removesuffix("Posterior").lower()
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The fields to concatenate or gather across batches (``type(post)(**tensors)``
+        rebuilds one); ``code`` only where it is not ``mu``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
+                if not (f.name == "code" and self.code is self.mu)}
+
+
+@dataclass
+class GaussianPosterior(Posterior):
+    """N(mu, diag exp(logvar)) per sample."""
+
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+    code: Tensor = None  # type: ignore[assignment]  # set to mu when not given
+
+    def kl_to_prior(self) -> Tensor:
+        """In closed form (functional.gaussian_kl)."""
+        return gaussian_kl(self.mu, self.logvar)
+
+    def log_prob_of_sample(self) -> Tensor:
+        return gaussian_log_prob(self.z, self.mu, self.logvar)
+
+    @property
+    def distribution(self) -> torch.distributions.Independent:
         return torch.distributions.Independent(
             torch.distributions.Normal(self.mu, torch.exp(0.5 * self.logvar)), 1)
 
+
+@dataclass
+class PointPosterior(Posterior):
+    """A deterministic encoder's point: z = mu, no density."""
+
+    mu: Tensor
+    z: Tensor
+    code: Tensor = None  # type: ignore[assignment]  # set to mu when not given
+    has_density: ClassVar[bool] = False
+
+
+@dataclass
+class FlowPosterior(Posterior):
+    """A flow's sample z with ``log_q`` = log q(z|x) [M] (None for the code alone, when no
+    sample was drawn); its KL to the prior is the one-sample estimate log q(z|x) - log p(z)."""
+
+    mu: Tensor
+    z: Tensor
+    log_q: Tensor | None = None
+    code: Tensor = None  # type: ignore[assignment]  # set to mu when not given
+
+    def kl_to_prior(self) -> Tensor:
+        return self.log_prob_of_sample() - standard_normal_log_prob(self.z)
+
     def log_prob_of_sample(self) -> Tensor:
-        """log q(z|x) of the posterior's own sample z [M]: the flow's ``log_q``, or the
-        diagonal Gaussian's density (functional.gaussian_log_prob)."""
-        if self.log_q is not None:
-            return self.log_q
-        if self.logvar is None:
-            raise ValueError("a deterministic encoder's posterior has no density")
-        return gaussian_log_prob(self.z, self.mu, self.logvar)
+        if self.log_q is None:
+            raise ValueError("this flow posterior holds its code alone, no sample and no "
+                             "log q; encode with sample=True")
+        return self.log_q
 
 
 NOISES = Registry("noise")  # name -> class: every encoder noise
@@ -105,7 +156,7 @@ class GaussianNoise(Noise):
         sigma = (nn.functional.softplus(self.sigma_head(h)) + SIGMA_MIN).clamp(max=SIGMA_MAX)
         logvar = 2.0 * sigma.log()
         z = mu + sigma * torch.randn_like(mu) if sample else mu
-        return Posterior(mu, logvar, z)
+        return GaussianPosterior(mu, logvar, z)
 
 
 @NOISES.register
@@ -126,7 +177,7 @@ class FixedNoise(Noise):
         mu = self.mu_head(h)
         logvar = torch.full_like(mu, 2.0 * math.log(self.sigma_eps))
         z = mu + self.sigma_eps * torch.randn_like(mu) if sample else mu
-        return Posterior(mu, logvar, z)
+        return GaussianPosterior(mu, logvar, z)
 
 
 @NOISES.register
@@ -141,7 +192,7 @@ class NoNoise(Noise):
 
     def forward(self, h: Tensor, sample: bool = True) -> Posterior:
         mu = self.mu_head(h)
-        return Posterior(mu, None, mu)
+        return PointPosterior(mu, mu)
 
 
 @NOISES.register
@@ -189,11 +240,11 @@ class IAFNoise(Noise):
         context = self.context_head(h)
         if not sample:
             code = self._flow(context, base.mu)[0]
-            return Posterior(base.mu, None, code, code=code)
+            return FlowPosterior(base.mu, code, code=code)
         with torch.no_grad():  # no loss uses a sample's code: keep it off the graph
             code = self._flow(context, base.mu)[0]
         log_q = gaussian_log_prob(base.z, base.mu, base.logvar)
         z, ladj = self._flow(context, base.z)
-        return Posterior(base.mu, None, z, log_q - ladj, code)
+        return FlowPosterior(base.mu, z, log_q - ladj, code)
 
 

@@ -17,12 +17,12 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
-from wiseale.noises import Posterior
+from wiseale.noises import GaussianPosterior, Posterior
 from wiseale.registry import Registry
 
 
 def _need_variance(post: Posterior, what: str) -> Tensor:
-    if post.logvar is None:
+    if not isinstance(post, GaussianPosterior):
         raise ValueError(f"{what} needs a stochastic encoder (Gaussian or fixed noise)")
     return post.logvar
 
@@ -65,9 +65,7 @@ class PriorKL(Regularizer):
         self.weight = float(weight)
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
-        if post.log_q is None:
-            _need_variance(post, "the per-sample KL")
-        value = functional.posterior_kl(post).mean()  # closed form, or Monte Carlo for a flow
+        value = post.kl_to_prior().mean()  # closed form, or Monte Carlo for a flow
         return value, self.weight * value
 
 

@@ -25,6 +25,7 @@ from wiseale.experiments.measures import fid_prior, reconstruction_nll
 from wiseale.experiments.report import table
 from wiseale.experiments.runner import first_config
 from wiseale.experiments.spec import Figure, Measure, RunSpec, Spec
+from wiseale.noises import GaussianPosterior
 from wiseale.plots import (
     plot_curves,
     plot_embeddings,
@@ -139,8 +140,8 @@ def _draw_embeddings(out: Path, results: dict[str, Any]) -> None:
     with torch.no_grad():
         for name in results["methods"]:
             post = _model(out, name).encode(test_data.floats(torch.as_tensor(shown)), sample=False)
-            panels[name] = (post.code.numpy(),
-                            None if post.logvar is None else post.logvar.numpy())
+            panels[name] = (post.code.numpy(), post.logvar.numpy()
+                            if isinstance(post, GaussianPosterior) else None)
     plot_embeddings(panels, test_data.y[shown].numpy(), out / "fig1_embeddings.png")
 
 

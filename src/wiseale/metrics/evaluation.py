@@ -21,6 +21,7 @@ from wiseale.metrics.latent import (
     posterior_overlap,
 )
 from wiseale.model import Autoencoder
+from wiseale.noises import GaussianPosterior, PointPosterior
 from wiseale.samplers import LatentSampler
 
 AGGREGATE_SAMPLES = 4096
@@ -71,10 +72,10 @@ def evaluate(model: Autoencoder, x: Samples, batch_size: int = 1024,
             sse.append((batch - x_hat).square().flatten(1).sum(1))
             if not post.has_density:
                 continue
-            batch_kl = functional.posterior_kl(post)
+            batch_kl = post.kl_to_prior()
             kl.append(batch_kl)
             elbo.append(-model.likelihood.nll(batch, model.decode(post.z)) - batch_kl)
-            if post.logvar is not None:
+            if isinstance(post, GaussianPosterior):
                 mus.append(post.mu)
                 logvars.append(post.logvar)
     model.train(was_training)
@@ -116,12 +117,13 @@ def evaluate_full(model: Autoencoder, x: Samples, y: Tensor | None = None,
         mu = torch.cat([p.mu for p in posts])
         code = torch.cat([p.code for p in posts])
         z = torch.cat([p.z for p in posts])
-        logvar = None if posts[0].logvar is None else torch.cat([p.logvar for p in posts])
         result["latent_total_variance"] = latent_total_variance(z)
-        flow = posts[0].log_q is not None  # no diagonal Gaussian to measure
-        result["posterior_overlap"] = None if flow else posterior_overlap(mu, logvar)
+        # points do not overlap (0); a flow has no diagonal Gaussian to measure (None)
+        result["posterior_overlap"] = 0.0 if isinstance(posts[0], PointPosterior) else None
         result["aggregate_kl_mc"] = result["aggregate_kl_mc_se"] = None
-        if logvar is not None:
+        if isinstance(posts[0], GaussianPosterior):
+            logvar = torch.cat([p.logvar for p in posts])
+            result["posterior_overlap"] = posterior_overlap(mu, logvar)
             result["aggregate_kl_mc"], result["aggregate_kl_mc_se"] = aggregate_kl_mc(
                 mu, logvar, MC_SAMPLES)
         result["knn_accuracy"] = None if y is None else knn_accuracy(code, y[:LATENT_N])

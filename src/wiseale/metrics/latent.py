@@ -81,15 +81,14 @@ def latent_total_variance(z: Tensor) -> float:
     return z.var(dim=0).sum().item()
 
 
-def posterior_overlap(mu: Tensor, logvar: Tensor | None) -> float:
+def posterior_overlap(mu: Tensor, logvar: Tensor) -> float:
     """Smoothness: the mean Bhattacharyya coefficient BC(q_i, q_nn(i)) between each posterior
     and the posterior whose mean is nearest to its own; 1 = identical, 0 = disjoint.
 
     BC = exp(-D_B), D_B = 1/8 dmu' S^-1 dmu + 1/2 log(det S / sqrt(det S_i det S_j)),
-    S = (S_i + S_j) / 2. Deterministic encoders (points) have overlap 0.
+    S = (S_i + S_j) / 2 (diagonal Gaussian posteriors; a deterministic encoder's points
+    have overlap 0).
     """
-    if logvar is None:
-        return 0.0
     nearest = _nearest(mu, 1)[:, 0]
     var_i, var_j = logvar.exp(), logvar[nearest].exp()
     var = 0.5 * (var_i + var_j)

@@ -19,6 +19,7 @@ from torch import Tensor
 from wiseale.derived import WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.errors import WisealeError, positive_int
 from wiseale.lock import exclusive
+from wiseale.noises import FlowPosterior, PointPosterior
 from wiseale.registry import Registry
 from wiseale.samplers.prior import LatentSampler, PriorSampler
 from wiseale.storage import load_tensors, save_tensors
@@ -180,10 +181,10 @@ def posterior_means(model: Autoencoder, x: Tensor,
     mode, no gradients."""
     with _seeded_eval(model, 0) as device:  # sample=False draws nothing; the seed is unused
         posts = [model.encode(batch.to(device), sample=False) for batch in x.split(batch_size)]
-    if posts[0].code is not posts[0].mu:  # a flow: its code is not a Gaussian's mean
+    if isinstance(posts[0], FlowPosterior):  # its code is not a Gaussian's mean
         return None, None
     mu = torch.cat([p.mu for p in posts])
-    if posts[0].logvar is None:
+    if isinstance(posts[0], PointPosterior):
         return mu, None
     return mu, torch.cat([(0.5 * p.logvar).exp() for p in posts])
 

@@ -84,9 +84,8 @@ def gather(tensor: Tensor) -> Tensor:
 
 
 def gather_posterior(post: Posterior) -> Posterior:
-    """The posterior of the global batch (every field that is not None, gathered)."""
-    return Posterior(*(None if value is None else gather(value)
-                       for value in (post.mu, post.logvar, post.z, post.log_q)))
+    """The posterior of the global batch (every tensor of it gathered)."""
+    return type(post)(**{name: gather(value) for name, value in post.tensors().items()})
 
 
 def mean_over_ranks(values: dict[str, Tensor]) -> dict[str, Tensor]:

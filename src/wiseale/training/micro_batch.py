@@ -27,10 +27,7 @@ from torch import Tensor
 
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput, full_precision
-from wiseale.noises import Posterior
 from wiseale.training.rng import rng_state, set_rng_state
-
-FIELDS = ("mu", "logvar", "z", "log_q")
 
 
 def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOutput:
@@ -47,15 +44,13 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         for chunk in chunks:
             states.append(rng_state(device))
             encoded.append(model.encode(chunk))
-    whole = Posterior(*(None if getattr(encoded[0], f) is None else
-                        torch.cat([getattr(p, f) for p in encoded]).requires_grad_()
-                        for f in FIELDS))
+    whole = type(encoded[0])(**{f: torch.cat([p.tensors()[f] for p in encoded]).requires_grad_()
+                                for f in encoded[0].tensors()})
     with torch.autocast(device.type, enabled=False):  # float32 under bf16 autocast
         penalty, reg_parts = model.regularize(whole)
     if penalty.requires_grad:
         penalty.backward()
-    grads = {f: getattr(whole, f).grad for f in FIELDS
-             if getattr(whole, f) is not None and getattr(whole, f).grad is not None}
+    grads = {f: value.grad for f, value in whole.tensors().items() if value.grad is not None}
     totals: dict[str, Tensor] = {}
     start = 0
     for chunk, state in zip(chunks, states, strict=True):
@@ -65,7 +60,7 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         with torch.autocast(device.type, enabled=False):
             own_nll = model.likelihood.nll(chunk, out)
         rows = slice(start, start + len(chunk))
-        linear = sum((getattr(post, f) * g[rows]).sum() for f, g in grads.items())
+        linear = sum((post.tensors()[f] * g[rows]).sum() for f, g in grads.items())
         (own_nll.sum() / len(x) + linear).backward()
         share = len(chunk) / len(x)
         parts = {"nll": own_nll.detach().mean()}
