@@ -119,7 +119,9 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
     celeba = next(r for r in rows if r["experiment"] == "celeba")
     assert celeba["verdict"] == "not run here"
     assert next(r for r in rows if r["experiment"] == "lv-sweep")["verdict"] == "not run"
-    assert "wiseale reproduce celeba --data-dir PATH --seeds 3" in celeba["data"]
+    assert "wiseale reproduce celeba --data-dir PATH --seeds 3 --redraw-data" in celeba["data"]
+    sweep = next(r for r in rows if r["experiment"] == "lv-sweep")["data"]
+    assert "wiseale reproduce lv-sweep --scale medium --seeds 3 --redraw-data" in sweep
     assert "| sine |" in (tmp_path / "claims.md").read_text()
     assert "No medium scale (`Spec.no_medium`): celeba: its claim is about 64 x 64" in claims_md
     assert "vcae-overfit: its claims are about overfitting" in claims_md

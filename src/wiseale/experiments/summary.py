@@ -43,7 +43,9 @@ def _command(spec: Spec) -> str:
     data = "" if spec.offline == "" or spec.offline is None else f" --data {spec.offline}"
     if spec.offline is None:
         data = " --data-dir PATH"
-    return f"`wiseale reproduce {spec.name}{data} --seeds 3 --out runs/{spec.name}`"
+    scale = "" if spec.medium is None else " --scale medium"
+    return f"`wiseale reproduce {spec.name}{data}{scale} --seeds 3 --redraw-data --out " \
+           f"runs/{spec.name}`"
 
 
 def rows(found: dict[str, list[tuple[Path, dict]]], specs: dict[str, Spec]) -> list[dict]:
