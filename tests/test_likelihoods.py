@@ -28,6 +28,15 @@ def _fixed_reconstructions(seed=0, n=512, d=20):
     return x, x + 0.2 * torch.randn(n, d, generator=g, dtype=torch.float64)
 
 
+
+def _epoch_end(part, index: int, row: dict) -> dict:
+    """What ``part``'s epoch-end hooks (a likelihood's, or a model's parts') add to ``row``
+    after the epoch of 0-based ``index``."""
+    before = dict(row)
+    for hook in part.hooks() if isinstance(part, Autoencoder) else [part]:
+        hook.on_epoch_end(index + 1, row, None, None)
+    return {key: value for key, value in row.items() if key not in before}
+
 def test_gaussian_nll_with_a_variance_per_dimension_matches_torch():
     x, mean = _fixed_reconstructions()
     var = torch.rand_like(x) + 0.1
@@ -71,7 +80,7 @@ def test_variance_learned_by_gradient_converges_to_the_closed_form():
         lik.nll(x, mean).mean().backward()
         optimizer.step()
     mse = (x - mean).square().mean().item()
-    assert lik.end_epoch(0, {})["sigma2"] == pytest.approx(mse, rel=1e-3)
+    assert _epoch_end(lik, 0, {})["sigma2"] == pytest.approx(mse, rel=1e-3)
 
 
 def test_learned_variance_has_a_floor_and_a_pairwise_form():
@@ -106,12 +115,12 @@ def test_pixel_likelihood_switches_stage_and_floors_the_variance():
     x, mean = _fixed_reconstructions(d=8)
     lik = PixelGaussian(stage1_epochs=3, stage1_tolerance=0.0).double()
     for epoch, elbo in enumerate((-10.0, -9.0, -8.0)):
-        assert lik.end_epoch(epoch, {"elbo": elbo})["stage"] == 1  # the stage trained in
+        assert _epoch_end(lik, epoch, {"elbo": elbo})["stage"] == 1  # the stage trained in
     assert int(lik.stage) == 2  # stage1_epochs reached
     stalled = PixelGaussian(stage1_epochs=10, stage1_tolerance=0.5)
-    stalled.end_epoch(0, {"elbo": -10.0})
+    _epoch_end(stalled, 0, {"elbo": -10.0})
     assert int(stalled.stage) == 1
-    stalled.end_epoch(1, {"elbo": -9.7})
+    _epoch_end(stalled, 1, {"elbo": -9.7})
     assert int(stalled.stage) == 2  # improved by < 0.5 nats
     assert float(lik.sigma2_dataset) == pytest.approx(1.0)  # the global variance, frozen
     lik.sigma2_dataset.fill_(0.04)
@@ -131,7 +140,7 @@ def test_pixel_likelihood_switches_stage_and_floors_the_variance():
 
 def test_pixel_stage_travels_in_the_state_dict():
     lik = PixelGaussian(stage1_epochs=1)
-    lik.end_epoch(0, {"elbo": -5.0})
+    _epoch_end(lik, 0, {"elbo": -5.0})
     fresh = PixelGaussian(stage1_epochs=1)
     fresh.load_state_dict(lik.state_dict())
     assert int(fresh.stage) == 2 and float(fresh.last_elbo) == -5.0
@@ -172,19 +181,20 @@ def test_dip_penalty_against_brute_force_and_zero_at_identity(variant):
         (mu[:20].clone().requires_grad_(),))
 
 
-def test_model_end_epoch_and_predicted_variance():
+def test_the_models_hooks_add_the_variance_to_the_row_and_predict_it():
     torch.manual_seed(0)
     model = Autoencoder(nn.Linear(6, 8), GaussianNoise(8, 2), nn.Linear(2, 6),
                         OptimalGaussian(), [])
     model.train()
     model(torch.rand(32, 6))
-    row = model.end_epoch(0, {"loss": 1.0})
-    assert row == {"sigma2": pytest.approx(model.likelihood.running_sigma2.item())}
+    assert _epoch_end(model, 0, {"loss": 1.0}) == {
+        "sigma2": pytest.approx(model.likelihood.running_sigma2.item())}
     variance = model.predicted_variance(torch.zeros(5, 2))
     assert variance.shape == (5, 6) and torch.all(variance == variance[0, 0])
     fixed = Autoencoder(nn.Linear(6, 8), GaussianNoise(8, 2), nn.Linear(2, 6),
                         FixedGaussian(0.5), [])
-    assert fixed.end_epoch(0, {"loss": 1.0}) == {}
+    assert fixed.hooks() == [fixed.likelihood]  # a likelihood is a callback
+    assert _epoch_end(fixed, 0, {"loss": 1.0}) == {}
 
 
 def test_two_stage_training_switches_logs_and_resumes_exactly(tmp_path):
@@ -248,7 +258,7 @@ def test_pixel_stage_one_in_closed_form_freezes_the_running_optimum():
     out = _pixel_out(mean, torch.rand_like(mean))
     assert torch.allclose(lik.nll(x, out), OptimalGaussian().double().train().nll(x, mean))
     running = float(lik.global_variance.running_sigma2)
-    assert lik.end_epoch(0, {"elbo": -1.0}) == {"sigma2": pytest.approx(running), "stage": 1}
+    assert _epoch_end(lik, 0, {"elbo": -1.0}) == {"sigma2": pytest.approx(running), "stage": 1}
     assert float(lik.sigma2_dataset) == pytest.approx(running) and int(lik.stage) == 2
     with pytest.raises(ValueError, match="unknown stage-1 variance"):
         PixelGaussian(stage1_variance="adam")
@@ -276,7 +286,7 @@ def test_learned_sigma_moves_the_variance_as_004_alg1_does():
         (0.5 * dims * (math.log(2 * math.pi) + logvar) + 0.5 * sse * (-logvar).exp()).backward()
         for optimizer in optimizers:
             optimizer.step()
-    sigma2 = lik.end_epoch(0, {})["sigma2"]
+    sigma2 = _epoch_end(lik, 0, {})["sigma2"]
     assert abs(math.sqrt(sigma2) - math.sqrt(optimum)) < 0.01
     assert math.exp(logvar.item()) > 4 * optimum
 
@@ -295,7 +305,7 @@ def test_learned_variance_is_the_square_of_sigma():
         expected = -torch.distributions.Normal(mean, sigma).log_prob(x).sum(1)
         assert torch.allclose(nll, expected, rtol=1e-12, atol=0), sigma
         assert torch.allclose(lik.variance(mean), torch.full_like(mean, sigma**2), rtol=1e-12)
-        assert lik.end_epoch(0, {})["sigma2"] == pytest.approx(sigma**2, rel=1e-12)
+        assert _epoch_end(lik, 0, {})["sigma2"] == pytest.approx(sigma**2, rel=1e-12)
         nll.sum().backward()
         assert lik.sigma.grad.item() == pytest.approx(x.numel() / sigma - sse / sigma**3,
                                                       rel=1e-10), sigma
@@ -317,10 +327,10 @@ def test_stage_switch_without_an_elbo_reads_the_loss_as_its_negative():
     """A row without an ELBO (a deterministic encoder) uses -loss: a falling loss is an
     improving ELBO, so stage 1 goes on; a rising loss stalls it."""
     lik = PixelGaussian(stage1_epochs=10, stage1_tolerance=0.0)
-    lik.end_epoch(0, {"loss": 100.0})
-    lik.end_epoch(1, {"loss": 90.0})
+    _epoch_end(lik, 0, {"loss": 100.0})
+    _epoch_end(lik, 1, {"loss": 90.0})
     assert int(lik.stage) == 1
-    lik.end_epoch(2, {"loss": 95.0})
+    _epoch_end(lik, 2, {"loss": 95.0})
     assert int(lik.stage) == 2
 
 

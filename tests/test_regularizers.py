@@ -122,3 +122,45 @@ def test_method_options_reach_the_regularisers_they_name(tiny_sine, method, opti
     assert [term.name for term in model.regularizers] == list(expected)
     for term in model.regularizers:
         assert {key: getattr(term, key) for key in expected[term.name]} == expected[term.name]
+
+
+def test_a_regulariser_that_is_a_callback_takes_part_in_the_loop(tmp_path, tiny_sine,
+                                                                   monkeypatch):
+    """A part joins the loop through the callback hooks (wiseale.hooks): its on_epoch_end runs
+    after every epoch, before the row is written, with no edit to the loop."""
+    import dataclasses
+    import json
+
+    from wiseale import methods, regularizers
+    from wiseale.hooks import Callback
+    from wiseale.methods import Method
+    from wiseale.training import train
+
+    class AnnealedNorm(regularizers.Regularizer, Callback):
+        name = "annealed_norm"
+
+        def __init__(self):
+            super().__init__()
+            self.weight = 0.0
+
+        def forward(self, post):
+            value = post.z.square().sum(1).mean()
+            return value, self.weight * value
+
+        def on_epoch_end(self, epoch, row, model, x_eval):
+            self.weight = 0.5 * epoch  # 0 in epoch 1, 0.5 in epoch 2
+            row["norm_weight"] = self.weight
+
+    try:
+        monkeypatch.setitem(methods.METHODS, "annealed", Method(
+            "annealed", "a norm penalty whose weight grows each epoch", "a test", "none",
+            ("annealed_norm",)))
+        train(dataclasses.replace(tiny_sine, method="annealed", epochs=2), tmp_path,
+              progress=False)
+    finally:
+        del regularizers.REGULARIZERS["annealed_norm"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["norm_weight"] for row in rows] == [0.5, 1.0]
+    assert rows[0]["loss"] == pytest.approx(rows[0]["recon"], rel=1e-5)  # weight 0 in epoch 1
+    assert rows[1]["loss"] == pytest.approx(rows[1]["recon"] + 0.5 * rows[1]["annealed_norm"],
+                                            rel=1e-4)

@@ -18,6 +18,7 @@ from wiseale.cli import main
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError
+from wiseale.hooks import Callback
 from wiseale.model import Autoencoder
 from wiseale.noises import LOGVAR_MAX, SIGMA_MAX, SIGMA_MIN, GaussianNoise
 from wiseale.storage import load_tensors, save_tensors
@@ -354,15 +355,15 @@ def test_skipping_every_batch_stops(tmp_path, tiny_sine, monkeypatch):
 
 
 def test_nonfinite_weights_are_never_checkpointed(tmp_path, tiny_sine, monkeypatch):
-    real_end_epoch = Autoencoder.end_epoch
+    real_hooks = Autoencoder.hooks
 
-    def end_epoch(self, epoch, row):  # a finite loss whose step made a weight infinite
-        if epoch == 1:
-            with torch.no_grad():
-                self.noise.mu_head.bias[0] = float("inf")
-        return real_end_epoch(self, epoch, row)
+    class Poison(Callback):  # a finite loss whose step made a weight infinite, at epoch 2
+        def on_epoch_end(self, epoch, row, model, x_eval):
+            if epoch == 2:
+                with torch.no_grad():
+                    model.noise.mu_head.bias[0] = float("inf")
 
-    monkeypatch.setattr(Autoencoder, "end_epoch", end_epoch)
+    monkeypatch.setattr(Autoencoder, "hooks", lambda self: [*real_hooks(self), Poison()])
     with pytest.raises(WisealeError, match=r"non-finite weights \(noise.mu_head.bias\) before "
                        "the checkpoint of epoch 2; the last checkpoint is kept"):
         train(dataclasses.replace(tiny_sine, epochs=3), tmp_path / "run", progress=False)

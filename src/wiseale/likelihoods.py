@@ -4,8 +4,9 @@ Every likelihood gives the per-sample negative log-likelihood ([M], summed over 
 dimensions), the pairwise matrix used by the exact reconstruction term (001 Eq. 15), and the
 mean used as the reconstruction x_hat. The optional parts are declared on
 :class:`Likelihood`: ``variance(out)`` (Gaussians: sigma^2 per data dimension, 004 Fig. 3-4),
-``end_epoch(epoch, row)`` (called after every epoch, returns values to log: the learned
-sigma^2, the stage of 004 Alg. 1), ``batch_dependent`` and ``needs_variance_head``.
+``on_epoch_end`` (a likelihood is a :class:`wiseale.hooks.Callback`: after every epoch it may
+add values to the metrics row, the learned sigma^2 and the stage of 004 Alg. 1),
+``batch_dependent`` and ``needs_variance_head``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import STAGE1_VARIANCES
+from wiseale.hooks import Callback
 from wiseale.registry import Registry
 
 SIGMA2_MIN = 1e-6  # floor of every learned or estimated variance (a numerical guard)
@@ -27,7 +29,7 @@ LOGVAR_MIN = math.log(SIGMA2_MIN)
 LIKELIHOOD_CLASSES = Registry("likelihood")  # name -> class: every likelihood
 
 
-class Likelihood(nn.Module):
+class Likelihood(nn.Module, Callback):
     """The likelihood axis' interface; subclasses give ``nll``, ``pairwise_nll`` and ``mean``
     and override the optional hooks they have."""
 
@@ -51,9 +53,6 @@ class Likelihood(nn.Module):
         """sigma^2 per data dimension (Gaussian likelihoods only)."""
         raise ValueError(f"the {self.name} likelihood predicts no variance")
 
-    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
-        """After each epoch: values to add to the metrics row (none by default)."""
-        return {}
 
 
 class Bernoulli(Likelihood):
@@ -127,8 +126,9 @@ class LearnedGaussian(Likelihood):
     def variance(self, out: Tensor) -> Tensor:
         return self.logvar().exp().detach().expand_as(out)
 
-    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
-        return {"sigma2": self.logvar().exp().item()}
+    def on_epoch_end(self, epoch: int, row: dict[str, Any], model: Any = None,
+                     x_eval: Tensor | None = None) -> None:
+        row["sigma2"] = self.logvar().exp().item()
 
 
 class OptimalGaussian(Likelihood):
@@ -172,8 +172,9 @@ class OptimalGaussian(Likelihood):
     def variance(self, out: Tensor) -> Tensor:
         return self.running_sigma2.clamp_min(SIGMA2_MIN).expand_as(out)
 
-    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
-        return {"sigma2": self.running_sigma2.item()}
+    def on_epoch_end(self, epoch: int, row: dict[str, Any], model: Any = None,
+                     x_eval: Tensor | None = None) -> None:
+        row["sigma2"] = self.running_sigma2.item()
 
 
 
@@ -259,22 +260,25 @@ class PixelGaussian(Likelihood):
     def mean(self, out: Tensor) -> Tensor:
         return self.split(out)[0]
 
-    def end_epoch(self, epoch: int, row: dict[str, Any]) -> dict[str, float]:
-        """Switch to stage 2 when stage 1 has converged or run its epochs (004 Alg. 1);
-        logs the stage this epoch was trained in and the global variance."""
+    def on_epoch_end(self, epoch: int, row: dict[str, Any], model: Any = None,
+                     x_eval: Tensor | None = None) -> None:
+        """After epoch ``epoch`` (from 1): switch to stage 2 when stage 1 has converged or run
+        its epochs (004 Alg. 1); logs the stage this epoch was trained in and the global
+        variance."""
         trained_in = self.current_stage()
         if trained_in == 1:
-            sigma2 = self.global_variance.end_epoch(epoch, row)["sigma2"]
+            self.global_variance.on_epoch_end(epoch, row)
             elbo = row.get("elbo")
             elbo = -row["loss"] if elbo is None else elbo
             stalled = elbo - float(self.last_elbo) < self.tolerance
             self.last_elbo.fill_(elbo)
-            if stalled or epoch + 1 >= self.stage1_epochs:
-                self.sigma2_dataset.fill_(max(sigma2, SIGMA2_MIN))
+            if stalled or epoch >= self.stage1_epochs:
+                self.sigma2_dataset.fill_(max(row["sigma2"], SIGMA2_MIN))
                 self.stage.fill_(2)
                 self._stage = 2
-            return {"sigma2": sigma2, "stage": trained_in}
-        return {"sigma2": float(self.sigma2_dataset), "stage": trained_in}
+        else:
+            row["sigma2"] = float(self.sigma2_dataset)
+        row["stage"] = trained_in
 
 
 for _cls in (FixedGaussian, Bernoulli, LearnedGaussian, OptimalGaussian, PixelGaussian):

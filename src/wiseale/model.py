@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import RECONSTRUCTIONS
+from wiseale.hooks import Callback
 from wiseale.noises import Noise, Posterior
 
 if TYPE_CHECKING:
@@ -92,10 +93,11 @@ class Autoencoder(nn.Module):
         likelihoods; 004 Fig. 3-4's uncertainty maps)."""
         return self.likelihood.variance(self.decode(z))
 
-    def end_epoch(self, epoch: int, row: dict) -> dict:
-        """Called by the training loop after each epoch with its metrics row; returns values
-        to add to the row (a learned sigma^2, the stage of 004 Alg. 1)."""
-        return self.likelihood.end_epoch(epoch, row)
+    def hooks(self) -> list[Callback]:
+        """The parts that take part in the loop through the callback hooks (the likelihood;
+        a regulariser that is a Callback), called before a user's callbacks."""
+        return [part for part in (self.likelihood, *self.regularizers)
+                if isinstance(part, Callback)]
 
     def code(self, x: Tensor) -> Tensor:
         """The posterior's deterministic code of x (``Posterior.code``: the mean, or for a flow

@@ -1,7 +1,5 @@
-"""Hooks into a training run, for experiment trackers (TensorBoard here; wandb, MLflow and the
-like in a few lines, docs/python.md). ``train(..., callbacks=[...])`` calls them on the main
-process: at the start, after every optimiser step, at the end of every epoch (with the row
-written to metrics.jsonl) and at the end (with evaluation.json's contents).
+"""Callbacks for experiment trackers (TensorBoard here; wandb, MLflow and the like in a few
+lines, docs/python.md), on the hooks of :class:`wiseale.hooks.Callback`.
 """
 
 from __future__ import annotations
@@ -12,30 +10,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from wiseale.extras import require
+from wiseale.hooks import Callback
 
 if TYPE_CHECKING:
     from wiseale.config import RunConfig
     from wiseale.model import Autoencoder
-
-
-class Callback:
-    """The hooks of a run; each does nothing unless overridden."""
-
-    def on_train_start(self, config: RunConfig, out: Path, first_epoch: int) -> None:
-        """Before the first step (``first_epoch`` > 0 when the run resumes)."""
-
-    def on_step_end(self, step: int, parts: dict[str, torch.Tensor]) -> None:
-        """After optimiser step ``step`` (counted over the whole run, from 0); ``parts`` are the
-        loss and its named parts, detached tensors (read them sparingly: a read waits for
-        the device)."""
-
-    def on_epoch_end(self, epoch: int, row: dict[str, Any], model: Autoencoder,
-                     x_eval: torch.Tensor) -> None:
-        """After epoch ``epoch`` (from 1): its metrics.jsonl ``row``, the model and the
-        evaluation samples."""
-
-    def on_train_end(self, model: Autoencoder, evaluation: dict[str, Any] | None) -> None:
-        """After evaluation.json is written (its contents; None with final_eval="none")."""
 
 
 class TensorBoard(Callback):

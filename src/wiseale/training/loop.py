@@ -268,7 +268,8 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
             row = _train_epoch(run, data, state, n_batches, signals, progress,
                                estimate=epoch == first_epoch)
             on_main(world, _evaluate_epoch, run, row, x_eval, eval_kernel)
-            row.update(run.model.end_epoch(epoch, row))
+            for part in run.model.hooks():  # may add values to the row (wiseale.hooks)
+                part.on_epoch_end(epoch + 1, row, run.model, x_eval)
             history.append(row)
             state = EpochState(epoch + 1)
             on_main(world, _save_epoch, run, history, state, x_eval, progress)
