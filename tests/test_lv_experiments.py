@@ -68,12 +68,12 @@ def test_sweeps_measure_fids_kl_and_sigma2(tmp_path, cheap, shrink, spec, latent
     (tmp_path / figure).unlink()
     assert tiny.plot(tmp_path) == [tmp_path / figure] and _is_png(tmp_path / figure)
     # the claims table says which of a claim's runs set the learned sigma^2 in closed form
-    from wiseale.experiments.summary import _scale_cell
+    from wiseale.experiments.summary import _closed_form_note
 
     judged = {"quantities": ["lv-vae fid_mixture", "fixed-sigma2-1 fid_mixture"]}
-    assert _scale_cell(results, judged) == \
-        "quick (lv-vae: sigma^2 in closed form, 004 Eq. 10)"
-    assert _scale_cell(results, {"quantities": ["fixed-sigma2-1 fid_mixture"]}) == "quick"
+    assert _closed_form_note(results, judged) == \
+        " (lv-vae: sigma^2 in closed form, 004 Eq. 10)"
+    assert _closed_form_note(results, {"quantities": ["fixed-sigma2-1 fid_mixture"]}) == ""
 
 
 def test_sweep_settings_follow_004_supp_b1():

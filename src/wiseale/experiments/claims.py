@@ -24,10 +24,11 @@ from typing import Any
 
 from scipy import stats
 
-__all__ = ["ALPHA", "Claim", "Compare", "Near", "Q", "Regime", "Trend", "at_least", "below",
-           "chain", "extreme", "judge"]
+__all__ = ["ALPHA", "NOT_TESTED", "Claim", "Compare", "Near", "Q", "Regime", "Trend",
+           "at_least", "below", "chain", "extreme", "judge"]
 
 ALPHA = 0.05  # the level of the over-seeds test
+NOT_TESTED = "not tested at this scale"  # the verdict where a seed misses the claim's regime
 TEST_NAME = "one-sided t-test of the margin over seeds (paired: both sides share a seed)"
 
 # run -> split -> metric -> value: the numbers of one seed (or the means over seeds)
@@ -268,7 +269,7 @@ def judge(claim: Claim, per_seed: list[Values], means: Values,
         regime = {"text": claim.regime.text, "reached_in": sum(bool(r) for r in reached),
                   "measured": claim.regime.measured(means)}
         if not all(reached) and judged != "not measured":
-            judged = (f"not tested at this scale ({claim.regime.text}: reached in "
+            judged = (f"{NOT_TESTED} ({claim.regime.text}: reached in "
                       f"{regime['reached_in']} of {len(reached)} seeds; {regime['measured']})")
     trends = [[c.describe(values) for values in per_seed] for c in claim.comparisons
               if isinstance(c, Trend) and all(c.tau(v) is not None for v in per_seed)]
