@@ -124,6 +124,7 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
     assert "wiseale reproduce lv-sweep --scale medium --seeds 3 --redraw-data" in sweep
     assert "| sine |" in (tmp_path / "claims.md").read_text()
     assert "No medium scale (`Spec.no_medium`): celeba: its claim is about 64 x 64" in claims_md
+    assert f"--diagnoses {diagnoses} --out FILE" in claims_md
     assert "vcae-overfit: its claims are about overfitting" in claims_md
     with pytest.raises(SystemExit):
         main(["reproduce", "sine", "--out", str(tmp_path / "x"), "--seeds", "0"])
