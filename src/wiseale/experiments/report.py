@@ -148,7 +148,7 @@ CLAIMS_LEGEND = (
     "(`--redraw-data`); never the FID classifier.")
 ONE_SEED = (
     "One seed gives an outcome, not a verdict: the verdicts over seeds are in the project's "
-    "docs/claims.md (`wiseale reproduce NAME --seeds 3`).")
+    "docs/claims.md (`wiseale reproduce NAME --seeds 3 --redraw-data`).")
 
 
 def render(spec: Spec, results: dict[str, Any]) -> str:
