@@ -44,8 +44,9 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         for chunk in chunks:
             states.append(rng_state(device))
             encoded.append(model.encode(chunk))
-    whole = type(encoded[0])(**{f: torch.cat([p.tensors()[f] for p in encoded]).requires_grad_()
-                                for f in encoded[0].tensors()})
+    fields = [p.tensors() for p in encoded]
+    whole = type(encoded[0])(**{f: torch.cat([t[f] for t in fields]).requires_grad_()
+                                for f in fields[0]})
     with torch.autocast(device.type, enabled=False):  # float32 under bf16 autocast
         penalty, reg_parts = model.regularize(whole)
     if penalty.requires_grad:
@@ -60,7 +61,8 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         with torch.autocast(device.type, enabled=False):
             own_nll = model.likelihood.nll(chunk, out)
         rows = slice(start, start + len(chunk))
-        linear = sum((post.tensors()[f] * g[rows]).sum() for f, g in grads.items())
+        tensors = post.tensors()
+        linear = sum((tensors[f] * g[rows]).sum() for f, g in grads.items())
         (own_nll.sum() / len(x) + linear).backward()
         share = len(chunk) / len(x)
         parts = {"nll": own_nll.detach().mean()}
