@@ -402,10 +402,10 @@ def test_history_panels_pair_train_with_test_and_drop_duplicates():
 def test_the_experiment_catalog_lists_every_experiment_in_order():
     """`wiseale experiments` reads experiments/index.py; it names each spec, no more."""
     from wiseale.experiments import EXPERIMENTS
-    from wiseale.experiments.index import SUMMARIES
+    from wiseale.experiments.index import INDEX
 
-    assert list(SUMMARIES) == list(EXPERIMENTS)
-    assert all(EXPERIMENTS[name].summary == summary for name, summary in SUMMARIES.items())
+    assert list(INDEX) == list(EXPERIMENTS)
+    assert all(EXPERIMENTS[name].summary == listing.summary for name, listing in INDEX.items())
 
 
 def test_every_argument_of_every_command_has_help():

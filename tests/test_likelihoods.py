@@ -10,7 +10,7 @@ from torch import nn
 
 from wiseale import functional
 from wiseale.likelihoods import (
-    LIKELIHOODS,
+    LIKELIHOOD_CLASSES,
     SIGMA2_MIN,
     FixedGaussian,
     LearnedGaussian,
@@ -147,7 +147,7 @@ def test_pixel_stage_travels_in_the_state_dict():
 
 
 def test_build_likelihood_names_and_errors():
-    assert set(LIKELIHOODS) == {"gaussian", "bernoulli", "learned", "optimal", "pixel"}
+    assert set(LIKELIHOOD_CLASSES) == {"gaussian", "bernoulli", "learned", "optimal", "pixel"}
     assert isinstance(build_likelihood("pixel", stage1_epochs=2), PixelGaussian)
     with pytest.raises(ValueError, match="unknown likelihood 'laplace'"):
         build_likelihood("laplace")

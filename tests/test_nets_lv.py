@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wiseale.nets import DEFAULTS, NETS, SHAPES, VARIANCE_NETS, build_nets, default_net
+from wiseale.nets import NETWORKS, VARIANCE_NETS, build_nets, default_net
 from wiseale.nets.lv import BranchedDecoder, SymmetricPad2d, lv_nets, symmetric_pad
 
 SIZED = (nn.Conv2d, nn.ConvTranspose2d, nn.PixelShuffle, SymmetricPad2d, nn.Unflatten)
@@ -180,7 +180,8 @@ def test_parameter_counts_by_hand():
 def test_wrong_sample_shape_is_refused(name, bad):
     for variance_head in (False, True):
         with pytest.raises(ValueError, match=re.escape(
-                f"the {name} network needs samples of shape {SHAPES[name]}, got {bad}")):
+                f"the {name} network needs samples of shape {NETWORKS[name].shape}, "
+                f"got {bad}")):
             build_nets(name, bad, 16, variance_head=variance_head)
     with pytest.raises(ValueError, match="004's networks take samples of shape"):
         lv_nets(bad, 16)
@@ -191,12 +192,13 @@ def test_variance_head_needs_a_network_with_a_variance_branch(name):
     message = ("the pixel-wise variance needs a network with a variance branch; "
                "use --net lv-mnist or lv-celeba")
     with pytest.raises(ValueError, match=re.escape(message)):
-        build_nets(name, SHAPES.get(name, (1, 28, 28)), 16, variance_head=True)
-    build_nets(name, SHAPES.get(name, (1, 28, 28)), 16)  # existing callers keep working
+        build_nets(name, NETWORKS[name].shape or (1, 28, 28), 16, variance_head=True)
+    build_nets(name, NETWORKS[name].shape or (1, 28, 28), 16)  # existing callers keep working
 
 
 def test_registered_defaults_unchanged_but_128_celeba():
-    assert set(VARIANCE_NETS) == {"lv-mnist", "lv-celeba"} and set(VARIANCE_NETS) <= set(NETS)
-    assert SHAPES["lv-mnist"] == (1, 28, 28) and SHAPES["lv-celeba"] == (3, 128, 128)
+    assert set(VARIANCE_NETS) == {"lv-mnist", "lv-celeba"} and set(VARIANCE_NETS) <= set(NETWORKS)
+    assert NETWORKS["lv-mnist"].shape == (1, 28, 28)
+    assert NETWORKS["lv-celeba"].shape == (3, 128, 128)
     assert default_net((1, 28, 28)) == "mnist-conv" and default_net((3, 64, 64)) == "celeba-conv"
-    assert default_net((3, 128, 128)) == "lv-celeba" and DEFAULTS[(1, 64, 64)] == "shapes-conv"
+    assert default_net((3, 128, 128)) == "lv-celeba" and default_net((1, 64, 64)) == "shapes-conv"

@@ -10,7 +10,7 @@ from wiseale.build import model_from_config, resolve
 from wiseale.config import RunConfig
 from wiseale.data.dataset import Dataset
 from wiseale.errors import WisealeError
-from wiseale.nets import DEFAULTS, NETS, SHAPES, build_nets, default_net
+from wiseale.nets import NETWORKS, build_nets, default_net
 from wiseale.nets.vcae import same_padding
 
 
@@ -133,10 +133,11 @@ def test_wrong_sample_shape_is_refused(name, good, bad):
 
 
 def test_registered_but_not_default():
-    assert {"mnist-vcae", "celeba-vcae"} <= set(NETS)
-    assert SHAPES["mnist-vcae"] == (1, 28, 28) and SHAPES["celeba-vcae"] == (3, 64, 64)
+    assert {"mnist-vcae", "celeba-vcae"} <= set(NETWORKS)
+    assert NETWORKS["mnist-vcae"].shape == (1, 28, 28)
+    assert NETWORKS["celeba-vcae"].shape == (3, 64, 64)
     assert default_net((1, 28, 28)) == "mnist-conv" and default_net((3, 64, 64)) == "celeba-conv"
-    assert DEFAULTS[(1, 256)] == "sine-conv" and default_net((1, 64, 64)) == "shapes-conv"
+    assert default_net((1, 256)) == "sine-conv" and default_net((1, 64, 64)) == "shapes-conv"
 
 
 def test_vcae_model_on_mnist_vcae_trains_a_step():

@@ -412,10 +412,10 @@ def _datasets() -> None:
 
 
 def _experiments() -> None:
-    from wiseale.experiments.index import SUMMARIES
+    from wiseale.experiments.index import INDEX
 
-    for name, summary in SUMMARIES.items():
-        print(f"{name}: {summary}")
+    for name, listing in INDEX.items():
+        print(f"{name}: {listing.summary}")
 
 
 def _reproduce(args: argparse.Namespace) -> None:

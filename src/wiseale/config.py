@@ -102,12 +102,12 @@ class RunConfig:
         "default: the method's (lv-vae: learned), else bernoulli for 0/1 data and gaussian "
         "otherwise; learned / optimal: one sigma^2 by gradient / in closed form (004 Eq. "
         "9-10); pixel: 004 Eq. 11 (needs --net lv-mnist|lv-celeba)",
-        kind="text", registry=("wiseale.likelihoods", "LIKELIHOODS")))
+        kind="text", registry=("wiseale.likelihoods", "LIKELIHOOD_CLASSES")))
     sigma2: float = field(default=0.5, metadata=_flag(
         "variance of the Gaussian likelihood", kind="positive_float"))
     net: str | None = field(default=None, metadata=_flag(
-        "a network of wiseale.nets.NETS (default: chosen from the data's shape)",
-        kind="text", registry=("wiseale.nets", "NETS")))
+        "a network of wiseale.nets.NETWORKS (default: chosen from the data's shape)",
+        kind="text", registry=("wiseale.nets", "NETWORKS")))
     latent_dim: int = field(default=4, metadata=_flag("d_z", kind="positive_int"))
     epochs: int = field(default=10, metadata=_flag("passes over the training set",
                                                    kind="positive_int"))

@@ -283,7 +283,6 @@ class PixelGaussian(Likelihood):
 
 for _cls in (FixedGaussian, Bernoulli, LearnedGaussian, OptimalGaussian, PixelGaussian):
     LIKELIHOOD_CLASSES.register(_cls)  # in the order the CLI lists them
-LIKELIHOODS = tuple(LIKELIHOOD_CLASSES)
 
 
 def needs_variance_head(name: str | None) -> bool:
@@ -296,7 +295,7 @@ def build_likelihood(name: str, sigma2: float = 0.5, **options: Any) -> Likeliho
     ``learned`` (004 Eq. 9), ``optimal`` (Eq. 10) or ``pixel`` (Eq. 11, Alg. 1; ``options``:
     stage1_epochs, tolerance)."""
     if name not in LIKELIHOOD_CLASSES:
-        raise ValueError(f"unknown likelihood {name!r}; use one of {', '.join(LIKELIHOODS)}")
+        raise ValueError(f"unknown likelihood {name!r}; use one of {', '.join(LIKELIHOOD_CLASSES)}")
     if name == "gaussian":
         return FixedGaussian(sigma2)
     return LIKELIHOOD_CLASSES[name](**options)

@@ -1,6 +1,6 @@
 """Reproducible experiments: ``wiseale reproduce NAME``. Each is a spec
 (:class:`wiseale.experiments.spec.Spec`) run by :mod:`wiseale.experiments.runner`;
-``experiments.index`` names them with their summaries."""
+``experiments.index`` lists them with their modules and summaries."""
 
 from __future__ import annotations
 
@@ -12,8 +12,19 @@ def __getattr__(name: str) -> Any:
     (experiments.index) imports none of them, nor torch."""
     if name not in ("SPECS", "EXPERIMENTS"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from wiseale.experiments import paper001, paper003, paper004, prior_constraint
+    import importlib
 
-    specs = (*paper001.SPECS, prior_constraint.SPEC, *paper003.SPECS, *paper004.SPECS)
-    globals().update(SPECS=specs, EXPERIMENTS={spec.name: spec for spec in specs})
+    from wiseale.experiments.index import INDEX
+    from wiseale.registry import Registry
+
+    found = {}
+    for module in dict.fromkeys(listing.module for listing in INDEX.values()):
+        found.update((spec.name, spec) for spec in
+                     importlib.import_module(f"wiseale.experiments.{module}").SPECS)
+    experiments: Registry = Registry("experiment")
+    for listed in INDEX:
+        experiments.register(found.pop(listed))
+    if found:
+        raise ImportError(f"experiments without a line in experiments.index: {', '.join(found)}")
+    globals().update(SPECS=tuple(experiments.values()), EXPERIMENTS=experiments)
     return globals()[name]

@@ -20,7 +20,6 @@ import torch
 
 from wiseale.build import load_split
 from wiseale.experiments.claims import Claim, Compare, Q, at_least, below, extreme
-from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.measures import fid_prior, reconstruction_nll
 from wiseale.experiments.report import table
 from wiseale.experiments.runner import first_config
@@ -72,7 +71,7 @@ def _draw_sine(out: Path, results: dict[str, Any]) -> None:
 
 
 SINE = Spec(
-    name="sine", summary=SUMMARIES["sine"],
+    name="sine",
     title="Sine waves: WiSE-ALE vs AEVB, beta-VAE and WAE",
     source="001 Sec. 5, Fig. 5a, Fig. 6", data=("sine",),
     base={"latent_dim": 4, "batch_size": 64, "lr": 5e-4, "eval_size": 2_000},
@@ -146,7 +145,7 @@ def _draw_embeddings(out: Path, results: dict[str, Any]) -> None:
 
 
 EMBEDDING = Spec(
-    name="mnist-embedding", summary=SUMMARIES["mnist-embedding"],
+    name="mnist-embedding",
     title="2-D embeddings", source="001 Fig. 1, Sec. 5.2",
     data=("mnist", "fashion-mnist", "digits"), offline="fashion-mnist",
     base={"latent_dim": 2, "batch_size": 64, "lr": 1e-3, "likelihood": "bernoulli",
@@ -217,7 +216,7 @@ def _draw_celeba(out: Path, results: dict[str, Any]) -> None:
 
 
 CELEBA = Spec(
-    name="celeba", summary=SUMMARIES["celeba"], title="CelebA reconstructions",
+    name="celeba", title="CelebA reconstructions",
     source="001 Fig. 5b, App. D.3",
     data=("celeba",), offline=None,
     base={"latent_dim": 64, "batch_size": 256, "lr": 3e-4, "lr_schedule": "step",

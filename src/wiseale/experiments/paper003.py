@@ -45,7 +45,6 @@ from wiseale.experiments.claims import (
     chain,
     extreme,
 )
-from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.measures import (
     MeasureContext,
     fid_flow,
@@ -100,7 +99,7 @@ def _constraint_met(run: str, v: float) -> Near:
 
 
 MOG = Spec(
-    name="vcae-mog", summary=SUMMARIES["vcae-mog"],
+    name="vcae-mog",
     title="VCAE vs cWAE on the mixture of Gaussians",
     source="003 Sec. 6.1, Fig. 2a-c", data=("mog",),
     base={"latent_dim": 2, "batch_size": 100, "lr": 1e-3, "likelihood": "gaussian",
@@ -158,7 +157,7 @@ OVERFIT_REGIME = Regime(
        for run in ("wae", "dvcae", "vae")),
      *(_constraint_met(run, 2.0) for run in ("vcae-0.2", "vcae-0.1"))))
 OVERFIT = Spec(
-    name="vcae-overfit", summary=SUMMARIES["vcae-overfit"],
+    name="vcae-overfit",
     title="Overfitting on a 600-image training set",
     source="003 Sec. 6.2, Table 1, App. B.1", data=("reduced-fashion-mnist", "reduced-mnist"),
     base={"latent_dim": 2, "batch_size": 200, "lr": 1e-4, "likelihood": "gaussian",
@@ -282,7 +281,7 @@ def _draw_table2_samples(out: Path, results: dict[str, Any]) -> None:
 
 
 TABLE2 = Spec(
-    name="vcae-table2", summary=SUMMARIES["vcae-table2"],
+    name="vcae-table2",
     title="VCAE, cWAE, VAE and VAE + IAF at d_z = 16",
     source="003 Table 2 and App. B.3 (Tables 6-7)", data=("fashion-mnist", "mnist"),
     base={"latent_dim": LATENT_16, "likelihood": "gaussian", "sigma2": 0.5, "batch_size": 100,
@@ -385,7 +384,7 @@ def _draw_mnist2d(out: Path, results: dict[str, Any]) -> None:
 
 
 MNIST2D = Spec(
-    name="vcae-mnist2d", summary=SUMMARIES["vcae-mnist2d"], title="VCAE vs cWAE with a 2-D latent",
+    name="vcae-mnist2d", title="VCAE vs cWAE with a 2-D latent",
     source="003 Sec. 6.1, Fig. 2d-e, App. B.2, C.1, C.4", data=("fashion-mnist", "mnist"),
     base={"latent_dim": 2, "likelihood": "gaussian", "sigma2": 0.5, "batch_size": 200,
           "eval_size": 2_000, "v": 2.0},
@@ -482,7 +481,7 @@ SHAPES_PAPER = {"tc-vcae": (0.93, 3538), "tc-cwae": (0.58, 3531), "factorvae": (
 SHAPES_REGIME = Regime("VCAE's constraint met: TC-VCAE's total variance within 10% of "
                        "v = d_z = 6", (_constraint_met("tc-vcae", 6.0),))
 SHAPES = Spec(
-    name="vcae-shapes", summary=SUMMARIES["vcae-shapes"], title="Disentanglement",
+    name="vcae-shapes", title="Disentanglement",
     source="003 Sec. 6.4, Table 3, Fig. 4; App. B.5", data=("toy-shapes", "3dshapes", "dsprites"),
     base={"latent_dim": 6, "batch_size": 64, "likelihood": "bernoulli", "net": "shapes-conv",
           "eval_size": 1_000},

@@ -39,7 +39,6 @@ from torch import Tensor
 
 from wiseale.build import load_split
 from wiseale.experiments.claims import Claim, Compare, Near, Q, Trend, extreme
-from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.measures import (
     MeasureContext,
     fid_mixture,
@@ -409,7 +408,7 @@ def _check_fid_features(settings: dict[str, Any], train: Any) -> None:
 
 MNIST_LIKE = ("fashion-mnist", "mnist")
 SWEEP = Spec(
-    name="lv-sweep", summary=SUMMARIES["lv-sweep"],
+    name="lv-sweep",
     title="Fixed vs learned likelihood variance at d_z = 16", source="004 Sec. 5.2, Fig. 1",
     data=MNIST_LIKE, base=SETTING, quick=QUICK, medium=MEDIUM, full=FULL, runs=SWEEP_RUNS,
     measures=SWEEP_MEASURES, metrics=SWEEP_METRICS,
@@ -425,7 +424,7 @@ SWEEP = Spec(
     setting=SETTING_TEXT, notes=SWEEP_NOTES, check=_check_fid_features)
 
 LATENT2D = Spec(
-    name="lv-latent2d", summary=SUMMARIES["lv-latent2d"],
+    name="lv-latent2d",
     title="Fixed vs learned likelihood variance at d_z = 2", source="004 Table 1, Supp. C",
     data=MNIST_LIKE, base={**SETTING, "latent_dim": 2}, quick=QUICK, medium=MEDIUM, full=FULL,
     runs=SWEEP_RUNS,
@@ -447,7 +446,7 @@ TABLE2_FID = {"mnist": (8.9, 74.9, 438.1, 114.9, 142.8),  # 004 Table 2, FID_RUN
               "fashion-mnist": (10.6, 123.8, 281.5, 103.6, 149.5),
               "celeba": (74.7, 78.4, 106.4, 87.5, 85.4)}
 FID = Spec(
-    name="lv-fid", summary=SUMMARIES["lv-fid"],
+    name="lv-fid",
     title="004 Table 2: FID of the learned-variance VAE and four baselines",
     source="004 Sec. 5.2-5.3, Table 2, Fig. 2", data=(*MNIST_LIKE, "celeba"), base=SETTING,
     quick=QUICK, medium=MEDIUM, full=FULL, by_data={"celeba": CELEBA}, runs=FID_RUNS,
@@ -482,7 +481,7 @@ COUNTS, QUICK_COUNTS = (500, 1000, 2000, 10_000), (8, 32, 128, 512)  # 004 Table
 TABLE4_FID = (79.9, 79.2, 78.4, 73.1)
 FIT_IMAGES = 50_000  # 004 Sec. 5.5: the mixtures are fitted on 50k latents
 COMPONENTS = Spec(
-    name="lv-components", summary=SUMMARIES["lv-components"],
+    name="lv-components",
     title="004 Table 4: FID against the mixture's number of components",
     source="004 Sec. 5.5, Table 4", data=(*MNIST_LIKE, "celeba"), base=SETTING,
     quick={**QUICK, "counts": QUICK_COUNTS}, medium={**MEDIUM, "counts": QUICK_COUNTS},
@@ -522,7 +521,7 @@ TABLE3 = {"mnist": {"iwae_prior": (1307, 6037, -462, -730, -461),
           "fashion-mnist": {"iwae_prior": (1145, 5708, -463, -731, -463),
                             "iwae_mixture": (1157, 5724, -462, -731, -462)}}
 IWAE = Spec(
-    name="lv-iwae", summary=SUMMARIES["lv-iwae"],
+    name="lv-iwae",
     title="004 Table 3: IWAE test log-likelihood", source="004 Sec. 5.2, 5.4, Table 3, Fig. 3-4",
     data=MNIST_LIKE, base=SETTING, quick=QUICK, medium=MEDIUM, full=FULL, runs=IWAE_RUNS,
     measures=(Measure("iwae", iwae_bounds), Measure("sigma2", final_sigma2),

@@ -29,7 +29,6 @@ import torch
 from wiseale import functional
 from wiseale.errors import WisealeError
 from wiseale.experiments.claims import Claim, Compare, Near, Q
-from wiseale.experiments.index import SUMMARIES
 from wiseale.experiments.spec import Figure, Spec
 from wiseale.plots import plt, save_figure
 
@@ -283,7 +282,7 @@ def _draw(out: Path, results: dict[str, Any]) -> None:
 
 
 SPEC = Spec(
-    name=NAME, summary=SUMMARIES[NAME], title="Prior constraints of AEVB and WiSE-ALE on two 1-D "
+    name=NAME, title="Prior constraints of AEVB and WiSE-ALE on two 1-D "
     "posteriors", source="001 Sec. 3.4 and Fig. 4", data=(), base={"means": MEANS},
     quick={}, medium={}, full={},
     claims=(
@@ -305,3 +304,4 @@ SPEC = Spec(
                     "posteriors, (d) the three losses against the shared variance."),),
     sections=_report,
     analysis=lambda out, settings: analyse(settings["means"]))
+SPECS = (SPEC,)

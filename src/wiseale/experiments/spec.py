@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.experiments.claims import Claim
-from wiseale.experiments.index import SCALES
+from wiseale.experiments.index import INDEX, SCALES
 
 if TYPE_CHECKING:
     from wiseale.experiments.measures import MeasureContext
@@ -101,7 +101,6 @@ class Spec:
     that trains nothing (it returns results.json's blocks, with ``methods``)."""
 
     name: str
-    summary: str
     title: str
     source: str
     data: tuple[str, ...]
@@ -123,6 +122,11 @@ class Spec:
     check: Callable[[dict[str, Any], Any], None] | None = None
     analysis: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
     offline: str | None = ""  # the data `reproduce all` uses ('': the default; None: none)
+
+    @property
+    def summary(self) -> str:
+        """Its line in ``wiseale experiments`` (experiments.index)."""
+        return INDEX[self.name].summary
 
     def __post_init__(self) -> None:
         labels = [run.label for run in self.runs]
