@@ -30,18 +30,26 @@ def test_discriminator_architecture_follows_kim_and_mnih():
     assert slopes == {0.2}
 
 
-def test_discriminator_update_sends_no_gradient_to_the_encoder():
+def test_the_discriminator_steps_from_its_hook_on_the_step_z_and_leaves_the_encoder():
+    """The loop has no TC branch: the regulariser's on_step_end steps its own Adam on the
+    detached z of the forward pass before it."""
     model = _factorvae()
     output = model(torch.randn(32, 10))
     for parameter in model.parameters():
         parameter.grad = None
-    sum(reg.adversary_loss(output.z) for reg in model.adversaries()).backward()
-    disc = {id(p) for reg in model.adversaries() for p in reg.parameters()}
-    for parameter in model.parameters():
-        if id(parameter) in disc:
-            assert parameter.grad is not None
-        else:
-            assert parameter.grad is None
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    (tc,) = [part for part in model.hooks() if isinstance(part, TotalCorrelation)]
+    for part in model.hooks():
+        part.on_step_end(0, output.parts)
+    assert output.parts["adversary_loss"].requires_grad is False
+    for name, parameter in model.named_parameters():
+        moved = not torch.equal(parameter, before[name])
+        assert moved == name.startswith("regularizers.1.discriminator"), name
+        assert (parameter.grad is not None) == moved, name
+    with torch.no_grad():  # an evaluation's forward leaves the step's z alone
+        z = tc._step_z
+        model(torch.randn(8, 10))
+    assert tc._step_z is z
 
 
 def test_the_two_optimizers_split_the_parameters():
@@ -109,3 +117,21 @@ def test_factorvae_resume_is_exact(tmp_path, tiny_sine, monkeypatch):
     b = load_tensors(tmp_path / "resumed/model.safetensors")[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any("discriminator" in k for k in a)
+
+
+def test_the_loop_steps_the_discriminator_every_step_and_logs_its_loss(tmp_path, tiny_sine):
+    """Through train(): the discriminator leaves its initial weights (its only optimiser is
+    its own, stepped from its hook) and every epoch logs adversary_loss."""
+    from wiseale.training import load_run
+    from wiseale.training.run import read_metrics
+
+    config = dataclasses.replace(tiny_sine, method="factorvae", epochs=2)
+    train(config, tmp_path, progress=False)
+    model = load_run(tmp_path)[0]
+    torch.manual_seed(0)
+    initial = TotalCorrelation(7.0, latent_dim=config.latent_dim).discriminator
+    trained = model.regularizers[1].discriminator
+    assert all(not torch.equal(a, b) for a, b in zip(initial.parameters(), trained.parameters(),
+                                                     strict=True))
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert all(math.isfinite(row["adversary_loss"]) and row["adversary_loss"] > 0 for row in rows)

@@ -4,9 +4,11 @@ model that need the loop.
 ``train(..., callbacks=[...])`` calls a user's callbacks on the main process: at the start,
 after every optimiser step, at the end of every epoch (with the row written to
 metrics.jsonl) and at the end (with evaluation.json's contents). A model's parts that are
-callbacks (a likelihood that learns or sets its variance, 004's two-stage pixel-wise model)
-have their ``on_epoch_end`` called first, on every process, and may add their values to the
-row (the learned sigma^2, the stage of 004 Alg. 1) before it is written.
+callbacks have their ``on_step_end`` and ``on_epoch_end`` called first, on every process: the
+TC discriminator takes its own optimiser step after each of the autoencoder's and logs its
+loss in the step's parts; a likelihood that learns or sets its variance (004's two-stage
+pixel-wise model among them) adds its values to the epoch's row (the learned sigma^2, the
+stage of 004 Alg. 1) before it is written.
 """
 
 from __future__ import annotations

@@ -30,12 +30,10 @@ def full_precision(t: Tensor) -> Tensor:
 
 @dataclass
 class LossOutput:
-    """The loss to minimise, its named parts (detached, batch means) for logging, and the
-    batch's latent samples (detached) for adversaries such as the TC discriminator."""
+    """The loss to minimise and its named parts (detached, batch means) for logging."""
 
     loss: Tensor
     parts: dict[str, Tensor]
-    z: Tensor
 
 
 class Autoencoder(nn.Module):
@@ -133,7 +131,7 @@ class Autoencoder(nn.Module):
         parts.update(reg_parts)
         parts.update(self.diagnostics(x, out, post, parts))
         parts["loss"] = loss.detach()
-        return LossOutput(loss, parts, post.z.detach())
+        return LossOutput(loss, parts)
 
     def regularize(self, post: Posterior) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted sum of the latent regularisers on ``post`` (in the loss's units) and
@@ -157,6 +155,8 @@ class Autoencoder(nn.Module):
             found["elbo"] = -(parts["nll"] + kl)
         return found
 
-    def adversaries(self) -> list[nn.Module]:
-        """Regularisers trained by their own objective (``adversary_loss``), not the loss."""
-        return [reg for reg in self.regularizers if reg.has_adversary]
+    def own_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers the parts bring for parameters the loss does not train (the TC
+        discriminator's; Regularizer.own_optimizers), by name."""
+        return {name: optimizer for reg in self.regularizers
+                for name, optimizer in reg.own_optimizers().items()}

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from wiseale import functional
 from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
+from wiseale.hooks import Callback
 from wiseale.noises import GaussianPosterior, Posterior
 from wiseale.registry import Registry
 
@@ -36,7 +37,6 @@ class Regularizer(nn.Module):
     compares_samples: ClassVar[bool] = False  # a batch statistic: needs two or more samples
     needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
     pairwise_kernel: str = "auto"  # the aggregate KL's (pairwise.KERNELS): the loop's choice
-    has_adversary: ClassVar[bool] = False  # trained by adversary_loss, beside the loss
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -46,9 +46,11 @@ class Regularizer(nn.Module):
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def adversary_loss(self, z: Tensor) -> Tensor:
-        """The loss of the regulariser's own network on detached z (has_adversary only)."""
-        raise NotImplementedError(f"the {self.name} regulariser has no adversary")
+    def own_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers of parameters that the loss does not train (a discriminator's), by
+        the name the checkpoint saves them under; the part steps them from a hook
+        (wiseale.hooks.Callback), and the model's optimiser leaves those parameters alone."""
+        return {}
 
 
 REGULARIZERS = Registry("regularizer")  # name -> class, filled by subclassing
@@ -148,19 +150,22 @@ def permute_dims(z: Tensor) -> Tensor:
     return z.gather(0, order)
 
 
-class TotalCorrelation(Regularizer):
+ADVERSARY_LR, ADVERSARY_BETAS = 1e-4, (0.5, 0.9)  # the FactorVAE discriminator (Kim & Mnih)
+
+
+class TotalCorrelation(Regularizer, Callback):
     """gamma * TC(z), TC estimated by a discriminator between q(z) and prod_j q(z_j)
     (Kim & Mnih 2018: 6 fully connected layers of 1000 units, LeakyReLU 0.2, two logits;
     003 Sec. 4 adds it to VCAE, Sec. 6.4 and App. B.5 to VCAE and cWAE with gamma = 7).
 
-    TC(z) ~= E_q(z)[log D(z) / (1 - D(z))] = mean(logit_0 - logit_1). The discriminator is
-    trained by :meth:`adversary_loss` on detached z, so its update never reaches the encoder.
+    TC(z) ~= E_q(z)[log D(z) / (1 - D(z))] = mean(logit_0 - logit_1). The discriminator has
+    its own Adam and is trained by :meth:`adversary_loss` on the step's detached z after the
+    autoencoder's step (:meth:`on_step_end`), so its update never reaches the encoder.
     """
 
     name = "tc"
     option_names = {"weight": "gamma"}
     needs_latent_dim = True
-    has_adversary = True
 
     def __init__(self, weight: float = 7.0, latent_dim: int = 2, width: int = 1000):
         super().__init__()
@@ -170,11 +175,31 @@ class TotalCorrelation(Regularizer):
             layers += [nn.Linear(latent_dim if index == 0 else width, width),
                        nn.LeakyReLU(0.2)]
         self.discriminator = nn.Sequential(*layers, nn.Linear(width, 2))
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._step_z: Tensor | None = None
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
+        if torch.is_grad_enabled():  # a training step's batch: the discriminator's next one
+            self._step_z = post.z.detach()
         logits = self.discriminator(post.z)
         value = (logits[:, 0] - logits[:, 1]).mean()
         return value, self.weight * value
+
+    def own_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=ADVERSARY_LR,
+                                               betas=ADVERSARY_BETAS)
+        return {"adversary": self._optimizer}
+
+    def on_step_end(self, step: int, parts: dict[str, Tensor]) -> None:
+        """One Adam step of the discriminator on the detached z of the step that just updated
+        the autoencoder (Kim & Mnih 2018, Alg. 2); its loss is logged as ``adversary_loss``."""
+        optimizer = self.own_optimizers()["adversary"]
+        optimizer.zero_grad(set_to_none=True)
+        loss = self.adversary_loss(self._step_z)
+        loss.backward()
+        optimizer.step()
+        parts["adversary_loss"] = loss.detach()
 
     def adversary_loss(self, z: Tensor) -> Tensor:
         """Cross-entropy of telling z (class 0) from permute_dims(z) (class 1), on detached z."""

@@ -145,7 +145,7 @@ def reduce_min(tensor: Tensor) -> None:
 
 
 def check_supported(model: torch.nn.Module) -> None:
-    if model.adversaries():
+    if model.own_optimizers():
         raise WisealeError("methods with a discriminator (factorvae, tc-*) train in one "
                            "process only; run without torchrun")
 

@@ -98,20 +98,14 @@ def _prepare_dir(out: Path, resume: bool, held: contextlib.ExitStack) -> None:
     remove_temporaries(out)  # left by writes that a kill stopped before their rename
 
 
-ADVERSARY_LR, ADVERSARY_BETAS = 1e-4, (0.5, 0.9)  # the FactorVAE discriminator (Kim & Mnih)
-
-
 def _optimizers(model: Autoencoder, lr: float) -> dict[str, torch.optim.Optimizer]:
-    """Adam for the autoencoder; a second Adam for adversaries (the TC discriminator), whose
-    parameters the first one never updates."""
-    adversary = [p for reg in model.adversaries() for p in reg.parameters()]
-    owned = {id(p) for p in adversary}
-    optimizers = {"optim": torch.optim.Adam([p for p in model.parameters()
-                                             if id(p) not in owned], lr=lr)}
-    if adversary:
-        optimizers["adversary"] = torch.optim.Adam(adversary, lr=ADVERSARY_LR,
-                                                   betas=ADVERSARY_BETAS)
-    return optimizers
+    """Adam for the autoencoder, beside the optimisers its parts bring for the parameters
+    they train themselves (the TC discriminator's), which the first one never updates."""
+    own = model.own_optimizers()
+    owned = {id(p) for optimizer in own.values() for group in optimizer.param_groups
+             for p in group["params"]}
+    return {"optim": torch.optim.Adam([p for p in model.parameters() if id(p) not in owned],
+                                      lr=lr), **own}
 
 
 def _setup(config: RunConfig, out: Path, world: World, nets: tuple,
@@ -343,9 +337,10 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
                      on_cpu=run.device.type == "cpu")
     try:
         for step in range(state.step, n_batches):
-            parts = _train_step(run, data, order, state, watch, step)
+            run_step = epoch * n_batches + step
+            parts = _train_step(run, data, order, state, watch, step, run_step)
             for callback in run.callbacks if parts is not None else ():
-                callback.on_step_end(epoch * n_batches + step, parts)
+                callback.on_step_end(run_step, parts)
             state.step = step + 1
             shown.update(state.step, None if parts is None else parts["loss"])
             stop = signals.agreed()  # under torchrun: the same verdict on every process
@@ -366,13 +361,14 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
 
 
 def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
-                watch: FiniteWatch, step: int) -> dict[str, torch.Tensor] | None:
-    """One optimiser step on batch ``step`` of the epoch's ``order``; its loss parts, or None
-    when skipped. A non-finite loss stops the run or, with ``on_nonfinite="skip"``, leaves the
-    weights and optimisers as they were."""
+                watch: FiniteWatch, step: int, run_step: int) -> dict[str, torch.Tensor] | None:
+    """One optimiser step on batch ``step`` of the epoch's ``order`` (step ``run_step`` of the
+    run), then the model's parts' ``on_step_end``; its loss parts, or None when skipped. A
+    non-finite loss stops the run or, with ``on_nonfinite="skip"``, leaves the weights and
+    optimisers as they were."""
     batch, world = run.config.batch_size, run.world
     first = step * batch * world.size + world.rank * batch
-    optimizer, adversary = run.optimizers["optim"], run.optimizers.get("adversary")
+    optimizer = run.optimizers["optim"]
     optimizer.zero_grad(set_to_none=True)
     output = run.loss_and_grads(data.floats(order[first:first + batch], run.device))
     watch.update(output.loss, step)
@@ -383,12 +379,8 @@ def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
         state.skipped.append(step)
         return None
     optimizer.step()
-    if adversary is not None:  # after the autoencoder's step, on detached z
-        adversary.zero_grad(set_to_none=True)
-        adversary_loss = sum(reg.adversary_loss(output.z) for reg in run.model.adversaries())
-        adversary_loss.backward()
-        adversary.step()
-        output.parts["adversary_loss"] = adversary_loss.detach()
+    for part in run.model.hooks():  # the TC discriminator's step (wiseale.hooks)
+        part.on_step_end(run_step, output.parts)
     for key, value in output.parts.items():
         state.totals[key] = state.totals[key] + value if key in state.totals else value
     return output.parts

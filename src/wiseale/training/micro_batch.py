@@ -72,5 +72,4 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         start += len(chunk)
     totals.update(reg_parts)
     loss = totals["nll"] + penalty.detach()
-    return LossOutput(loss, {"recon": totals["nll"], **totals, "loss": loss},
-                      whole.z.detach())
+    return LossOutput(loss, {"recon": totals["nll"], **totals, "loss": loss})
