@@ -392,11 +392,13 @@ def test_sample_grids_are_square(tmp_path):
 def test_history_panels_pair_train_with_test_and_drop_duplicates():
     from wiseale.plots import _history_panels
 
-    rows = [{"epoch": e, "loss": 3.0 / e, "recon": 2.0 / e, "nll": 2.0 / e, "kl": 1.0 * e,
-             "test_recon_error": 1.5 / e, "recon_error": 1.6 / e, "samples_per_s": 9.0}
+    rows = [{"epoch": e, "loss": 3.0 / e, "recon": 2.0 / e, "nll": 2.0 / e,
+             "kl_prior": 1.0 * e, "test_kl_prior": 1.1 * e, "test_recon_error": 1.5 / e,
+             "sample_recon_error": 1.6 / e, "samples_per_s": 9.0}
             for e in (1, 2, 3)]
-    assert _history_panels(rows) == [("loss", ["loss"]), ("recon", ["recon"]), ("kl", ["kl"]),
-                                     ("recon_error", ["test_recon_error", "recon_error"])]
+    assert _history_panels(rows) == [
+        ("loss", ["loss"]), ("recon", ["recon"]), ("kl_prior", ["kl_prior", "test_kl_prior"]),
+        ("recon_error", ["test_recon_error"]), ("sample_recon_error", ["sample_recon_error"])]
 
 
 def test_the_experiment_catalog_lists_every_experiment_in_order():

@@ -30,7 +30,6 @@ from wiseale.functional import (
     mmd,
     pairwise_bernoulli_nll,
     pairwise_gaussian_nll,
-    posterior_kl,
     standard_normal_log_prob,
     total_variance,
     variance_penalty,
@@ -266,7 +265,7 @@ def test_bound_finite_value_and_gradients_at_extreme_inputs(params, chunk, ident
 
 
 # --------------------------------------------------------------------------------------------
-# Per-sample KL (Eq. 26 of 001), posterior_kl and the prior's log density.
+# Per-sample KL (Eq. 26 of 001), Posterior.kl_to_prior and the prior's log density.
 # --------------------------------------------------------------------------------------------
 
 @SOME
@@ -306,7 +305,7 @@ def test_gaussian_kl_exactly_nonnegative_in_float32():
 @MONTE_CARLO
 @given(gaussians(m=(1, 3), d=(1, 3), mean_scale=(0.0, 2.0),
                  logvar_range=(-1.5, 1.0)), seeds)
-def test_posterior_kl_flow_branch_is_unbiased_for_a_gaussian_posterior(params, seed):
+def test_the_flow_posterior_kl_is_unbiased_for_a_gaussian_posterior(params, seed):
     """001 Eq. 26 via App. B Eq. 9: the one-sample estimate log q(z|x) - log p(z) of a non-
     Gaussian posterior averages to the closed form when q is Gaussian; Gaussians use it exactly."""
     mu, logvar = params
@@ -315,11 +314,11 @@ def test_posterior_kl_flow_branch_is_unbiased_for_a_gaussian_posterior(params, s
     z = mu + (0.5 * logvar).exp() * torch.randn(n, *mu.shape, generator=gen, dtype=F64)
     log_q = _log_normal(z, mu, logvar.exp()).sum(-1)
     flat = FlowPosterior(mu=z.flatten(0, 1), z=z.flatten(0, 1), log_q=log_q.flatten())
-    samples = posterior_kl(flat).view(n, -1)
+    samples = flat.kl_to_prior().view(n, -1)
     closed = gaussian_kl(mu, logvar)
     stderr = samples.std(0) / math.sqrt(n)
     assert bool(((samples.mean(0) - closed).abs() <= 5.0 * stderr + 1e-12).all())
-    exact = posterior_kl(GaussianPosterior(mu=mu, logvar=logvar, z=mu))
+    exact = GaussianPosterior(mu=mu, logvar=logvar, z=mu).kl_to_prior()
     assert torch.equal(exact, closed)
 
 

@@ -41,7 +41,7 @@ def test_micro_batches_give_the_gradients_of_the_whole_batch(method, noise_from_
     for other, parts in zip(grads[1:], logged[1:], strict=True):
         for name, grad in grads[0].items():
             assert torch.allclose(other[name], grad, rtol=1e-9, atol=1e-12), name
-        for key in ("loss", "nll", "recon_error"):
+        for key in ("loss", "nll", "sample_recon_error", "kl_prior", "elbo"):
             assert parts[key].item() == pytest.approx(logged[0][key].item(), rel=1e-9), key
 
 

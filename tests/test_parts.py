@@ -105,3 +105,20 @@ def test_a_part_this_version_lacks_is_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(WisealeError, match="parts must be"):
         train(_config(parts={"noise": 3}), tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_training_rows_of_the_former_format_are_read_in_todays_keys(tmp_path):
+    """A factorvae run's metrics.jsonl of 2026-12-05 (recon_error of the sampled z, the prior KL
+    as both kl and kl_prior), then a row of today's format: read as one history."""
+    from wiseale.training.run import read_metrics
+
+    old = (FIXTURE.parent / "metrics_2026-12-05.jsonl").read_text()
+    raw = [json.loads(line) for line in old.splitlines()]
+    today = {k: v for k, v in raw[-1].items() if k not in ("kl", "recon_error")}
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(old + json.dumps({**today, "epoch": 3, "sample_recon_error": 1.0}) + "\n")
+    rows = read_metrics(path, same_keys=True)
+    assert [row["sample_recon_error"] for row in rows[:2]] == [r["recon_error"] for r in raw]
+    assert [row["kl_prior"] for row in rows[:2]] == [r["kl"] for r in raw]
+    assert all("kl" not in row and "recon_error" not in row for row in rows)
+    assert rows[2]["sample_recon_error"] == 1.0

@@ -8,7 +8,6 @@ Equation numbers refer to seed ``001_cff6386105c0db9a.txt`` (WiSE-ALE) unless st
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -107,13 +106,6 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 def gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """log N(z | mu, diag exp(logvar)) summed over the last dimension (broadcasting)."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).square() * torch.exp(-logvar)).sum(-1)
-
-
-def posterior_kl(post: Any) -> Tensor:
-    """KL(q(z|x) || N(0, I)) per sample [M] of a ``noises.Posterior``
-    (``Posterior.kl_to_prior``): closed form for a diagonal Gaussian, the one-sample estimate
-    log q(z|x) - log p(z) for a flow posterior."""
-    return post.kl_to_prior()
 
 
 def total_variance(z: Tensor) -> Tensor:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from wiseale import functional
 from wiseale.choices import RECONSTRUCTIONS
 from wiseale.hooks import Callback
 from wiseale.noises import Noise, Posterior
@@ -135,22 +134,25 @@ class Autoencoder(nn.Module):
 
     def regularize(self, post: Posterior) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted sum of the latent regularisers on ``post`` (in the loss's units) and
-        each one's raw value, detached, for logging."""
+        each one's raw value, detached, for logging under its ``logged_as``."""
         total, parts = post.mu.new_zeros(()), {}
         for reg in self.regularizers:
             value, contribution = reg(post)
             total = total + contribution
-            parts[reg.name] = value.detach()
+            parts[reg.logged_as] = value.detach()
         return total, parts
 
     @torch.no_grad()
     def diagnostics(self, x: Tensor, out: Tensor, post: Posterior,
                     parts: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Logged, not trained: the squared error of the decoded samples, and where the
-        posterior has a density its KL to the prior and the ELBO (batch means)."""
-        found = {"recon_error": (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
+        """Logged, not trained: the squared error of the decoded samples
+        (``sample_recon_error``; evaluation's ``recon_error`` decodes the code), and where the
+        posterior has a density its KL to the prior (``kl_prior``, unless the prior-KL
+        regulariser logged it) and the ELBO (batch means)."""
+        found = {"sample_recon_error":
+                 (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
         if post.has_density:
-            kl = functional.posterior_kl(post).mean()
+            kl = parts["kl_prior"] if "kl_prior" in parts else post.kl_to_prior().mean()
             found["kl_prior"] = kl
             found["elbo"] = -(parts["nll"] + kl)
         return found

@@ -64,9 +64,11 @@ class Posterior:
 
     def tensors(self) -> dict[str, Tensor]:
         """The fields to concatenate or gather across batches (``type(post)(**tensors)``
-        rebuilds one); ``code`` only where it is not ``mu``."""
+        rebuilds one); ``code`` only where it is not ``mu``, and no field that is not there
+        (a flow's ``log_q`` when no sample was drawn)."""
         return {f.name: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
-                if not (f.name == "code" and self.code is self.mu)}
+                if getattr(self, f.name) is not None
+                and not (f.name == "code" and self.code is self.mu)}
 
 
 @dataclass
@@ -87,8 +89,12 @@ class GaussianPosterior(Posterior):
 
     @property
     def distribution(self) -> torch.distributions.Independent:
-        return torch.distributions.Independent(
-            torch.distributions.Normal(self.mu, torch.exp(0.5 * self.logvar)), 1)
+        return torch.distributions.Independent(torch.distributions.Normal(self.mu, self.std), 1)
+
+    @property
+    def std(self) -> Tensor:
+        """sigma = exp(logvar / 2) [M, d]."""
+        return torch.exp(0.5 * self.logvar)
 
 
 @dataclass

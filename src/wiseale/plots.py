@@ -222,9 +222,9 @@ def _history_panels(rows: list[dict]) -> list[tuple[str, list[str]]]:
 HISTORY_NOTES = {
     "loss": "the objective minimised (recon + weighted terms)",
     "recon": "reconstruction term of the loss, sampled z",
-    "recon_error": "squared error; train: sampled z, test: mean code",
+    "sample_recon_error": "squared error of the sampled z's decoding",
+    "recon_error": "squared error of the code's decoding",
     "mse": "squared error per value, mean code",
-    "kl": "per-sample KL term of the loss",
     "kl_prior": "mean KL(q(z|x) || p(z)), nats",
     "elbo": "per-sample ELBO, nats",
     "aggregate_kl": "aggregate-KL bound term (Eq. 21)",

@@ -1,6 +1,7 @@
 """The latent-regulariser axis: weighted terms on the posterior of a batch.
 
-Each regulariser returns its raw value (logged under ``name``) and its contribution to the
+Each regulariser returns its raw value (logged under ``logged_as``: its ``name``, but
+``kl_prior`` for the prior KL) and its contribution to the
 loss, in the units of the loss: per-sample terms averaged over the batch (DESIGN.md). A
 subclass of :class:`Regularizer` with a ``name`` is registered in ``REGULARIZERS`` by being
 defined; a method preset then names it by that name, and its constructor's signature is its
@@ -38,6 +39,11 @@ class Regularizer(nn.Module):
     needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
     pairwise_kernel: str = "auto"  # the aggregate KL's (pairwise.KERNELS): the loop's choice
 
+    @property
+    def logged_as(self) -> str:
+        """The key of its raw value in the loss parts and metrics.jsonl (its name)."""
+        return self.name
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
@@ -65,6 +71,11 @@ class PriorKL(Regularizer):
     def __init__(self, weight: float = 1.0):
         super().__init__()
         self.weight = float(weight)
+
+    @property
+    def logged_as(self) -> str:
+        """``kl_prior``: the number evaluate and 001 Fig. 6 call so, logged once."""
+        return "kl_prior"
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         value = post.kl_to_prior().mean()  # closed form, or Monte Carlo for a flow

@@ -62,7 +62,8 @@ def _draw_sine(out: Path, results: dict[str, Any]) -> None:
     plot_signal_reconstructions(x.numpy(), recons, titles, out / "fig5a_reconstructions.png")
     histories = {m: e["history"] for m, e in results["methods"].items() if m in VAES}
     left_out = sorted(set(results["methods"]) - set(histories))
-    plot_curves(histories, [("recon_error", "training reconstruction error (squared, per wave)"),
+    plot_curves(histories, [("sample_recon_error",
+                             "training reconstruction error (squared, sampled z, per wave)"),
                             ("kl_prior", "KL(q(z|x) || p(z)), the AEVB KL (nats)"),
                             ("elbo", "ELBO (nats)")],
                 out / "fig6_curves.png",

@@ -38,9 +38,10 @@ from tqdm import tqdm
 
 from wiseale.errors import WisealeError, positive_int
 from wiseale.extras import require
+from wiseale.noises import FlowPosterior, GaussianPosterior
 from wiseale.samplers.io import (
+    encode_codes,
     latents_of,
-    posterior_means,
     posterior_sampler,
     register_sampler,
     run_sampler,
@@ -327,11 +328,12 @@ def run_flow(run_dir: str | Path, model: Autoencoder, x: Tensor | None,
     epochs = fitted_with["epochs"]
 
     def fit(x: Tensor) -> FlowSampler:
-        means, std = posterior_means(model, x)
-        if means is None:  # a flow posterior: re-encoded in every mini-batch
+        codes = encode_codes(model, x)
+        if isinstance(codes, FlowPosterior):  # re-encoded in every mini-batch
             return fit_flow(latents_of(model, x, seed=seed).cpu(), epochs=epochs, seed=seed,
                             progress=progress, resample=posterior_sampler(model, x))
-        return fit_flow(means.cpu(), epochs=epochs, seed=seed, progress=progress,
-                        noise_std=None if std is None else std.cpu())
+        std = codes.std.cpu() if isinstance(codes, GaussianPosterior) else None
+        return fit_flow(codes.mu.cpu(), epochs=epochs, seed=seed, progress=progress,
+                        noise_std=std)
 
     return run_sampler(run_dir, FLOW_FILE, FlowSampler, model, x, fit, asked, fitted_with)

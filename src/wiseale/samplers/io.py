@@ -19,7 +19,7 @@ from torch import Tensor
 from wiseale.derived import WEIGHTS_DIGEST, run_weights, weights_digest
 from wiseale.errors import WisealeError, positive_int
 from wiseale.lock import exclusive
-from wiseale.noises import FlowPosterior, PointPosterior
+from wiseale.noises import Posterior
 from wiseale.registry import Registry
 from wiseale.samplers.prior import LatentSampler, PriorSampler
 from wiseale.storage import load_tensors, save_tensors
@@ -27,7 +27,7 @@ from wiseale.storage import load_tensors, save_tensors
 if TYPE_CHECKING:
     from wiseale.model import Autoencoder
 
-__all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "posterior_means",
+__all__ = ["SAMPLER_CLASSES", "latents_of", "load_sampler", "encode_codes",
            "posterior_sampler", "register_sampler", "run_sampler", "save_sampler"]
 
 # sampler name (the "sampler" entry of a file's meta) -> its class; filled by register_sampler
@@ -174,19 +174,13 @@ def posterior_sampler(model: Autoencoder, x: Tensor) -> Callable[[Tensor, torch.
     return draw
 
 
-def posterior_means(model: Autoencoder, x: Tensor,
-                    batch_size: int = 1024) -> tuple[Tensor | None, Tensor | None]:
-    """(mu, sigma) [n, d] of q(z|x) for a diagonal-Gaussian or fixed-noise encoder, (mu, None)
-    for a deterministic one, (None, None) for a flow posterior (no diagonal Gaussian). Eval
-    mode, no gradients."""
+def encode_codes(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> Posterior:
+    """q(z|x) of every sample of x as one posterior of its type (its codes; no sample
+    drawn). Eval mode, no gradients."""
     with _seeded_eval(model, 0) as device:  # sample=False draws nothing; the seed is unused
         posts = [model.encode(batch.to(device), sample=False) for batch in x.split(batch_size)]
-    if isinstance(posts[0], FlowPosterior):  # its code is not a Gaussian's mean
-        return None, None
-    mu = torch.cat([p.mu for p in posts])
-    if isinstance(posts[0], PointPosterior):
-        return mu, None
-    return mu, torch.cat([(0.5 * p.logvar).exp() for p in posts])
+    fields = [post.tensors() for post in posts]
+    return type(posts[0])(**{name: torch.cat([t[name] for t in fields]) for name in fields[0]})
 
 
 def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,

@@ -70,14 +70,15 @@ class Run:
 
 def read_metrics(path: Path, same_keys: bool = False) -> list[dict]:
     """The rows of a run's metrics.jsonl, each an object with an integer ``epoch`` (and, with
-    ``same_keys``, at least the keys of the first row); a damaged line is a one-line error
-    that names it."""
+    ``same_keys``, at least the keys of the first row), in today's keys (a row of an older
+    version is converted: :func:`_in_todays_keys`); a damaged line is a one-line error that
+    names it."""
     rows: list[dict] = []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _in_todays_keys(json.loads(line))
         except (json.JSONDecodeError, RecursionError):
             row = None
         if not (isinstance(row, dict) and isinstance(row.get("epoch"), int)
@@ -86,3 +87,17 @@ def read_metrics(path: Path, same_keys: bool = False) -> list[dict]:
                                "the file is damaged: fix or delete that line")
         rows.append(row)
     return rows
+
+
+def _in_todays_keys(row: object) -> object:
+    """A training row of a version before 2026-12-06 in today's keys: the training batches'
+    squared error of the sampled z was ``recon_error`` (evaluation's name for the code's) and
+    is ``sample_recon_error``; the prior KL was logged twice, as ``kl`` and ``kl_prior``, and
+    is ``kl_prior`` alone."""
+    if not isinstance(row, dict):
+        return row
+    if "recon_error" in row and "sample_recon_error" not in row:
+        row["sample_recon_error"] = row.pop("recon_error")
+    if "kl" in row and row["kl"] == row.get("kl_prior"):
+        del row["kl"]
+    return row
