@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from wiseale import functional
+from wiseale.errors import WisealeError
 from wiseale.likelihoods import (
     LIKELIHOOD_CLASSES,
     SIGMA2_MIN,
@@ -151,7 +152,7 @@ def test_build_likelihood_names_and_errors():
     assert isinstance(build_likelihood("pixel", stage1_epochs=2), PixelGaussian)
     with pytest.raises(ValueError, match="unknown likelihood 'laplace'"):
         build_likelihood("laplace")
-    with pytest.raises(ValueError, match="stage1_epochs must be a positive integer"):
+    with pytest.raises(WisealeError, match="stage1_epochs must be a positive integer, got 0"):
         build_likelihood("pixel", stage1_epochs=0)
 
 
@@ -260,7 +261,8 @@ def test_pixel_stage_one_in_closed_form_freezes_the_running_optimum():
     running = float(lik.global_variance.running_sigma2)
     assert _epoch_end(lik, 0, {"elbo": -1.0}) == {"sigma2": pytest.approx(running), "stage": 1}
     assert float(lik.sigma2_dataset) == pytest.approx(running) and int(lik.stage) == 2
-    with pytest.raises(ValueError, match="unknown stage-1 variance"):
+    with pytest.raises(WisealeError, match="stage1_variance must be one of gradient, "
+                                           "closed-form \\(the pixel likelihood\\); got 'adam'"):
         PixelGaussian(stage1_variance="adam")
 
 

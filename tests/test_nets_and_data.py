@@ -158,17 +158,6 @@ def test_other_bad_paths_and_options(tmp_path):
         load(str(tmp_path / "a.npy"), foo=1)
 
 
-def test_load_split_passes_limits_and_keeps_factors():
-    from wiseale.build import load_split
-    from wiseale.config import RunConfig
-
-    config = RunConfig(method="aevb", data="sine", n_train=7, n_test=3)
-    train, test = load_split(config, "train"), load_split(config, "test")
-    assert len(train) == 7 and len(test) == 3 and train.factors.shape == (7, 3)
-    toy = load_split(RunConfig(method="aevb", data="toy-shapes", n_train=12), "train")
-    assert len(toy) == 12 and toy.factors is not None and len(toy.factors) == 12
-
-
 @pytest.mark.parametrize("index", [slice(None), slice(1, 3), torch.tensor([0, 2])])
 def test_floats_never_rescale_the_stored_samples(index):
     """Float pixels in 0..255 held in memory with divide_by=255: every read gives x / 255

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from wiseale import functional
+from wiseale.errors import WisealeError
 from wiseale.regularizers import AggregateKL, PriorKL
 from wiseale.training import train
 
@@ -29,7 +30,7 @@ def test_aggregate_scaling_follows_eq27():
     _, per_sample = AggregateKL(2.0, "per-sample")(post)
     assert torch.allclose(batch, 2.0 * value / 32)  # once per batch, loss averaged over M
     assert torch.allclose(per_sample, 2.0 * value)
-    with pytest.raises(ValueError, match="scaling"):
+    with pytest.raises(WisealeError, match="scaling must be one of batch, per-sample"):
         AggregateKL(1.0, "per-epoch")
 
 

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional
-from wiseale.choices import STAGE1_VARIANCES
+from wiseale.choices import Stage1Variance
+from wiseale.errors import positive_int
 from wiseale.hooks import Callback
 from wiseale.registry import Registry
 
@@ -203,15 +204,10 @@ class PixelGaussian(Likelihood):
         return self.global_variance.batch_dependent
 
     def __init__(self, stage1_epochs: int = 16, stage1_tolerance: float = 0.0,
-                 stage1_variance: str = "gradient") -> None:
+                 stage1_variance: Stage1Variance = "gradient") -> None:
         super().__init__()
-        if not isinstance(stage1_epochs, int) or isinstance(stage1_epochs, bool) \
-                or stage1_epochs < 1:
-            raise ValueError(f"stage1_epochs must be a positive integer, got {stage1_epochs}")
-        if stage1_variance not in STAGE1_VARIANCES:
-            raise ValueError(f"unknown stage-1 variance {stage1_variance!r}; use gradient or "
-                             "closed-form")
-        self.stage1_epochs, self.tolerance = stage1_epochs, float(stage1_tolerance)
+        self.stage1_epochs = positive_int(stage1_epochs, "stage1_epochs")
+        self.tolerance = float(stage1_tolerance)
         self.global_variance = (LearnedGaussian() if stage1_variance == "gradient"
                                 else OptimalGaussian())
         self.register_buffer("stage", torch.ones((), dtype=torch.long))

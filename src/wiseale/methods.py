@@ -11,16 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from wiseale.choices import (
-    AGGREGATE_SCALINGS,
-    DIP_LAMBDA_D_FACTOR,
-    DIP_VARIANTS,
-    MMD_KERNELS,
-    MMD_SCALE_NAMES,
-    RECONSTRUCTIONS,
-    STAGE1_VARIANCES,
-)
-from wiseale.errors import WisealeError
+from wiseale.choices import DIP_LAMBDA_D_FACTOR
+from wiseale.errors import WisealeError, positive_int
 
 
 @dataclass(frozen=True)
@@ -30,13 +22,11 @@ class Method:
     source: str
     noise: str  # noises.NOISES
     terms: tuple[str, ...]  # regularizers.REGULARIZERS, each set by the options it takes
-    defaults: dict[str, Any] = field(default_factory=dict)
-    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)  # a choice: its part's Literal
     likelihoods: tuple[str, ...] = ()  # the likelihoods it allows, default first; () = any
 
 
 SIGMA_EPS = math.sqrt(0.1)  # 003 App. B: P_eps = N(0, 0.1 I) in most experiments
-MMD_CHOICES = {"kernel": MMD_KERNELS, "scales": MMD_SCALE_NAMES}
 TC_SOURCE = "003 Sec. 4, 6.4, App. B.5"
 # A None default is derived from the run when its options are resolved (derive_defaults);
 # how, for `wiseale methods`.
@@ -50,14 +40,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("wise-ale", "aggregate-posterior KL upper bound on the mini-batch",
            "001 Eq. 21, 25, 27", "gaussian",
            ("aggregate_kl",),
-           {"weight": 1.0, "scaling": "batch", "reconstruction": "sample"},
-           {"scaling": AGGREGATE_SCALINGS, "reconstruction": RECONSTRUCTIONS}),
+           {"weight": 1.0, "scaling": "batch", "reconstruction": "sample"}),
     Method("wae", "deterministic encoder, MMD to N(0, I)", "Tolstikhin et al. (003 Eq. 3)",
-           "none", ("mmd",), {"lambda": 10.0, "kernel": "imq", "scales": "multi"}, MMD_CHOICES),
+           "none", ("mmd",), {"lambda": 10.0, "kernel": "imq", "scales": "multi"}),
     Method("cwae", "fixed encoder noise sigma_eps, MMD to N(0, I)", "003 Eq. 3, App. B",
            "fixed", ("mmd",),
-           {"lambda": 100.0, "kernel": "imq", "scales": "single", "sigma_eps": SIGMA_EPS},
-           MMD_CHOICES),
+           {"lambda": 100.0, "kernel": "imq", "scales": "single", "sigma_eps": SIGMA_EPS}),
     Method("vcae", "fixed encoder noise, |total variance of z - v| per batch",
            "003 Eq. 6-7, Alg. 1", "fixed",
            ("variance",),
@@ -77,12 +65,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("tc-cwae", "cWAE + gamma * total correlation", TC_SOURCE, "fixed",
            ("mmd", "tc"),
            {"lambda": 2500.0, "kernel": "imq", "scales": "single", "gamma": 7.0,
-            "sigma_eps": SIGMA_EPS}, MMD_CHOICES),
+            "sigma_eps": SIGMA_EPS}),
     Method("dip-vae", "VAE + DIP-VAE covariance penalty on q(z)",
            "Kumar et al. 2018 (004 Table 2)", "gaussian",
            ("kl", "dip"),
-           {"beta": 1.0, "lambda_od": 10.0, "lambda_d": None, "variant": "i"},
-           {"variant": DIP_VARIANTS}),
+           {"beta": 1.0, "lambda_od": 10.0, "lambda_d": None, "variant": "i"}),
     Method("lv-vae", "VAE whose Gaussian likelihood variance is learned (gradient, or "
            "--likelihood optimal: closed form)", "004 Eq. 9-10", "gaussian",
            ("kl",), {"beta": 1.0},
@@ -91,8 +78,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "variance (two stages)", "004 Eq. 11, Alg. 1", "gaussian",
            ("kl",),
            {"beta": 1.0, "stage1_epochs": 16, "stage1_tolerance": 0.0,
-            "stage1_variance": "gradient"},
-           {"stage1_variance": STAGE1_VARIANCES}, likelihoods=("pixel",)),
+            "stage1_variance": "gradient"}, likelihoods=("pixel",)),
 )}
 ALIASES = {"vae": "aevb"}
 
@@ -114,7 +100,9 @@ def get_method(name: str) -> Method:
 
 def resolve_options(method: Method, options: dict[str, Any],
                     latent_dim: int | None = None) -> dict[str, Any]:
-    """The method's defaults overridden by ``options``, type-checked against the defaults.
+    """The method's defaults overridden by ``options``, type-checked against the defaults (a
+    choice among names is checked against its part's annotation when the part is made:
+    wiseale.schema).
     With the run's ``latent_dim``, the defaults that depend on the run are derived
     (:func:`derive_defaults`), so that a saved config holds the values the run trained with;
     without it they stay None, which the parts derive from the z they see."""
@@ -136,12 +124,7 @@ def resolve_options(method: Method, options: dict[str, Any],
                 raise WisealeError(f"option {key} of {method.name} must be finite and >= 0, "
                                    f"got {value}")
         elif isinstance(default, int) and not isinstance(default, bool):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise WisealeError(f"option {key} of {method.name} must be a positive integer, "
-                                   f"got {value!r}")
-        elif key in method.choices and value not in method.choices[key]:
-            raise WisealeError(f"option {key} of {method.name} must be one of "
-                               f"{', '.join(method.choices[key])}; got {value!r}")
+            positive_int(value, f"option {key} of {method.name}")
         resolved[key] = value
     return resolved if latent_dim is None else derive_defaults(resolved, latent_dim)
 
@@ -153,8 +136,9 @@ def derive_defaults(options: dict[str, Any], latent_dim: int) -> dict[str, Any]:
     derived = dict(options)
     if "v" in derived and derived["v"] is None:
         derived["v"] = float(latent_dim)
-    if "lambda_d" in derived and derived["lambda_d"] is None:
-        derived["lambda_d"] = DIP_LAMBDA_D_FACTOR[derived["variant"]] * float(derived["lambda_od"])
+    factor = DIP_LAMBDA_D_FACTOR.get(derived.get("variant"))  # None: refused with the part
+    if "lambda_d" in derived and derived["lambda_d"] is None and factor is not None:
+        derived["lambda_d"] = factor * float(derived["lambda_od"])
     return derived
 
 

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from wiseale.choices import RECONSTRUCTIONS
+from wiseale.choices import Reconstruction
 from wiseale.hooks import Callback
 from wiseale.noises import Noise, Posterior
+from wiseale.schema import checked
 
 if TYPE_CHECKING:
     from wiseale.likelihoods import Likelihood
@@ -35,6 +36,7 @@ class LossOutput:
     parts: dict[str, Tensor]
 
 
+@checked
 class Autoencoder(nn.Module):
     """One model class for every method; the method is the choice of the parts.
 
@@ -47,11 +49,8 @@ class Autoencoder(nn.Module):
 
     def __init__(self, encoder: nn.Module, noise: Noise, decoder: nn.Module,
                  likelihood: Likelihood, regularizers: list[Regularizer],
-                 reconstruction: str = "sample"):
+                 reconstruction: Reconstruction = "sample"):
         super().__init__()
-        if reconstruction not in RECONSTRUCTIONS:
-            raise ValueError(f"unknown reconstruction {reconstruction!r}; use one of "
-                             f"{', '.join(RECONSTRUCTIONS)}")
         self.encoder, self.noise, self.decoder = encoder, noise, decoder
         self.likelihood = likelihood
         self.regularizers = nn.ModuleList(regularizers)

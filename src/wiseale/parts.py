@@ -73,7 +73,7 @@ def check_parts(parts: Any) -> dict[str, Any]:
                                                     "reconstruction"} \
         and is_part(parts["noise"]) and is_part(parts["likelihood"]) \
         and isinstance(parts["regularizers"], list) and all(map(is_part, parts["regularizers"])) \
-        and parts["reconstruction"] in RECONSTRUCTIONS
+        and isinstance(parts["reconstruction"], str)
     if not ok:
         raise WisealeError(f"parts must be {SHAPE}; got {parts!r:.200}")
     return parts
@@ -90,7 +90,8 @@ def parts_of(config: RunConfig) -> dict[str, Any]:
 
 def _made(kind: str, registry: Registry, part: dict[str, Any], *args: Any) -> Any:
     """``registry[part["name"]](*args, **part["args"])``, with a one-line error for a part
-    this version does not have or arguments its constructor does not take."""
+    this version does not have or arguments its constructor does not take (a choice its
+    annotation does not allow is refused by the class: wiseale.schema)."""
     if part["name"] not in registry:
         raise WisealeError(f"the {kind} {part['name']!r} is not one of this wiseale's "
                            f"({', '.join(registry)}); use one of them, or load a saved run "

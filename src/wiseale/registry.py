@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from wiseale.errors import WisealeError
+from wiseale.schema import checked
 
 __all__ = ["Registry"]
 
@@ -28,15 +29,17 @@ class Registry(dict[str, T], Generic[T]):
         self.kind = kind
 
     def register(self, entry: T) -> T:
-        """Add ``entry`` under ``entry.name`` and return it (so it decorates a class)."""
+        """Add ``entry`` under ``entry.name`` and return it (so it decorates a class); a class
+    checks its Literal-annotated arguments when constructed (wiseale.schema.checked)."""
         name = getattr(entry, "name", None)
         taken = self.get(name, entry) if isinstance(name, str) else None
         if taken is None or _identity(taken) != _identity(entry):
             label = getattr(entry, "__name__", type(entry).__name__)
             raise WisealeError(f"cannot register {label}: its name {name!r} is not a new "
                                f"{self.kind} name")
-        self[name] = entry
-        return entry
+        self[name] = checked(entry, f"the {name} {self.kind}") if isinstance(entry, type) \
+            else entry
+        return self[name]
 
     def __missing__(self, name: str) -> T:
         raise WisealeError(f"unknown {self.kind} {name!r}; use one of {', '.join(self)}")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from wiseale import functional
-from wiseale.choices import AGGREGATE_SCALINGS, DIP_LAMBDA_D_FACTOR, DIP_VARIANTS, MMD_KERNELS
+from wiseale.choices import DIP_LAMBDA_D_FACTOR, AggregateScaling, DIPVariant, MMDKernel, MMDScales
 from wiseale.hooks import Callback
 from wiseale.noises import GaussianPosterior, Posterior
 from wiseale.registry import Registry
@@ -93,11 +93,8 @@ class AggregateKL(Regularizer):
 
     name = "aggregate_kl"
 
-    def __init__(self, weight: float = 1.0, scaling: str = "batch"):
+    def __init__(self, weight: float = 1.0, scaling: AggregateScaling = "batch"):
         super().__init__()
-        if scaling not in AGGREGATE_SCALINGS:
-            raise ValueError(f"unknown aggregate KL scaling {scaling!r}; use one of "
-                             f"{', '.join(AGGREGATE_SCALINGS)}")
         self.weight, self.scaling = float(weight), scaling
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
@@ -120,13 +117,9 @@ class PriorMMD(Regularizer):
     option_names = {"weight": "lambda"}
     compares_samples = True
 
-    def __init__(self, weight: float = 10.0, kernel: str = "imq", scales: str = "multi"):
+    def __init__(self, weight: float = 10.0, kernel: MMDKernel = "imq",
+                 scales: MMDScales = "multi"):
         super().__init__()
-        if kernel not in MMD_KERNELS:
-            raise ValueError(f"unknown MMD kernel {kernel!r}; use 'imq' or 'rbf'")
-        if scales not in functional.MMD_SCALE_SETS:
-            raise ValueError(f"unknown MMD scales {scales!r}; use one of "
-                             f"{', '.join(functional.MMD_SCALE_SETS)}")
         self.weight, self.kernel, self.scales = float(weight), kernel, scales
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
@@ -228,10 +221,8 @@ class DIPPenalty(Regularizer):
     name = "dip"
 
     def __init__(self, lambda_od: float = 10.0, lambda_d: float | None = None,
-                 variant: str = "i"):
+                 variant: DIPVariant = "i"):
         super().__init__()
-        if variant not in DIP_VARIANTS:
-            raise ValueError(f"unknown DIP-VAE variant {variant!r}; use 'i' or 'ii'")
         if lambda_d is None:
             lambda_d = DIP_LAMBDA_D_FACTOR[variant] * lambda_od
         self.lambda_od, self.lambda_d, self.variant = float(lambda_od), float(lambda_d), variant
