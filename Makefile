@@ -42,7 +42,7 @@ $(CXX_BIN):
 install: $(BIN)/wiseale $(FASHION) $(CXX_BIN)
 
 demo: install
-	$(BIN)/wiseale reproduce sine --quick --out $(DEMO)
+	$(BIN)/wiseale reproduce sine --quick --jobs 2 --out $(DEMO)  # its 4 runs, 2 at a time
 	@echo "Report: $(DEMO)/report.md"
 
 test: install

@@ -1,3 +1,4 @@
 from wiseale.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a spawned process (reproduce --jobs) imports it
+    raise SystemExit(main())

@@ -15,7 +15,7 @@ from typing import Any
 
 from wiseale.config import DEVICES, KINDS, Kind, RunConfig
 from wiseale.errors import WisealeError, one_line
-from wiseale.experiments.index import SCALES
+from wiseale.experiments.index import LAUNCHERS, SCALES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -214,6 +214,30 @@ def build_parser() -> argparse.ArgumentParser:
                    "every run and fit (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else "
                    "half the CPUs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    units = p.add_argument_group(
+        "units", "the training runs are planned as units (printed with estimated times) and "
+        "run one after another here, or by a launcher; each unit writes only its run "
+        "directory, and the same command run again runs only what is missing "
+        "(docs/experiments.md, Many machines)")
+    units.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    units.add_argument("--launcher", choices=LAUNCHERS, help="local: --jobs processes on "
+                       "this machine; submitit: Slurm jobs (or submitit's local/debug "
+                       "executors, --cluster); ray: Ray tasks (--ray-address)")
+    units.add_argument("--jobs", type=_positive_int, metavar="N", help="units at once with "
+                       "the local launcher (given alone, it chooses it); each gets --threads "
+                       "threads, default the CPUs / N")
+    units.add_argument("--cluster", choices=("slurm", "local", "debug"),
+                       help="submitit's executor (default: Slurm where it is installed)")
+    units.add_argument("--slurm-partition", help="the Slurm partition of every unit")
+    units.add_argument("--slurm-time", type=_positive_int, metavar="MIN", default=240,
+                       help="each unit's time limit in minutes (requeued from its checkpoint "
+                       "when it runs out; default 240)")
+    units.add_argument("--gpus", type=_positive_int, metavar="N",
+                       help="GPUs per unit (Slurm, Ray); use with --device cuda")
+    units.add_argument("--mem-gb", type=_positive_int, metavar="GB", help="memory per unit "
+                       "(Slurm)")
+    units.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster "
+                       "(default: a Ray started on this machine)")
     p = sub.add_parser("claims", help="one table of every claim of the papers from experiment "
                        "output folders (experiments without results: the command to run)")
     p.add_argument("directories", type=Path, nargs="+",
@@ -432,11 +456,13 @@ def _reproduce(args: argparse.Namespace) -> None:
     with exclusive(args.out):  # one reproduce per folder (its runs lock their own)
         common = {"scale": args.scale or "full", "seed": args.seed, "seeds": args.seeds,
                   "progress": not args.no_progress, "device": args.device,
-                  "redraw_data": args.redraw_data}
+                  "redraw_data": args.redraw_data, "dry_run": args.dry_run,
+                  **_launcher(args)}
         if args.experiment != "all":
             report = EXPERIMENTS[args.experiment].run(args.out, data=args.data,
                                                       data_dir=data_dir, **common)
-            print(f"report: {report}")
+            if report is not None:
+                print(f"report: {report}")
             return
         for name, spec in EXPERIMENTS.items():
             if spec.offline is None:
@@ -445,8 +471,43 @@ def _reproduce(args: argparse.Namespace) -> None:
                 print(f"{name}: left out, no medium scale: {spec.no_medium}")
                 continue
             report = spec.run(args.out / name, data=spec.offline or None, **common)
-            print(f"report: {report}")
-        print(f"claims: {write_summary([args.out], EXPERIMENTS, args.out / 'claims.md')}")
+            if report is not None:
+                print(f"report: {report}")
+        if not args.dry_run:
+            print(f"claims: {write_summary([args.out], EXPERIMENTS, args.out / 'claims.md')}")
+
+
+def _launcher(args: argparse.Namespace) -> dict[str, Any]:
+    """reproduce's ``launcher`` and the ``threads`` of each unit, from the flags."""
+    import os
+
+    from wiseale.experiments import launchers
+
+    name = args.launcher or ("local" if args.jobs is not None else None)
+    if name != "local" and args.jobs is not None:
+        raise WisealeError("--jobs sets the local launcher's processes; drop it, or use "
+                           "--launcher local")
+    if name is None:
+        return {}
+    if name == "local":
+        jobs = args.jobs or 1
+        threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
+        return {"launcher": launchers.LocalLauncher(jobs), "threads": threads}
+    threads = args.threads or 1
+    if name == "ray":
+        return {"launcher": launchers.RayLauncher(args.ray_address, threads, args.gpus or 0),
+                "threads": threads}
+    parameters = {"timeout_min": args.slurm_time, "cpus_per_task": threads,
+                  "name": f"wiseale-{args.experiment}"}
+    if args.slurm_partition:
+        parameters["slurm_partition"] = args.slurm_partition
+    if args.gpus:
+        parameters["gpus_per_node"] = args.gpus
+    if args.mem_gb:
+        parameters["mem_gb"] = args.mem_gb
+    folder = args.out / "submitit"
+    return {"launcher": launchers.SubmititLauncher(folder, args.cluster, parameters),
+            "threads": threads}
 
 
 def _claims(args: argparse.Namespace) -> None:

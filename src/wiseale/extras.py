@@ -10,7 +10,8 @@ from wiseale.errors import WisealeError
 
 # top-level module -> (the package that installs it, the wiseale extra that names it)
 EXTRAS = {"zuko": ("zuko", "flows"), "sklearn": ("scikit-learn", "sklearn"),
-          "tensorboard": ("tensorboard", "tensorboard"), "h5py": ("h5py", "shapes")}
+          "tensorboard": ("tensorboard", "tensorboard"), "h5py": ("h5py", "shapes"),
+          "submitit": ("submitit", "slurm"), "ray": ("ray", "ray")}
 
 
 def require(module: str, what: str) -> ModuleType:

@@ -12,6 +12,7 @@ from wiseale.registry import Registry
 # quick: minutes on a CPU (a smoke test of the claims); medium: where the claims' regimes are
 # reached on 2 CPU cores in about 30 minutes a seed; full: the papers' settings.
 SCALES = ("quick", "medium", "full")
+LAUNCHERS = ("local", "submitit", "ray")  # experiments.launchers
 
 
 

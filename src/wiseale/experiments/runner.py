@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,13 @@ from wiseale.errors import WisealeError, positive_int
 from wiseale.experiments.claims import judge
 from wiseale.experiments.measures import MeasureContext
 from wiseale.experiments.report import write_report
+from wiseale.experiments.units import Unit, describe_plan, plan
 from wiseale.methods import derive_defaults, get_method, resolve_options
 from wiseale.storage import read_json, write_json
 from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 
 if TYPE_CHECKING:
+    from wiseale.experiments.launchers import Launcher
     from wiseale.experiments.spec import Spec
 
 MEASURES_FILE = "measures.json"
@@ -180,10 +183,14 @@ def paper_rows(spec: Spec, data: str, methods: dict[str, Any]) -> list[dict[str,
 
 def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: int = 1,
               data: str | None = None, progress: bool = True, data_dir: str | None = None,
-              device: str = "cpu", redraw_data: bool = False) -> Path:
+              device: str = "cpu", redraw_data: bool = False, launcher: Launcher | None = None,
+              threads: int | None = None, dry_run: bool = False) -> Path | None:
     """Run ``spec`` at ``scale`` with ``seeds`` seeds (seed, seed + 1, ...); with
     ``redraw_data`` each seed also draws its own data split and evaluation subsets (RunConfig
-    ``data_seed``). See the module docstring."""
+    ``data_seed``). The training runs are planned as units (experiments.units) and the plan
+    printed; ``launcher`` runs the unfinished ones (``threads`` torch threads each) before
+    the runs are read, measured and aggregated; without one they train here, one after
+    another. ``dry_run``: the plan only (returns None). See the module docstring."""
     from wiseale.build import load_split
 
     positive_int(seeds, "--seeds")
@@ -191,6 +198,9 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
     settings = spec.settings(data, scale)
     out.mkdir(parents=True, exist_ok=True)
     if spec.analysis is not None:  # computed, not trained: one exact result
+        if dry_run:
+            print("plan: no training units (the experiment is computed)", file=sys.stderr)
+            return None
         results = {"experiment": spec.name, "scale": scale, "data": data,
                    **spec.analysis(out, settings)}
         results["seeds"] = []
@@ -199,16 +209,26 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
         seed_list = [seed + i for i in range(seeds)]
         configs = {s: spec.configs(data, scale, s, data_dir, device,
                                    s if redraw_data else None) for s in seed_list}
-        per_seed = {}
+        splits: dict[int, tuple[Dataset, Dataset]] = {}
         for s in seed_list:
             first = next(iter(configs[s].values()))
             if s == seed or redraw_data:
                 train_data, test_data = load_split(first, "train"), load_split(first, "test")
                 if spec.check is not None:
                     spec.check(settings, train_data)  # fails now, not after hours of training
-            root = seed_root(out, seed_list, s)
-            per_seed[s] = train_runs(configs[s], root, train_data, test_data, progress)
-            _measure(spec, root, per_seed[s], train_data, test_data, settings, s, progress)
+            splits[s] = train_data, test_data
+        roots = {s: seed_root(out, seed_list, s) for s in seed_list}
+        units = plan(configs, roots, {s: split[0] for s, split in splits.items()},
+                     threads if launcher is not None else None)
+        print(describe_plan(units, out), file=sys.stderr)
+        if dry_run:
+            return None
+        if launcher is not None:
+            dispatch(launcher, units)
+        per_seed = {}
+        for s in seed_list:
+            per_seed[s] = train_runs(configs[s], roots[s], *splits[s], progress)
+            _measure(spec, roots[s], per_seed[s], *splits[s], settings, s, progress)
         results = {"experiment": spec.name, "scale": scale, "data": data, "seeds": seed_list,
                    "redraw_data": redraw_data, "methods": aggregate(per_seed)}
         deterministic = False
@@ -218,6 +238,21 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
     write_json(out / "results.json", results)
     draw_figures(spec, out)
     return write_report(spec, out, read_results(out, spec.name))
+
+
+def dispatch(launcher: Launcher, units: list[Unit]) -> None:
+    """Run the units that are not finished with ``launcher``; when any fails, after the
+    others have finished, a one-line error naming each with its log."""
+    todo = [unit for unit in units if unit.state != "done"]
+    if not todo:
+        return
+    print(f"wiseale: {len(todo)} units to {launcher.name}", file=sys.stderr)
+    failed = launcher.run(todo)
+    if failed:
+        others = "; the others finished" if len(failed) < len(todo) else ""
+        raise WisealeError(f"{len(failed)} of {len(todo)} units failed: "
+                           f"{'; '.join(map(str, failed))}{others}; fix the cause and run the "
+                           "same command again: it runs only what is missing")
 
 
 def draw_figures(spec: Spec, out: Path) -> list[Path]:

@@ -191,14 +191,16 @@ class Spec:
 
     def run(self, out: str | Path, scale: str = "full", seed: int = 0, seeds: int = 1,
             data: str | None = None, progress: bool = True, data_dir: str | None = None,
-            device: str = "cpu", redraw_data: bool = False) -> Path:
+            device: str = "cpu", redraw_data: bool = False, **dispatch: Any) -> Path | None:
         """Train, measure, judge the claims, and write results.json, figures and report.md
-        in ``out`` (:func:`wiseale.experiments.runner.reproduce`); returns the report."""
+        in ``out`` (:func:`wiseale.experiments.runner.reproduce`, which also takes the
+        ``dispatch`` arguments ``launcher``, ``threads`` and ``dry_run``); returns the report
+        (None for a dry run)."""
         from wiseale.experiments.runner import reproduce
 
         return reproduce(self, Path(out), scale=scale, seed=seed, seeds=seeds, data=data,
                          progress=progress, data_dir=data_dir, device=device,
-                         redraw_data=redraw_data)
+                         redraw_data=redraw_data, **dispatch)
 
     def plot(self, out: str | Path) -> list[Path]:
         """Redraw the figures from what :meth:`run` wrote in ``out``."""

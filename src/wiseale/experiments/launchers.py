@@ -1,0 +1,153 @@
+"""Launchers: where a reproduction's training units run (docs/experiments.md, "Many machines").
+
+Each launcher takes the units that are not finished and runs :func:`units.run_unit` on each
+through an existing engine, waits, and returns the units that failed with their errors; the
+others finish whatever happens to one. ``local``: N processes on this machine
+(concurrent.futures, spawned). ``submitit``: Slurm jobs (an array of them) through submitit's
+AutoExecutor, or its local and debug executors; a pre-empted or timed-out job is requeued and
+resumes from its last checkpoint. ``ray``: Ray tasks on ``ray.init()`` (this machine) or an
+existing cluster's address. Without a launcher, ``reproduce`` trains the runs one after
+another in its own process, as before.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wiseale.experiments.units import Unit, run_unit
+from wiseale.extras import require
+
+__all__ = ["Failure", "Launcher", "LocalLauncher", "RayLauncher",
+           "SubmititLauncher"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A unit that raised: its run directory, log and the error's last line."""
+
+    unit: Unit
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.unit.run_dir} ({self.error}; its output: {self.unit.log})"
+
+
+def _arguments(unit: Unit) -> tuple[dict[str, Any], str, str]:
+    return unit.config.to_dict(), str(unit.run_dir), str(unit.log)
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"
+
+
+class Launcher:
+    """Runs units; ``run`` returns those that failed."""
+
+    name = ""
+
+    def run(self, units: Sequence[Unit]) -> list[Failure]:
+        raise NotImplementedError
+
+
+@dataclass
+class LocalLauncher(Launcher):
+    """``jobs`` units at a time on this machine, each in its own spawned process."""
+
+    jobs: int
+    name = "local"
+
+    def run(self, units: Sequence[Unit]) -> list[Failure]:
+        context = multiprocessing.get_context("spawn")  # no forked torch state
+        with concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
+            futures = {pool.submit(run_unit, *_arguments(unit)): unit for unit in units}
+            return _failures((unit, future.exception) for future, unit in futures.items())
+
+
+@dataclass
+class SubmititLauncher(Launcher):
+    """One submitit job per unit, submitted as a job array, in ``folder``. ``cluster``:
+    None (Slurm where it is installed, else local processes), ``slurm``, ``local`` or
+    ``debug`` (in this process); ``parameters``: submitit's (``slurm_partition``,
+    ``timeout_min``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ...)."""
+
+    folder: Path
+    cluster: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    name = "submitit"
+
+    def run(self, units: Sequence[Unit]) -> list[Failure]:
+        submitit = require("submitit", "the submitit launcher (--launcher submitit)")
+        executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
+        executor.update_parameters(**self.parameters)
+        calls = [_Requeued(*_arguments(unit)) for unit in units]
+        with executor.batch():
+            jobs = [executor.submit(call) for call in calls]
+        return _failures((unit, job.exception) for job, unit in zip(jobs, units, strict=True))
+
+
+class _Requeued:
+    """A unit as a submitit checkpointable callable: when Slurm pre-empts or times out the
+    job, submitit calls :meth:`checkpoint` and requeues the same call, which resumes the run
+    from its last epoch checkpoint (run_unit resumes whatever it finds)."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str, log: str) -> None:
+        self.arguments = config, run_dir, log
+
+    def __call__(self) -> str:
+        return run_unit(*self.arguments)
+
+    def checkpoint(self) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+@dataclass
+class RayLauncher(Launcher):
+    """One Ray task per unit asking for ``cpus`` CPUs (and ``gpus`` GPUs), on the cluster at
+    ``address`` (None: a Ray started on this machine)."""
+
+    address: str | None = None
+    cpus: int = 1
+    gpus: float = 0
+    name = "ray"
+
+    def run(self, units: Sequence[Unit]) -> list[Failure]:
+        ray = require("ray", "the Ray launcher (--launcher ray)")
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        try:
+            task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(run_unit)
+            refs = [task.remote(*_arguments(unit)) for unit in units]
+
+            def error(ref: Any) -> Callable[[], BaseException | None]:
+                def get() -> BaseException | None:
+                    try:
+                        ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 -- reported as the unit's failure
+                        return exc
+                    return None
+                return get
+
+            return _failures((unit, error(ref)) for ref, unit in zip(refs, units, strict=True))
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def _failures(outcomes: Any) -> list[Failure]:
+    """(unit, a call that waits and returns its exception or None) -> the failed units."""
+    failed = []
+    for unit, exception in outcomes:
+        exc = exception()
+        if exc is not None:
+            failed.append(Failure(unit, _last_line(exc)))
+    return failed
+

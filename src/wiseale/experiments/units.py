@@ -1,0 +1,150 @@
+"""A reproduction's training runs as units of work: planned first (each with its state and an
+estimate of its cost), then dispatched by a launcher (wiseale.experiments.launchers), each
+unit writing only its own run directory.
+
+A unit is one training run of one spec, run label and seed. Its run directory holds its
+resolved options, a writer lock and its checkpoint, so a unit that was stopped resumes, one
+that finished is not run again, and the same seed and thread count give the same bits
+whichever process or machine ran it. The measures (flows, mixtures, FIDs) and the aggregation
+over seeds run afterwards, in the reproducing process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wiseale.config import RunConfig
+from wiseale.data import Dataset
+from wiseale.nets import default_net
+from wiseale.training.run import CHECKPOINT, EVALUATION, WEIGHTS
+
+__all__ = ["Unit", "describe_plan", "run_unit"]
+
+# Training samples per second of one torch thread on the development machine (2 cores): sine
+# from `reproduce sine --quick --seeds 2 --jobs 2` on the idle machine (median 2,750), the
+# others the medians of docs/claims.md's runs, made two at a time beside other work, so
+# slower than an idle machine's (docs/performance.md, "Units on this machine"); celeba's from
+# issue 25's measurements. A network not listed: no estimate.
+SAMPLES_PER_S = {"mlp": 8_000, "sine-conv": 2_750, "mnist-conv": 3_000, "lv-mnist": 650,
+                 "shapes-conv": 250, "mnist-vcae": 13, "celeba-conv": 1.5, "celeba-vcae": 1.0,
+                 "lv-celeba": 1.0}
+EVALUATION_SHARE = 0.15  # the final evaluation's time, as a share of the training time
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One training run of a reproduction: ``config`` (with the thread count it trains with)
+    into ``run_dir``; ``n_train`` samples per epoch through network ``net``."""
+
+    seed: int
+    label: str
+    run_dir: Path
+    config: RunConfig
+    n_train: int
+    net: str
+
+    @property
+    def state(self) -> str:
+        """``done`` (weights and evaluation written), ``resume`` (a checkpoint) or ``new``."""
+        if (self.run_dir / WEIGHTS).exists() and (self.run_dir / EVALUATION).exists():
+            return "done"
+        return "resume" if (self.run_dir / CHECKPOINT).exists() else "new"
+
+    @property
+    def log(self) -> Path:
+        """Where a launcher writes the unit's output: beside its run directory."""
+        return self.run_dir.with_name(f"{self.run_dir.name}.log")
+
+    def estimate_s(self) -> float | None:
+        """Its training and evaluation time on a CPU from SAMPLES_PER_S (None: on a GPU or
+        for a network without a measured speed)."""
+        rate = SAMPLES_PER_S.get(self.net)
+        if rate is None or self.config.device != "cpu":
+            return None
+        threads = self.config.threads or 1
+        return self.config.epochs * self.n_train / (rate * threads) * (1 + EVALUATION_SHARE)
+
+
+def plan(configs: dict[int, dict[str, RunConfig]], roots: dict[int, Path],
+         data: dict[int, Dataset], threads: int | None) -> list[Unit]:
+    """Every training run of every seed, in order: seed -> label -> config into
+    ``roots[seed]/runs/LABEL``, on the seed's training ``data``; ``threads`` per unit (None:
+    as train chooses)."""
+    return [Unit(seed, label, roots[seed] / "runs" / label,
+                 dataclasses.replace(config, threads=threads), len(data[seed]),
+                 config.net or default_net(data[seed].sample_shape))
+            for seed, by_label in configs.items() for label, config in by_label.items()]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes = seconds / 60
+    return f"{seconds:.0f} s" if seconds < 90 else (
+        f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h")
+
+
+def describe_plan(units: list[Unit], out: Path) -> str:
+    """The plan as printed: one line per unit (seed, label, network, epochs x samples, state,
+    estimated time), then the time of what is left to run."""
+    lines = []
+    for unit in units:
+        config = unit.config
+        lines.append(f"  seed {unit.seed}  {unit.label:<22} {unit.net:<12} "
+                     f"{config.epochs} x {unit.n_train:,}  {unit.state:<6}  "
+                     f"~{_duration(unit.estimate_s())}  {unit.run_dir.relative_to(out)}")
+    todo = [u for u in units if u.state != "done"]
+    estimates = [u.estimate_s() for u in todo]
+    total = None if None in estimates else sum(e for e in estimates if e is not None)
+    return "\n".join([f"plan: {len(units)} training units, {len(todo)} to run "
+                      f"(~{_duration(total)} of one unit after another)", *lines])
+
+
+@contextlib.contextmanager
+def _output_to(log: str | None) -> Iterator[None]:
+    """This process's stdout and stderr (file descriptors 1 and 2) appended to ``log``
+    inside the block, restored after it."""
+    if log is None:
+        yield
+        return
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "a") as file:
+        os.dup2(file.fileno(), 1)
+        os.dup2(file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_unit(config: dict[str, Any], run_dir: str, log: str | None = None) -> str:
+    """Train one unit in this process (the function every launcher calls, with plain
+    arguments that pickle): the config into ``run_dir``, resumed from its checkpoint when it
+    has one; output (and the traceback of an error, which is raised again) appended to
+    ``log``. Returns ``run_dir``."""
+    from wiseale.training import train
+
+    with _output_to(log):
+        try:
+            train(RunConfig.from_dict(config), Path(run_dir),
+                  resume=(Path(run_dir) / CHECKPOINT).exists(), progress=False)
+        except BaseException:
+            traceback.print_exc()
+            raise
+    return run_dir

@@ -1,0 +1,141 @@
+"""A reproduction's training runs as units dispatched by a launcher (experiments.launchers):
+the same bits as one after another, a failing unit leaves the others finished, a killed
+reproduction run again resumes its units, and a missing engine is one line."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wiseale.cli import main
+from wiseale.errors import WisealeError
+from wiseale.experiments import paper001
+from wiseale.experiments.launchers import LocalLauncher, RayLauncher, SubmititLauncher
+from wiseale.experiments.runner import read_results
+from wiseale.storage import load_tensors
+
+TINY = {"epochs": 2, "n_train": 128, "n_test": 64}
+
+
+@pytest.fixture
+def tiny_spec(shrink):
+    return shrink(paper001.SINE, runs=("aevb", "wise-ale"), **TINY)
+
+
+def _evaluations(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("evaluation.json"))}
+
+
+def _one_after_another(spec, out: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WISEALE_THREADS", "1")  # the thread count of every unit below
+    spec.run(out, scale="quick", seeds=2, progress=False)
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit-local", "submitit-debug", "ray"])
+def test_every_launcher_gives_the_bits_of_one_run_after_another(tmp_path, tiny_spec,
+                                                                 monkeypatch, launcher):
+    if launcher == "ray":
+        pytest.importorskip("ray")
+        chosen = RayLauncher(cpus=1)
+    elif launcher.startswith("submitit"):
+        pytest.importorskip("submitit")
+        chosen = SubmititLauncher(tmp_path / "submitit", launcher.split("-")[1],
+                                  {"timeout_min": 10, "cpus_per_task": 1})
+    else:
+        chosen = LocalLauncher(2)
+    _one_after_another(tiny_spec, tmp_path / "A", monkeypatch)
+    tiny_spec.run(tmp_path / "B", scale="quick", seeds=2, progress=False, launcher=chosen,
+                  threads=1)
+    a, b = _evaluations(tmp_path / "A"), _evaluations(tmp_path / "B")
+    assert len(a) == 4 and a == b
+    means = [read_results(tmp_path / d, "sine")["methods"] for d in "AB"]
+    assert [{k: m["test"] for k, m in block.items()} for block in means][0] == \
+        {k: m["test"] for k, m in means[1].items()}
+    assert (tmp_path / "B/runs/aevb.log").exists()  # each unit's output, beside its run
+
+
+def test_a_failing_unit_leaves_the_others_finished_and_is_named(tmp_path, tiny_spec):
+    runs = (tiny_spec.runs[0], dataclasses.replace(tiny_spec.runs[1], fields={
+        **tiny_spec.runs[1].fields, "net": "lv-mnist"}))  # does not take sine waves
+    spec = dataclasses.replace(tiny_spec, runs=runs, claims=())
+    with pytest.raises(WisealeError, match="2 of 4 units failed: .*runs/wise-ale \\(WisealeError"
+                       ": the lv-mnist network needs samples of shape .*; its output: .*"
+                       "wise-ale.log\\).*the others finished"):
+        spec.run(tmp_path, scale="quick", seeds=2, progress=False, launcher=LocalLauncher(2),
+                 threads=1)
+    for root in (tmp_path, tmp_path / "seeds/1"):
+        assert (root / "runs/aevb/evaluation.json").exists()
+        assert not (root / "runs/wise-ale/model.safetensors").exists()
+    assert "needs samples of shape" in (tmp_path / "runs/wise-ale.log").read_text()
+
+
+KILLED = """
+import dataclasses
+import sys
+from pathlib import Path
+from wiseale.experiments import paper001
+from wiseale.experiments.launchers import LocalLauncher, SubmititLauncher
+spec = dataclasses.replace(paper001.SINE, runs=paper001.SINE.runs[:1], claims=(), quick={
+    **paper001.SINE.quick, "epochs": 40, "n_train": 256, "n_test": 64})
+if __name__ == "__main__":  # the local launcher's spawned processes import this file
+    out = Path(sys.argv[1])
+    launcher = LocalLauncher(1) if sys.argv[2] == "local" else SubmititLauncher(
+        out / "submitit", "local", {"timeout_min": 10, "cpus_per_task": 1})
+    spec.run(out, scale="quick", progress=False, launcher=launcher, threads=1)
+"""
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit"])
+def test_a_killed_reproduction_run_again_resumes_its_units_exactly(tmp_path, launcher):
+    if launcher == "submitit":
+        pytest.importorskip("submitit")
+    out, straight = tmp_path / "killed", tmp_path / "straight"
+    script = tmp_path / "reproduce.py"
+    script.write_text(KILLED)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    process = subprocess.Popen([sys.executable, str(script), str(out), launcher], env=env,
+                               start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoint = out / "runs/aevb/checkpoint.safetensors"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the reproduction and every unit it started
+    process.wait()
+    assert checkpoint.exists() and not (out / "runs/aevb/evaluation.json").exists()
+    for directory in (out, straight):
+        assert subprocess.run([sys.executable, str(script), str(directory), launcher],
+                              env=env, capture_output=True).returncode == 0
+    a, b = (load_tensors(d / "runs/aevb/model.safetensors")[0] for d in (out, straight))
+    assert all(a[k].equal(b[k]) for k in a) and _evaluations(out) == _evaluations(straight)
+
+
+def test_the_plan_is_printed_and_a_dry_run_trains_nothing(tmp_path, capsys):
+    assert main(["reproduce", "sine", "--quick", "--seeds", "2", "--dry-run", "--out",
+                 str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "plan: 8 training units, 8 to run" in err
+    assert "seed 1  wise-ale               sine-conv    12 x 16,000  new" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("launcher, module", [("ray", "ray"), ("submitit", "submitit")])
+def test_a_missing_engine_is_one_line_that_names_it(tmp_path, capsys, monkeypatch, launcher,
+                                                    module):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    code = main(["reproduce", "sine", "--quick", "--launcher", launcher, "--out",
+                 str(tmp_path), "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and last.startswith("wiseale: error: ") and module in last
+    assert "pip install" in last and not (tmp_path / "runs/aevb/checkpoint.safetensors").exists()
+
+
+def test_jobs_with_another_launcher_is_refused(tmp_path, capsys):
+    code = main(["reproduce", "sine", "--quick", "--launcher", "ray", "--jobs", "2", "--out",
+                 str(tmp_path)])
+    assert code != 0 and "--jobs sets the local launcher's processes" in capsys.readouterr().err
