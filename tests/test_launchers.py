@@ -22,23 +22,34 @@ from wiseale.storage import load_tensors
 TINY = {"epochs": 2, "n_train": 128, "n_test": 64}
 
 
+def _tiny(runs=("aevb", "wise-ale"), **quick):
+    spec = paper001.SINE
+    kept = tuple(r for r in spec.runs if r.label in runs)
+    return dataclasses.replace(spec, runs=kept, claims=(), quick={**spec.quick, **quick})
+
+
 @pytest.fixture
-def tiny_spec(shrink):
-    return shrink(paper001.SINE, runs=("aevb", "wise-ale"), **TINY)
+def tiny_spec():
+    return _tiny(**TINY)
 
 
 def _evaluations(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("evaluation.json"))}
 
 
-def _one_after_another(spec, out: Path, monkeypatch) -> None:
-    monkeypatch.setenv("WISEALE_THREADS", "1")  # the thread count of every unit below
-    spec.run(out, scale="quick", seeds=2, progress=False)
+@pytest.fixture(scope="module")
+def one_after_another(tmp_path_factory) -> Path:
+    """The tiny spec over two seeds, its runs one after another here, with one thread."""
+    out = tmp_path_factory.mktemp("sequential")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WISEALE_THREADS", "1")  # the thread count of every unit below
+        _tiny(**TINY).run(out, scale="quick", seeds=2, progress=False)
+    return out
 
 
 @pytest.mark.parametrize("launcher", ["local", "submitit-local", "submitit-debug", "ray"])
 def test_every_launcher_gives_the_bits_of_one_run_after_another(tmp_path, tiny_spec,
-                                                                 monkeypatch, launcher):
+                                                                 one_after_another, launcher):
     if launcher == "ray":
         pytest.importorskip("ray")
         chosen = RayLauncher(cpus=1)
@@ -48,13 +59,12 @@ def test_every_launcher_gives_the_bits_of_one_run_after_another(tmp_path, tiny_s
                                   {"timeout_min": 10, "cpus_per_task": 1})
     else:
         chosen = LocalLauncher(2)
-    _one_after_another(tiny_spec, tmp_path / "A", monkeypatch)
     tiny_spec.run(tmp_path / "B", scale="quick", seeds=2, progress=False, launcher=chosen,
                   threads=1)
-    a, b = _evaluations(tmp_path / "A"), _evaluations(tmp_path / "B")
+    a, b = _evaluations(one_after_another), _evaluations(tmp_path / "B")
     assert len(a) == 4 and a == b
-    means = [read_results(tmp_path / d, "sine")["methods"] for d in "AB"]
-    assert [{k: m["test"] for k, m in block.items()} for block in means][0] == \
+    means = [read_results(d, "sine")["methods"] for d in (one_after_another, tmp_path / "B")]
+    assert {k: m["test"] for k, m in means[0].items()} == \
         {k: m["test"] for k, m in means[1].items()}
     assert (tmp_path / "B/runs/aevb.log").exists()  # each unit's output, beside its run
 
@@ -74,27 +84,41 @@ def test_a_failing_unit_leaves_the_others_finished_and_is_named(tmp_path, tiny_s
     assert "needs samples of shape" in (tmp_path / "runs/wise-ale.log").read_text()
 
 
-KILLED = """
+KILLED_SIZE = {"epochs": 12, "n_train": 256, "n_test": 64}
+KILLED = f"KILLED_SIZE = {KILLED_SIZE!r}\n" + """
 import dataclasses
 import sys
 from pathlib import Path
 from wiseale.experiments import paper001
-from wiseale.experiments.launchers import LocalLauncher, SubmititLauncher
+from wiseale.experiments.launchers import LocalLauncher, RayLauncher, SubmititLauncher
 spec = dataclasses.replace(paper001.SINE, runs=paper001.SINE.runs[:1], claims=(), quick={
-    **paper001.SINE.quick, "epochs": 40, "n_train": 256, "n_test": 64})
+    **paper001.SINE.quick, **KILLED_SIZE})
 if __name__ == "__main__":  # the local launcher's spawned processes import this file
     out = Path(sys.argv[1])
-    launcher = LocalLauncher(1) if sys.argv[2] == "local" else SubmititLauncher(
-        out / "submitit", "local", {"timeout_min": 10, "cpus_per_task": 1})
+    launcher = {"local": lambda: LocalLauncher(1), "ray": lambda: RayLauncher(cpus=1),
+                "submitit": lambda: SubmititLauncher(out / "submitit", "local", {
+                    "timeout_min": 10, "cpus_per_task": 1})}[sys.argv[2]]()
     spec.run(out, scale="quick", progress=False, launcher=launcher, threads=1)
 """
 
 
-@pytest.mark.parametrize("launcher", ["local", "submitit"])
-def test_a_killed_reproduction_run_again_resumes_its_units_exactly(tmp_path, launcher):
-    if launcher == "submitit":
-        pytest.importorskip("submitit")
-    out, straight = tmp_path / "killed", tmp_path / "straight"
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """The killed script's spec trained straight through here (the same bits as a launcher's
+    unit: the test above)."""
+    out = tmp_path_factory.mktemp("straight")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WISEALE_THREADS", "1")
+        _tiny(("aevb",), **KILLED_SIZE).run(out, scale="quick", progress=False)
+    return out
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit", "ray"])
+def test_a_killed_reproduction_run_again_resumes_its_units_exactly(tmp_path, launcher,
+                                                                   straight):
+    if launcher != "local":
+        pytest.importorskip(launcher)
+    out = tmp_path / "killed"
     script = tmp_path / "reproduce.py"
     script.write_text(KILLED)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
@@ -106,11 +130,12 @@ def test_a_killed_reproduction_run_again_resumes_its_units_exactly(tmp_path, lau
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the reproduction and every unit it started
+    # (Ray's task processes, in groups of their own, end with the Ray it started)
     process.wait()
     assert checkpoint.exists() and not (out / "runs/aevb/evaluation.json").exists()
-    for directory in (out, straight):
-        assert subprocess.run([sys.executable, str(script), str(directory), launcher],
-                              env=env, capture_output=True).returncode == 0
+    again = subprocess.run([sys.executable, str(script), str(out), launcher], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
     a, b = (load_tensors(d / "runs/aevb/model.safetensors")[0] for d in (out, straight))
     assert all(a[k].equal(b[k]) for k in a) and _evaluations(out) == _evaluations(straight)
 
