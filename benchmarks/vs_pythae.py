@@ -2,23 +2,29 @@
 on the same network and data.
 
 Both train AEVB with a Gaussian likelihood (pythae's ``reconstruction_loss="mse"``) on the
-001 App. D.1 sine network (or the App. D.2 MNIST network on Fashion-MNIST with ``--data
-fashion-mnist``), batch 64, Adam 5e-4, one epoch over the same in-memory training set. The
+001 App. D.1 sine network and the App. D.2 MNIST network on Fashion-MNIST, Adam 5e-4, one
+epoch over the same in-memory training set. The
 networks are wiseale's, wrapped in pythae's BaseEncoder / BaseDecoder (pythae's encoder returns
 mu and log-variance: the log-variance head is the same linear layer as wiseale's sigma head,
 so both do the same arithmetic). pythae's epoch is its own ``BaseTrainer.train_step`` (data
 loader, forward, backward, Adam, its per-step ``loss.item()`` check); wiseale's is
-``train()``'s reported samples/s of the training loop (evaluation excluded). Runs alternate
-(pythae, wiseale, ...) and the medians are compared. pythae is an optional benchmark
-dependency: ``pip install '.[bench]'``.
+``train()``'s reported samples/s of the training loop (evaluation excluded). Both get the
+same torch thread count, said in the output. Every configuration (data x threads x batch: by
+default sine and Fashion-MNIST, 1 and 2 threads, batch 64 and 256) runs 5 alternating pairs
+(pythae, then wiseale) and prints every pair's samples/s and ratio with their median. pythae is
+an optional benchmark dependency: ``pip install '.[bench]'``.
 
-    .venv/bin/python benchmarks/vs_pythae.py [--data sine|fashion-mnist] [--repeats 3]
+    .venv/bin/python benchmarks/vs_pythae.py [--data sine fashion-mnist] [--threads 1 2]
+        [--batch 64 256] [--pairs 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -79,31 +85,55 @@ def wiseale_samples_per_s(config: RunConfig, out: Path) -> float:
     return row["samples_per_s"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="sine", choices=("sine", "fashion-mnist"))
-    parser.add_argument("--n-train", type=int, default=16_384)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    base = RunConfig(method="aevb", data=args.data, likelihood="gaussian", epochs=1,
-                     batch_size=64, lr=5e-4, latent_dim=4 if args.data == "sine" else 2,
-                     n_train=args.n_train, n_test=64, eval_size=64)
+def measure(data: str, threads: int, batch: int, n_train: int, pairs: int,
+            tmp: Path) -> list[tuple[float, float]]:
+    """``pairs`` alternating (pythae, wiseale) epochs of AEVB on ``data``'s network, both with
+    ``threads`` torch threads (pythae through torch.set_num_threads, wiseale through
+    RunConfig.threads, which train() applies): samples/s of each, pair by pair."""
+    base = RunConfig(method="aevb", data=data, likelihood="gaussian", epochs=1,
+                     batch_size=batch, lr=5e-4, latent_dim=4 if data == "sine" else 2,
+                     n_train=n_train, n_test=64, eval_size=64, threads=threads,
+                     final_eval="none")
     x = load_split(base, "train").floats()
     config = resolve(base, load_split(base, "train"))
-    ours, theirs = [], []
+    results = []
+    for r in range(pairs):
+        torch.set_num_threads(threads)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            theirs = pythae_samples_per_s(config, x, tmp / f"p{data}{threads}{batch}{r}")
+        ours = wiseale_samples_per_s(base, tmp / f"w{data}{threads}{batch}{r}")
+        results.append((theirs, ours))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["sine", "fashion-mnist"],
+                        choices=("sine", "fashion-mnist"))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--batch", nargs="+", type=int, default=[64, 256])
+    parser.add_argument("--n-train", type=int, default=16_384)
+    parser.add_argument("--pairs", type=int, default=5)
+    args = parser.parse_args()
+    logging.getLogger("pythae").setLevel(logging.WARNING)  # its per-run folder messages
+    print(f"torch {torch.__version__}; each library with the same thread count; "
+          f"{args.pairs} alternating pairs (pythae, then wiseale) per configuration; "
+          f"{args.n_train} training samples; samples/s of one epoch's training steps")
+    print("| data | network | threads | batch | pythae samples/s | wiseale samples/s | "
+          "wiseale / pythae, each pair | median ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):
-            theirs.append(pythae_samples_per_s(config, x, Path(tmp) / f"p{r}"))
-            ours.append(wiseale_samples_per_s(base, Path(tmp) / f"w{r}"))
-    print(f"{args.data}, {config.net} network, batch {config.batch_size}, "
-          f"{len(x)} samples, {args.threads} threads, torch {torch.__version__}")
-    print("| library | samples/s (median) | runs |")
-    print("|---|---|---|")
-    print(f"| pythae | {statistics.median(theirs):.0f} | {[round(v) for v in theirs]} |")
-    print(f"| wiseale | {statistics.median(ours):.0f} | {[round(v) for v in ours]} |")
-    print(f"wiseale / pythae: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+        for data in args.data:
+            for threads in args.threads:
+                for batch in args.batch:
+                    pairs = measure(data, threads, batch, args.n_train, args.pairs, Path(tmp))
+                    ratios = [ours / theirs for theirs, ours in pairs]
+                    net = "sine-conv" if data == "sine" else "mnist-conv"
+                    print(f"| {data} | {net} | {threads} | {batch} | "
+                          f"{', '.join(f'{t:.0f}' for t, _ in pairs)} | "
+                          f"{', '.join(f'{o:.0f}' for _, o in pairs)} | "
+                          f"{', '.join(f'{r:.2f}' for r in ratios)} | "
+                          f"{statistics.median(ratios):.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
