@@ -15,7 +15,7 @@ import pytest
 from wiseale.cli import main
 from wiseale.errors import WisealeError
 from wiseale.experiments import paper001
-from wiseale.experiments.launchers import LocalLauncher, RayLauncher, SubmititLauncher
+from wiseale.experiments.launchers import LocalLauncher, SubmititLauncher
 from wiseale.experiments.runner import read_results
 from wiseale.storage import load_tensors
 
@@ -47,15 +47,14 @@ def one_after_another(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("launcher", ["local", "submitit-local", "submitit-debug", "ray"])
-def test_every_launcher_gives_the_bits_of_one_run_after_another(tmp_path, tiny_spec,
-                                                                 one_after_another, launcher):
-    if launcher == "ray":
-        pytest.importorskip("ray")
-        chosen = RayLauncher(cpus=1)
-    elif launcher.startswith("submitit"):
+@pytest.mark.parametrize("launcher", ["local", "submitit-debug"])
+def test_launchers_give_the_bits_of_one_run_after_another(tmp_path, tiny_spec,
+                                                          one_after_another, launcher):
+    """Two seeds of two runs; Ray's and submitit's local executor's units are compared with
+    a straight run in the kill test below."""
+    if launcher.startswith("submitit"):
         pytest.importorskip("submitit")
-        chosen = SubmititLauncher(tmp_path / "submitit", launcher.split("-")[1],
+        chosen = SubmititLauncher(tmp_path / "submitit", "debug",
                                   {"timeout_min": 10, "cpus_per_task": 1})
     else:
         chosen = LocalLauncher(2)
