@@ -70,6 +70,13 @@ class Posterior:
                 if getattr(self, f.name) is not None
                 and not (f.name == "code" and self.code is self.mu)}
 
+    @staticmethod
+    def cat(posts: list[Posterior]) -> Posterior:
+        """The posteriors of consecutive batches as one, of their type."""
+        fields_ = [post.tensors() for post in posts]
+        return type(posts[0])(**{name: torch.cat([t[name] for t in fields_])
+                                 for name in fields_[0]})
+
 
 @dataclass
 class GaussianPosterior(Posterior):

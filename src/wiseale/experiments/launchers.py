@@ -13,8 +13,9 @@ another in its own process, as before.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,20 +127,20 @@ class RayLauncher(Launcher):
         try:
             task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(run_unit)
             refs = [task.remote(*_arguments(unit)) for unit in units]
-
-            def error(ref: Any) -> Callable[[], BaseException | None]:
-                def get() -> BaseException | None:
-                    try:
-                        ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 -- reported as the unit's failure
-                        return exc
-                    return None
-                return get
-
-            return _failures((unit, error(ref)) for ref, unit in zip(refs, units, strict=True))
+            return _failures((unit, functools.partial(_ray_exception, ray, ref))
+                             for ref, unit in zip(refs, units, strict=True))
         finally:
             if started:
                 ray.shutdown()
+
+
+def _ray_exception(ray: Any, ref: Any) -> BaseException | None:
+    """The exception of the Ray task ``ref`` (waiting for it), or None."""
+    try:
+        ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 -- reported as the unit's failure
+        return exc
+    return None
 
 
 def _failures(outcomes: Any) -> list[Failure]:

@@ -179,8 +179,7 @@ def encode_codes(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> Poste
     drawn). Eval mode, no gradients."""
     with _seeded_eval(model, 0) as device:  # sample=False draws nothing; the seed is unused
         posts = [model.encode(batch.to(device), sample=False) for batch in x.split(batch_size)]
-    fields = [post.tensors() for post in posts]
-    return type(posts[0])(**{name: torch.cat([t[name] for t in fields]) for name in fields[0]})
+    return Posterior.cat(posts)
 
 
 def run_sampler(run_dir: str | Path, file: str, cls: type, model: Autoencoder,

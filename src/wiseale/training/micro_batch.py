@@ -27,6 +27,7 @@ from torch import Tensor
 
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput, full_precision
+from wiseale.noises import Posterior
 from wiseale.training.rng import rng_state, set_rng_state
 
 
@@ -44,9 +45,9 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         for chunk in chunks:
             states.append(rng_state(device))
             encoded.append(model.encode(chunk))
-    fields = [p.tensors() for p in encoded]
-    whole = type(encoded[0])(**{f: torch.cat([t[f] for t in fields]).requires_grad_()
-                                for f in fields[0]})
+    whole = Posterior.cat(encoded)
+    for value in whole.tensors().values():  # code is mu where it is not a field of its own
+        value.requires_grad_()
     with torch.autocast(device.type, enabled=False):  # float32 under bf16 autocast
         penalty, reg_parts = model.regularize(whole)
     if penalty.requires_grad:
