@@ -175,3 +175,33 @@ def test_jobs_with_another_launcher_is_refused(tmp_path, capsys):
     code = main(["reproduce", "sine", "--quick", "--launcher", "ray", "--jobs", "2", "--out",
                  str(tmp_path)])
     assert code != 0 and "--jobs sets the local launcher's processes" in capsys.readouterr().err
+
+
+def _gpu_of_a_worker(barrier) -> str | None:
+    """Run in a worker: wait until the other worker runs too, then say which GPU it sees."""
+    barrier.wait(timeout=300)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_local_workers_are_spread_over_the_visible_gpus():
+    """Two workers, two GPU ids: each worker sees one of them only, a different one each
+    (the barrier holds both tasks until both workers run); more workers reuse the ids."""
+    import multiprocessing
+
+    from wiseale.experiments.launchers import gpu_per_worker
+
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        barrier = manager.Barrier(2)
+        with LocalLauncher(2, ("3", "5")).pool() as pool:
+            seen = [pool.submit(_gpu_of_a_worker, barrier) for _ in range(2)]
+            assert sorted(f.result(timeout=600) for f in seen) == ["3", "5"]
+    assert gpu_per_worker(5, ("0", "1")) == ["0", "1", "0", "1", "0"]
+
+
+def test_cuda_jobs_without_a_visible_gpu_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    code = main(["reproduce", "sine", "--quick", "--device", "cuda", "--jobs", "2", "--out",
+                 str(tmp_path)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and last == "wiseale: error: --device cuda was asked for but no CUDA GPU " \
+        "is visible; use cpu"

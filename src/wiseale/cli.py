@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "executors, --cluster); ray: Ray tasks (--ray-address)")
     units.add_argument("--jobs", type=_positive_int, metavar="N", help="units at once with "
                        "the local launcher (given alone, it chooses it); each gets --threads "
-                       "threads, default the CPUs / N")
+                       "threads, default the CPUs / N, and with --device cuda one of the "
+                       "visible GPUs in turn")
     units.add_argument("--cluster", choices=("slurm", "local", "debug"),
                        help="submitit's executor (default: Slurm where it is installed)")
     units.add_argument("--slurm-partition", help="the Slurm partition of every unit")
@@ -492,7 +493,11 @@ def _launcher(args: argparse.Namespace) -> dict[str, Any]:
     if name == "local":
         jobs = args.jobs or 1
         threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
-        return {"launcher": launchers.LocalLauncher(jobs), "threads": threads}
+        gpus = launchers.visible_gpus() if args.device == "cuda" else ()
+        if args.device == "cuda" and not gpus:
+            raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use "
+                               "cpu")
+        return {"launcher": launchers.LocalLauncher(jobs, gpus), "threads": threads}
     threads = args.threads or 1
     if name == "ray":
         return {"launcher": launchers.RayLauncher(args.ray_address, threads, args.gpus or 0),

@@ -3,11 +3,12 @@
 Each launcher takes the units that are not finished and runs :func:`units.run_unit` on each
 through an existing engine, waits, and returns the units that failed with their errors; the
 others finish whatever happens to one. ``local``: N processes on this machine
-(concurrent.futures, spawned). ``submitit``: Slurm jobs (an array of them) through submitit's
-AutoExecutor, or its local and debug executors; a pre-empted or timed-out job is requeued and
-resumes from its last checkpoint. ``ray``: Ray tasks on ``ray.init()`` (this machine) or an
-existing cluster's address. Without a launcher, ``reproduce`` trains the runs one after
-another in its own process, as before.
+(concurrent.futures, spawned), spread over the visible GPUs when the units train on CUDA.
+``submitit``: Slurm jobs (an array of them) through submitit's AutoExecutor, or its local and
+debug executors; a pre-empted or timed-out job is requeued and resumes from its last
+checkpoint. ``ray``: Ray tasks on ``ray.init()`` (this machine) or an existing cluster's
+address. Without a launcher, ``reproduce`` trains the runs one after another in its own
+process, as before.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import multiprocessing
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,16 +60,51 @@ class Launcher:
 
 @dataclass
 class LocalLauncher(Launcher):
-    """``jobs`` units at a time on this machine, each in its own spawned process."""
+    """``jobs`` units at a time on this machine, each in its own spawned process; with
+    ``gpus`` (CUDA device ids), worker k sees only ``gpus[k % len(gpus)]`` as its GPU."""
 
     jobs: int
+    gpus: tuple[str, ...] = ()
     name = "local"
 
     def run(self, units: Sequence[Unit]) -> list[Failure]:
-        context = multiprocessing.get_context("spawn")  # no forked torch state
-        with concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
+        with self.pool() as pool:
             futures = {pool.submit(run_unit, *_arguments(unit)): unit for unit in units}
             return _failures((unit, future.exception) for future, unit in futures.items())
+
+    def pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        """The ``jobs`` worker processes (spawned: no forked torch state), each pinned to its
+        GPU before it can initialise CUDA."""
+        context = multiprocessing.get_context("spawn")
+        if not self.gpus:
+            return concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context)
+        ids = context.Queue()
+        for gpu in gpu_per_worker(self.jobs, self.gpus):
+            ids.put(gpu)
+        return concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context,
+                                                      initializer=_pin_gpu, initargs=(ids,))
+
+
+def gpu_per_worker(jobs: int, gpus: Sequence[str]) -> list[str]:
+    """The GPU of each of ``jobs`` workers: the ids in turn (several workers share one when
+    there are more workers than GPUs)."""
+    return [gpus[k % len(gpus)] for k in range(jobs)]
+
+
+def _pin_gpu(ids: Any) -> None:
+    """A worker's start: take the next GPU id and make it the only one this process sees."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids.get()
+
+
+def visible_gpus() -> tuple[str, ...]:
+    """The CUDA devices this process may use: $CUDA_VISIBLE_DEVICES's ids where it is set,
+    else 0 ... torch.cuda.device_count() - 1."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return tuple(gpu.strip() for gpu in listed.split(",") if gpu.strip())
+    import torch
+
+    return tuple(str(k) for k in range(torch.cuda.device_count()))
 
 
 @dataclass
