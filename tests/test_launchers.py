@@ -205,3 +205,33 @@ def test_cuda_jobs_without_a_visible_gpu_is_one_line(tmp_path, capsys, monkeypat
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code != 0 and last == "wiseale: error: --device cuda was asked for but no CUDA GPU " \
         "is visible; use cpu"
+
+
+def test_slurm_parameters_come_from_the_toml_file_then_the_flags(tmp_path):
+    """--slurm-config's table reaches submitit as written (account, partition, ...), a flag
+    given beside it wins, and cpus_per_task is each unit's torch thread count."""
+    from wiseale.cli import _launcher, build_parser
+
+    config = tmp_path / "slurm.toml"
+    config.write_text('slurm_partition = "gpu"\ntimeout_min = 30\nslurm_account = "lab"\n'
+                      'cpus_per_task = 4\n[slurm_additional_parameters]\nqos = "long"\n')
+    args = build_parser().parse_args(["reproduce", "sine", "--launcher", "submitit",
+                                      "--slurm-config", str(config), "--slurm-time", "90",
+                                      "--out", str(tmp_path / "out")])
+    chosen = _launcher(args)
+    assert chosen["threads"] == 4 and chosen["launcher"].parameters == {
+        "name": "wiseale-sine", "slurm_partition": "gpu", "timeout_min": 90,
+        "slurm_account": "lab", "cpus_per_task": 4,
+        "slurm_additional_parameters": {"qos": "long"}}
+
+
+def test_a_parameter_submitit_does_not_know_is_one_line(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    config = tmp_path / "slurm.toml"
+    config.write_text('slurm_partitio = "gpu"\n')
+    code = main(["reproduce", "sine", "--quick", "--launcher", "submitit", "--cluster",
+                 "debug", "--slurm-config", str(config), "--out", str(tmp_path / "out"),
+                 "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and last.startswith("wiseale: error: submitit refused a parameter: ")
+    assert "slurm_partitio" in last and not (tmp_path / "out/runs").exists()

@@ -230,9 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     units.add_argument("--cluster", choices=("slurm", "local", "debug"),
                        help="submitit's executor (default: Slurm where it is installed)")
     units.add_argument("--slurm-partition", help="the Slurm partition of every unit")
-    units.add_argument("--slurm-time", type=_positive_int, metavar="MIN", default=240,
+    units.add_argument("--slurm-time", type=_positive_int, metavar="MIN",
                        help="each unit's time limit in minutes (requeued from its checkpoint "
                        "when it runs out; default 240)")
+    units.add_argument("--slurm-config", type=Path, metavar="FILE", help="a TOML file of "
+                       "submitit's parameters for every unit (slurm_partition, timeout_min, "
+                       "gpus_per_node, mem_gb, slurm_account, ...); the flags above win")
     units.add_argument("--gpus", type=_positive_int, metavar="N",
                        help="GPUs per unit (Slurm, Ray); use with --device cuda")
     units.add_argument("--mem-gb", type=_positive_int, metavar="GB", help="memory per unit "
@@ -498,21 +501,35 @@ def _launcher(args: argparse.Namespace) -> dict[str, Any]:
             raise WisealeError("--device cuda was asked for but no CUDA GPU is visible; use "
                                "cpu")
         return {"launcher": launchers.LocalLauncher(jobs, gpus), "threads": threads}
-    threads = args.threads or 1
     if name == "ray":
+        threads = args.threads or 1
         return {"launcher": launchers.RayLauncher(args.ray_address, threads, args.gpus or 0),
                 "threads": threads}
-    parameters = {"timeout_min": args.slurm_time, "cpus_per_task": threads,
-                  "name": f"wiseale-{args.experiment}"}
-    if args.slurm_partition:
-        parameters["slurm_partition"] = args.slurm_partition
-    if args.gpus:
-        parameters["gpus_per_node"] = args.gpus
-    if args.mem_gb:
-        parameters["mem_gb"] = args.mem_gb
-    folder = args.out / "submitit"
-    return {"launcher": launchers.SubmititLauncher(folder, args.cluster, parameters),
-            "threads": threads}
+    return _submitit(args)
+
+
+SLURM_MINUTES = 240  # a unit's Slurm time limit unless --slurm-time or --slurm-config sets it
+
+
+def _submitit(args: argparse.Namespace) -> dict[str, Any]:
+    """The submitit launcher: its parameters from --slurm-config (TOML, submitit's names),
+    then the flags; a unit's torch threads are its ``cpus_per_task`` (default 1)."""
+    from wiseale.experiments import launchers
+    from wiseale.settings import read_toml
+
+    parameters: dict[str, Any] = {"timeout_min": SLURM_MINUTES,
+                                  "name": f"wiseale-{args.experiment}"}
+    if args.slurm_config is not None:
+        parameters.update(read_toml(args.slurm_config, f"--slurm-config {args.slurm_config}"))
+    flags = {"timeout_min": args.slurm_time, "slurm_partition": args.slurm_partition,
+             "gpus_per_node": args.gpus, "mem_gb": args.mem_gb, "cpus_per_task": args.threads}
+    parameters.update({key: value for key, value in flags.items() if value is not None})
+    threads = parameters.setdefault("cpus_per_task", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise WisealeError(f"--slurm-config {args.slurm_config}: cpus_per_task must be a "
+                           f"positive integer (each unit's torch threads); got {threads!r}")
+    return {"launcher": launchers.SubmititLauncher(args.out / "submitit", args.cluster,
+                                                   parameters), "threads": threads}
 
 
 def _claims(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wiseale.errors import WisealeError
 from wiseale.experiments.units import Unit, run_unit
 from wiseale.extras import require
 
@@ -122,7 +123,11 @@ class SubmititLauncher(Launcher):
     def run(self, units: Sequence[Unit]) -> list[Failure]:
         submitit = require("submitit", "the submitit launcher (--launcher submitit)")
         executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
-        executor.update_parameters(**self.parameters)
+        try:
+            executor.update_parameters(**self.parameters)
+        except (NameError, TypeError, ValueError) as exc:  # a parameter submitit does not know
+            raise WisealeError(f"submitit refused a parameter: {str(exc).splitlines()[0]}; fix "
+                               "--slurm-config or the flags") from None
         calls = [_Requeued(*_arguments(unit)) for unit in units]
         with executor.batch():
             jobs = [executor.submit(call) for call in calls]
