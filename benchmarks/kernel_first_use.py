@@ -7,9 +7,11 @@ kernel, forward + backward and forward alone (medians of 3 after a warm-up).
 ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` measures a compile with a cold cache. ``--train``
 adds `wiseale train` of AEVB and WiSE-ALE at batch 1024 on 8,192 sine waves for 3 epochs,
 each in a fresh process: the samples/s of every epoch (the first holds any compile) and the
-wall time.
+wall time. ``--train --pairs N`` instead alternates N pairs of such runs (10 epochs, one
+thread, d_z from ``--latent-dim``) and prints, for each pair, the first epoch's WiSE-ALE / AEVB
+step-cost ratio (issue 28: at most 1.15 at d_z = 4) and the whole run's.
 
-    .venv/bin/python benchmarks/kernel_first_use.py [--train]
+    .venv/bin/python benchmarks/kernel_first_use.py [--train [--pairs 5 --latent-dim 4]]
 """
 
 from __future__ import annotations
@@ -52,23 +54,47 @@ def per_element(m: int, d: int, kernel: str, backward: bool) -> float:
     return statistics.median(seconds[1:]) / (m * m * d)
 
 
-def train_epochs(method: str) -> tuple[list[float], float]:
+def train_epochs(method: str, epochs: int = 3, extra: tuple[str, ...] = ()
+                 ) -> tuple[list[float], float]:
     """Samples/s of each epoch and the wall time of a fresh `wiseale train` process."""
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "wiseale", "train", "--method", method, "--data",
                         "sine", "--n-train", "8192", "--n-test", "256", "--eval-size", "256",
-                        "--batch-size", "1024", "--epochs", "3", "--no-progress", "--out",
-                        f"{tmp}/run"], check=True, capture_output=True)
+                        "--batch-size", "1024", "--epochs", str(epochs), "--no-progress",
+                        "--out", f"{tmp}/run", *extra], check=True, capture_output=True)
         wall = time.perf_counter() - started
         rows = Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()
     return [round(json.loads(row)["samples_per_s"]) for row in rows], wall
 
 
+def print_pairs(pairs: int, latent_dim: int) -> None:
+    """Alternating 10-epoch runs of AEVB and WiSE-ALE at batch 1024 (one thread, d_z =
+    ``latent_dim``): each pair's first-epoch and whole-run WiSE-ALE / AEVB step-cost ratios."""
+    extra = ("--latent-dim", str(latent_dim), "--threads", "1")
+    print(f"torch {torch.__version__}; sine, batch 1024, d_z {latent_dim}, 10 epochs of 8 steps, "
+          "one thread; WiSE-ALE / AEVB step cost (samples/s of AEVB over WiSE-ALE's)")
+    firsts, walls = [], []
+    for _ in range(pairs):
+        (aevb, aevb_wall), (wise, wise_wall) = (train_epochs(m, 10, extra)
+                                                for m in ("aevb", "wise-ale"))
+        firsts.append(aevb[0] / wise[0])
+        walls.append(wise_wall / aevb_wall)
+        print(f"first epoch {aevb[0]} / {wise[0]} samples/s = {firsts[-1]:.3f}; wall "
+              f"{wise_wall:.2f} / {aevb_wall:.2f} s = {walls[-1]:.3f}", flush=True)
+    print(f"median first-epoch ratio {statistics.median(firsts):.3f}, whole-run wall ratio "
+          f"{statistics.median(walls):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true")
+    parser.add_argument("--pairs", type=int, default=0)
+    parser.add_argument("--latent-dim", type=int, default=4)
     args = parser.parse_args()
+    if args.train and args.pairs:
+        print_pairs(args.pairs, args.latent_dim)
+        return
     if args.train:
         for method in ("aevb", "wise-ale"):
             rates, wall = train_epochs(method)

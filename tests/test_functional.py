@@ -35,6 +35,7 @@ from wiseale.functional import (
     variance_penalty,
 )
 from wiseale.noises import PointPosterior
+from wiseale.pairwise import PLANES_MAX_D
 from wiseale.regularizers import PriorMMD
 
 F64 = torch.float64
@@ -209,9 +210,13 @@ def test_aggregate_kl_single_posterior_closed_form(d, seed):
 # --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("chunk_size", [3, 7, 1024])
-def test_blockwise_backward_equals_autograd_of_the_literal_formula(chunk_size):
-    """The hand-written backward (issue 6) against autograd through Eq. 21 as printed."""
-    mu, logvar = _rand_params(17, 4, seed=5)
+@pytest.mark.parametrize("d", [4, PLANES_MAX_D + 3])  # the eager kernel's two layouts
+def test_blockwise_backward_equals_autograd_of_the_literal_formula(chunk_size, d):
+    """The value and the hand-written backward (issue 6) against Eq. 21 as printed and
+    autograd through it."""
+    mu, logvar = _rand_params(17, d, seed=5)
+    assert aggregate_kl_upper_bound(mu, logvar, chunk_size=chunk_size).item() == \
+        pytest.approx(aggregate_kl_upper_bound_reference(mu, logvar).item(), rel=1e-10)
     grads = []
     for fn in (lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk_size),
                aggregate_kl_upper_bound_reference):

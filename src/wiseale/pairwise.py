@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)  # progress of long steps (the CLI shows INFO)
 KERNELS = ("auto", "compiled", "eager")
 BLOCK_ELEMENTS = 2**18  # eager: elements of each [rows, M, d] block (1 MB in float32)
 COMPILED_BLOCK_ELEMENTS = 2**24  # compiled: rows x M x d per call (only [rows, M] is stored)
+PLANES_MAX_D = 32  # the eager kernel's layout: see _planes
 COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024, d = 4)
 COMPILE_ENV = "WISEALE_COMPILE"
 # What a compile costs and saves on the development CPU (benchmarks/kernel_first_use.py,
@@ -48,21 +49,39 @@ BlockLse = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 BlockGrad = Callable[..., tuple[Tensor, Tensor]]
 
 
+def _planes(mu: Tensor) -> bool:
+    """Whether the eager kernel lays a block's [rows, M, d] terms out as d planes of [rows, M]
+    (d <= PLANES_MAX_D): with d innermost, a small d leaves each elementwise pass too short to
+    vectorise (2.25x faster forward + backward at M = 1024, d = 4; slower at d = 64:
+    docs/performance.md, "The eager kernel's layout"). The compiled kernel never stores the
+    terms and keeps rows of d."""
+    return mu.shape[1] <= PLANES_MAX_D and not torch.compiler.is_compiling()
+
+
 def _log_overlap(mu_i: Tensor, var_i: Tensor, mu: Tensor,
                  var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For rows i of a block against all j: (a_ij, t_ijk, 1/s_ijk), t = (mu_i - mu_j) / s."""
-    diff = mu_i[:, None, :] - mu[None, :, :]
-    pair_var = var_i[:, None, :] + var[None, :, :]
+    """For rows i of a block against all j: (a_ij, t_ijk, 1/s_ijk), t = (mu_i - mu_j) / s;
+    t and 1/s as [rows, M, d], or as [d, rows, M] where :func:`_planes`."""
+    if _planes(mu):  # [d, rows, 1] against [d, 1, M]
+        mu_i, var_i = mu_i.T.contiguous()[:, :, None], var_i.T.contiguous()[:, :, None]
+        mu, var, dim = mu.T.contiguous()[:, None, :], var.T.contiguous()[:, None, :], 0
+    else:  # [rows, 1, d] against [1, M, d]
+        mu_i, var_i, mu, var, dim = mu_i[:, None, :], var_i[:, None, :], mu[None], var[None], -1
+    diff = mu_i - mu
+    pair_var = var_i + var
     inv = pair_var.reciprocal()
     t = diff * inv
-    a = -0.5 * (diff * t + pair_var.log()).sum(dim=-1)
+    a = -0.5 * diff.mul_(t).add_(pair_var.log_()).sum(dim=dim)  # in place: 3 fewer blocks
     return a, t, inv
 
 
-def _weighted_sum(c: Tensor, t: Tensor) -> Tensor:
-    """sum_j c_ij t_ijk: one fused reduction when compiled, a batched matmul in eager mode."""
+def _weighted_sum(c: Tensor, t: Tensor, planes: bool) -> Tensor:
+    """sum_j c_ij t_ijk, [rows, d]: one fused reduction when compiled, else a batched matmul
+    (over the planes where ``planes``)."""
     if torch.compiler.is_compiling():
         return (c[:, :, None] * t).sum(dim=1)
+    if planes:
+        return torch.einsum("ij,kij->ki", c, t).T
     return torch.einsum("ij,ijk->ik", c, t)
 
 
@@ -76,7 +95,8 @@ def block_grad(mu_i: Tensor, var_i: Tensor, lse_i: Tensor, mu: Tensor, var: Tens
     """Gradients of ``scale * sum_i L_i`` for the rows i of a block (see _PairwiseLogOverlap)."""
     a, t, inv = _log_overlap(mu_i, var_i, mu, var)
     c = ((a - lse_i[:, None]).exp() + (a - lse[None, :]).exp()) * scale
-    return -_weighted_sum(c, t), 0.5 * _weighted_sum(c, t.square() - inv)
+    planes = _planes(mu)
+    return -_weighted_sum(c, t, planes), 0.5 * _weighted_sum(c, inv.neg_().addcmul_(t, t), planes)
 
 
 class _PairwiseLogOverlap(torch.autograd.Function):
