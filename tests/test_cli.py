@@ -108,7 +108,7 @@ def test_module_entry_point():
 def test_unexpected_errors_are_one_line_unless_debug(capsys, monkeypatch):
     import wiseale.cli as cli
 
-    def broken() -> None:
+    def broken(*_) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cli, "_methods", broken)

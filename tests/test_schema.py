@@ -10,6 +10,7 @@ import torch
 from wiseale.cli import main
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
+from wiseale.methods import METHODS, Method
 from wiseale.model import Autoencoder
 from wiseale.regularizers import REGULARIZERS, Regularizer
 from wiseale.schema import literal_choices
@@ -38,7 +39,8 @@ def test_a_choice_the_annotation_does_not_allow_is_one_line_and_writes_nothing(
     assert not out.exists()
 
 
-def test_a_new_regulariser_with_a_literal_argument_is_checked_with_no_list_to_edit(tmp_path):
+def test_a_new_regulariser_with_a_literal_argument_is_checked_with_no_list_to_edit(
+        tmp_path, monkeypatch, capsys):
     class CodeClip(Regularizer):  # defining it registers it
         name = "code_clip"
 
@@ -67,6 +69,12 @@ def test_a_new_regulariser_with_a_literal_argument_is_checked_with_no_list_to_ed
         assert load_run(tmp_path / "good")[0].regularizers[0].norm == "l1"
         with pytest.raises(WisealeError, match="norm must be one of l1, l2"):
             CodeClip(norm="l0")  # a direct call is checked too
+        monkeypatch.setitem(METHODS, "clip-ae", Method(  # a preset of it: listed with choices
+            "clip-ae", "clipped codes", "-", "none", ("code_clip",), {"weight": 1.0,
+                                                                    "norm": "l2"}))
+        assert main(["methods", "--choices"]) == 0
+        assert "clip-ae: clipped codes [-]; options: weight=1.0, norm=l2 (l1|l2)\n" in \
+            capsys.readouterr().out
     finally:
         del REGULARIZERS["code_clip"]
 

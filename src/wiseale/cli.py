@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "data it was trained on")
     p = sub.add_parser("plot", help="redraw the figures of an experiment or run directory")
     p.add_argument("directory", type=Path, help="an experiment's --out, or a run directory")
-    sub.add_parser("methods", help="list the methods and their options")
+    p = sub.add_parser("methods", help="list the methods and their options")
+    p.add_argument("--choices", action="store_true", help="also each option's choices, read "
+                   "from its part's constructor (wiseale.schema; loads torch)")
     sub.add_parser("datasets", help="list the named data sets")
     sub.add_parser("experiments", help="list the reproducible experiments")
     p = sub.add_parser("reproduce", help="reproduce a table or figure of the papers")
@@ -420,15 +422,33 @@ def _plot(args: argparse.Namespace) -> None:
         print(figure)
 
 
-def _methods() -> None:
+def _methods(args: argparse.Namespace) -> None:
     from wiseale.methods import ALIASES, DERIVED_DEFAULTS, METHODS
 
+    choices = _option_choices if args.choices else lambda _: {}
     for method in METHODS.values():
         aliases = [a for a, target in ALIASES.items() if target == method.name]
         alias = f" (alias {', '.join(aliases)})" if aliases else ""
+        among = choices(method)
         options = ", ".join(f"{k}={DERIVED_DEFAULTS[k] if v is None else v}"
+                            + (f" ({'|'.join(map(str, among[k]))})" if k in among else "")
                             for k, v in method.defaults.items())
         print(f"{method.name}{alias}: {method.summary} [{method.source}]; options: {options}")
+
+
+def _option_choices(method: Any) -> dict[str, tuple[Any, ...]]:
+    """option -> its choices: the Literal annotations of the constructors of the method's
+    parts (its noise, regularisers and likelihoods, and the Autoencoder's own arguments)."""
+    from wiseale.likelihoods import LIKELIHOOD_CLASSES
+    from wiseale.model import Autoencoder
+    from wiseale.noises import NOISES
+    from wiseale.regularizers import REGULARIZERS
+    from wiseale.schema import literal_choices
+
+    parts = [NOISES[method.noise], *(REGULARIZERS[term] for term in method.terms),
+             *(LIKELIHOOD_CLASSES[name] for name in method.likelihoods), Autoencoder]
+    return {name: values for part in parts for name, values in literal_choices(part).items()
+            if name in method.defaults}
 
 
 def _datasets() -> None:
@@ -600,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce,
                 "claims": _claims, "plot": _plot, "sample": _sample, "prepare": _prepare,
-                "methods": lambda _: _methods(), "datasets": lambda _: _datasets(),
+                "methods": _methods, "datasets": lambda _: _datasets(),
                 "experiments": lambda _: _experiments()}
     try:
         if args.command in TORCH_FREE:
