@@ -1,10 +1,13 @@
 """Training throughput of wiseale's loop against a minimal hand-written PyTorch loop.
 
 Both train AEVB (and WiSE-ALE) on the 001 App. D.1 sine network, batch 64, Adam 5e-4, on the
-same in-memory waves. Runs alternate (hand, wiseale, hand, wiseale, ...) so that the noise of
-the machine hits both; the median samples/s of each is compared.
+same in-memory waves, with the same torch thread count (each of ``--threads``; wiseale's
+through ``RunConfig.threads``, which it would otherwise choose itself). Runs alternate (hand,
+wiseale, hand, wiseale, ...) so that the noise of the machine hits both; every pair's ratio
+is printed, then the median.
 
     .venv/bin/python benchmarks/train_loop_overhead.py [--n-train 8192] [--repeats 5]
+        [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -61,21 +64,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.n_train} waves, batch 64, 1 epoch per measurement")
-    for method in ("aevb", "wise-ale"):
-        config = RunConfig(method=method, data="sine", n_train=args.n_train, n_test=256,
-                           epochs=1, eval_size=256)
-        train_data, test_data = load_split(config, "train"), load_split(config, "test")
-        resolved = resolve(config, train_data)
-        hand, lib = [], []
-        for _ in range(args.repeats):
-            hand.append(hand_written(resolved, train_data.floats()))
-            lib.append(library(config, train_data, test_data))
-        h, w = statistics.median(hand), statistics.median(lib)
-        print(f"{method:9s} hand-written {h:8.0f} samples/s | wiseale {w:8.0f} samples/s | "
-              f"wiseale / hand = {w / h:.3f}")
+    print(f"torch {torch.__version__}, {args.n_train} waves, batch 64, 1 epoch per "
+          "measurement, the same threads for both")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for method in ("aevb", "wise-ale"):
+            config = RunConfig(method=method, data="sine", n_train=args.n_train, n_test=256,
+                               epochs=1, eval_size=256, threads=threads)
+            train_data, test_data = load_split(config, "train"), load_split(config, "test")
+            resolved = resolve(config, train_data)
+            pairs = [(hand_written(resolved, train_data.floats()),
+                      library(config, train_data, test_data)) for _ in range(args.repeats)]
+            ratios = ", ".join(f"{w / h:.3f}" for h, w in pairs)
+            median = statistics.median(w / h for h, w in pairs)
+            print(f"{threads} threads {method:9s} hand-written / wiseale samples/s "
+                  f"{', '.join(f'{h:.0f}/{w:.0f}' for h, w in pairs)} | wiseale / hand "
+                  f"{ratios} | median {median:.3f}", flush=True)
 
 
 if __name__ == "__main__":
