@@ -235,3 +235,57 @@ def test_a_parameter_submitit_does_not_know_is_one_line(tmp_path, capsys):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code != 0 and last.startswith("wiseale: error: submitit refused a parameter: ")
     assert "slurm_partitio" in last and not (tmp_path / "out/runs").exists()
+
+
+def test_finished_runs_of_another_folder_are_reused_not_retrained(tmp_path, monkeypatch,
+                                                                     one_after_another, capsys):
+    """--reuse: a spec whose aevb runs another folder holds finished (same settings, same
+    data) copies them, both seeds, and trains nothing; the copy leaves the lock behind."""
+    import wiseale.training
+
+    def refuse(*_, **__):
+        raise AssertionError("trained a run that --reuse should have copied")
+
+    monkeypatch.setattr(wiseale.training, "train", refuse)
+    out = tmp_path / "b"
+    _tiny(runs=("aevb",), **TINY).run(out, scale="quick", seeds=2, progress=False,
+                                      reuse=(one_after_another,))
+    for run in ("runs/aevb", "seeds/1/runs/aevb"):
+        for name in ("model.safetensors", "evaluation.json", "metrics.jsonl"):
+            assert (out / run / name).read_bytes() == (one_after_another / run /
+                                                       name).read_bytes()
+        assert not (out / run / "writer.lock").exists()
+    assert f"wiseale: reused {one_after_another / 'runs/aevb'} as {out / 'runs/aevb'}" in \
+        capsys.readouterr().err
+    assert not list(out.rglob("*.reusing"))
+
+
+def test_a_run_with_other_settings_or_data_is_not_reused(tmp_path, monkeypatch,
+                                                        one_after_another):
+    """Another epoch count is another run (it trains), and so is the same config on data
+    with another digest."""
+    import wiseale.training
+    from wiseale.build import load_split
+    from wiseale.experiments.reuse import reuse_finished
+    from wiseale.experiments.units import plan
+
+    class Trained(Exception):
+        pass
+
+    def trained(*_, **__):
+        raise Trained
+
+    monkeypatch.setattr(wiseale.training, "train", trained)
+    with pytest.raises(Trained):
+        _tiny(runs=("aevb",), **{**TINY, "epochs": 3}).run(
+            tmp_path / "b", scale="quick", progress=False, reuse=(one_after_another,))
+    spec = _tiny(runs=("aevb",), **TINY)
+    configs = spec.configs(spec.choose_data(None), "quick", 0, None, "cpu", None)
+    train, test = (load_split(next(iter(configs.values())), split) for split in ("train", "test"))
+    units = plan({0: configs}, {0: tmp_path / "c"}, {0: train}, None)
+    digests = {"train": train.digest(), "test": test.digest()}
+    assert reuse_finished(units, (one_after_another,),
+                          {0: {**digests, "train": "sha256:other"}}) == []
+    assert not (tmp_path / "c/runs/aevb").exists()
+    assert reuse_finished(units, (one_after_another,), {0: digests}) == [
+        (units[0], one_after_another / "runs/aevb")]  # the same data: copied

@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         "directory, and the same command run again runs only what is missing "
         "(docs/experiments.md, Many machines)")
     units.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    units.add_argument("--reuse", type=Path, nargs="+", metavar="DIR", default=(),
+                       help="folders (other experiments' --out, or their parents) whose "
+                       "finished runs are copied into the units they are the same run as "
+                       "(same settings, same data), instead of training them again")
     units.add_argument("--launcher", choices=LAUNCHERS, help="local: --jobs processes on "
                        "this machine; submitit: Slurm jobs (or submitit's local/debug "
                        "executors, --cluster); ray: Ray tasks (--ray-address)")
@@ -481,6 +485,7 @@ def _reproduce(args: argparse.Namespace) -> None:
         common = {"scale": args.scale or "full", "seed": args.seed, "seeds": args.seeds,
                   "progress": not args.no_progress, "device": args.device,
                   "redraw_data": args.redraw_data, "dry_run": args.dry_run,
+                  "reuse": tuple(args.reuse),
                   **_launcher(args)}
         if args.experiment != "all":
             report = EXPERIMENTS[args.experiment].run(args.out, data=args.data,

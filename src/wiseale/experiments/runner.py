@@ -22,8 +22,7 @@ from wiseale.errors import WisealeError, positive_int
 from wiseale.experiments.claims import judge
 from wiseale.experiments.measures import MeasureContext
 from wiseale.experiments.report import write_report
-from wiseale.experiments.units import Unit, describe_plan, plan
-from wiseale.methods import derive_defaults, get_method, resolve_options
+from wiseale.experiments.units import Unit, describe_plan, differing_settings, plan
 from wiseale.storage import read_json, write_json
 from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 
@@ -56,16 +55,9 @@ def first_config(results: dict[str, Any]) -> RunConfig:
 
 
 def _check_same_run(run_dir: Path, config: RunConfig) -> None:
-    """Refuse a finished run whose saved config differs from ``config``: in a field that
-    ``config`` sets, or in the method's options once both are resolved (so a default that
-    changed since the run was trained, such as cWAE's MMD scales, is a difference too)."""
-    saved = RunConfig.from_dict(read_json(run_dir / "config.json")).to_dict()
-    method = get_method(config.method)
-    differ = sorted(k for k, v in dataclasses.asdict(config).items()
-                    if v is not None and k != "options" and saved.get(k) != v)
-    if derive_defaults(saved["options"], saved["latent_dim"]) != resolve_options(
-            method, config.options, config.latent_dim):
-        differ.append("options")
+    """Refuse a finished run whose saved config differs from ``config``
+    (units.differing_settings)."""
+    differ = differing_settings(read_json(run_dir / "config.json"), config)
     if differ:
         raise WisealeError(f"{run_dir} holds a run with other settings ({', '.join(differ)}); "
                            "use another --out")
@@ -184,13 +176,16 @@ def paper_rows(spec: Spec, data: str, methods: dict[str, Any]) -> list[dict[str,
 def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: int = 1,
               data: str | None = None, progress: bool = True, data_dir: str | None = None,
               device: str = "cpu", redraw_data: bool = False, launcher: Launcher | None = None,
-              threads: int | None = None, dry_run: bool = False) -> Path | None:
+              threads: int | None = None, dry_run: bool = False,
+              reuse: tuple[Path, ...] = ()) -> Path | None:
     """Run ``spec`` at ``scale`` with ``seeds`` seeds (seed, seed + 1, ...); with
     ``redraw_data`` each seed also draws its own data split and evaluation subsets (RunConfig
     ``data_seed``). The training runs are planned as units (experiments.units) and the plan
     printed; ``launcher`` runs the unfinished ones (``threads`` torch threads each) before
     the runs are read, measured and aggregated; without one they train here, one after
-    another. ``dry_run``: the plan only (returns None). See the module docstring."""
+    another. ``reuse``: folders whose finished runs are copied into the units they are the
+    same run as (experiments.reuse), before the plan. ``dry_run``: the plan only (returns
+    None). See the module docstring."""
     from wiseale.build import load_split
 
     positive_int(seeds, "--seeds")
@@ -220,6 +215,8 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
         roots = {s: seed_root(out, seed_list, s) for s in seed_list}
         units = plan(configs, roots, {s: split[0] for s, split in splits.items()},
                      threads if launcher is not None else None)
+        if reuse and not dry_run:
+            _reuse(units, reuse, splits)
         print(describe_plan(units, out), file=sys.stderr)
         if dry_run:
             return None
@@ -238,6 +235,17 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
     write_json(out / "results.json", results)
     draw_figures(spec, out)
     return write_report(spec, out, read_results(out, spec.name))
+
+
+def _reuse(units: list[Unit], roots: tuple[Path, ...],
+           splits: dict[int, tuple[Dataset, Dataset]]) -> None:
+    """Copy the finished runs under ``roots`` that are the same runs as units not started."""
+    from wiseale.experiments.reuse import reuse_finished
+
+    digests = {s: {"train": train.digest(), "test": test.digest()}
+               for s, (train, test) in splits.items()}
+    for unit, source in reuse_finished(units, roots, digests):
+        print(f"wiseale: reused {source} as {unit.run_dir}", file=sys.stderr)
 
 
 def dispatch(launcher: Launcher, units: list[Unit]) -> None:

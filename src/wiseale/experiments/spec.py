@@ -194,8 +194,8 @@ class Spec:
             device: str = "cpu", redraw_data: bool = False, **dispatch: Any) -> Path | None:
         """Train, measure, judge the claims, and write results.json, figures and report.md
         in ``out`` (:func:`wiseale.experiments.runner.reproduce`, which also takes the
-        ``dispatch`` arguments ``launcher``, ``threads`` and ``dry_run``); returns the report
-        (None for a dry run)."""
+        ``dispatch`` arguments ``launcher``, ``threads``, ``dry_run`` and ``reuse``); returns
+        the report (None for a dry run)."""
         from wiseale.experiments.runner import reproduce
 
         return reproduce(self, Path(out), scale=scale, seed=seed, seeds=seeds, data=data,

@@ -23,6 +23,7 @@ from typing import Any
 
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
+from wiseale.methods import derive_defaults, get_method, resolve_options
 from wiseale.nets import default_net
 from wiseale.training.run import CHECKPOINT, EVALUATION, WEIGHTS
 
@@ -82,6 +83,20 @@ def plan(configs: dict[int, dict[str, RunConfig]], roots: dict[int, Path],
                  dataclasses.replace(config, threads=threads), len(data[seed]),
                  config.net or default_net(data[seed].sample_shape))
             for seed, by_label in configs.items() for label, config in by_label.items()]
+
+
+def differing_settings(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """The settings in which a run's saved config.json (``saved``) differs from ``config``: a
+    field that ``config`` sets, or the method's options once both are resolved (so a default
+    that changed since the run was trained, such as cWAE's MMD scales, is a difference too)."""
+    saved = RunConfig.from_dict(saved).to_dict()
+    method = get_method(config.method)
+    differ = sorted(k for k, v in dataclasses.asdict(config).items()
+                    if v is not None and k != "options" and saved.get(k) != v)
+    if derive_defaults(saved["options"], saved["latent_dim"]) != resolve_options(
+            method, config.options, config.latent_dim):
+        differ.append("options")
+    return differ
 
 
 def _duration(seconds: float | None) -> str:
