@@ -14,6 +14,9 @@ class Recorder(Callback):
     def __init__(self):
         self.calls = []
 
+    def setup(self, run):
+        self.calls.append(("setup", run.steps, dict(run.kernels)))
+
     def on_train_start(self, config, out, first_epoch):
         self.calls.append(("start", first_epoch))
 
@@ -31,11 +34,12 @@ def test_a_recording_callback_sees_every_step_epoch_and_the_evaluation(tmp_path,
     recorder = Recorder()
     train(tiny_sine, tmp_path / "run", progress=False, callbacks=[recorder])  # 2 x 8 steps
     kinds = [call[0] for call in recorder.calls]
-    assert kinds == ["start"] + (["step"] * 8 + ["epoch"]) * 2 + ["end"]
+    assert kinds == ["setup", "start"] + (["step"] * 8 + ["epoch"]) * 2 + ["end"]
+    assert recorder.calls[0] == ("setup", 16, {"train": "eager"})  # after the model's parts
     assert [call[1] for call in recorder.calls if call[0] == "step"] == list(range(16))
     rows = [json.loads(r) for r in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [call[2] for call in recorder.calls if call[0] == "epoch"] == rows
-    first_epoch_losses = [call[2] for call in recorder.calls[1:9]]
+    first_epoch_losses = [call[2] for call in recorder.calls[2:10]]
     assert rows[0]["loss"] == pytest.approx(sum(first_epoch_losses) / 8, rel=1e-5)
     evaluation = json.loads((tmp_path / "run/evaluation.json").read_text())
     assert recorder.calls[-1][1]["test"]["recon_error"] == evaluation["test"]["recon_error"]
@@ -45,7 +49,7 @@ def test_a_resumed_run_starts_its_callbacks_at_its_epoch(tmp_path, tiny_sine):
     train(dataclasses.replace(tiny_sine, epochs=1), tmp_path / "run", progress=False)
     recorder = Recorder()
     train(tiny_sine, tmp_path / "run", resume=True, progress=False, callbacks=[recorder])
-    assert recorder.calls[0] == ("start", 1)
+    assert recorder.calls[1] == ("start", 1)
     assert [c[1] for c in recorder.calls if c[0] == "step"] == list(range(8, 16))
 
 

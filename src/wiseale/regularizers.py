@@ -11,7 +11,7 @@ paper's name of an argument where it differs, such as ``lambda``, a Python keywo
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,11 @@ from wiseale import functional
 from wiseale.choices import DIP_LAMBDA_D_FACTOR, AggregateScaling, DIPVariant, MMDKernel, MMDScales
 from wiseale.hooks import Callback
 from wiseale.noises import GaussianPosterior, Posterior
+from wiseale.pairwise import run_kernel
 from wiseale.registry import Registry
+
+if TYPE_CHECKING:
+    from wiseale.training.run import Run
 
 
 def _need_variance(post: Posterior, what: str) -> Tensor:
@@ -37,7 +41,6 @@ class Regularizer(nn.Module):
     option_names: ClassVar[dict[str, str]] = {}  # constructor argument -> method option
     compares_samples: ClassVar[bool] = False  # a batch statistic: needs two or more samples
     needs_latent_dim: ClassVar[bool] = False  # the constructor takes latent_dim=d_z
-    pairwise_kernel: str = "auto"  # the aggregate KL's (pairwise.KERNELS): the loop's choice
 
     @property
     def logged_as(self) -> str:
@@ -82,20 +85,30 @@ class PriorKL(Regularizer):
         return value, self.weight * value
 
 
-class AggregateKL(Regularizer):
+class AggregateKL(Regularizer, Callback):
     """The WiSE-ALE prior constraint: the Eq. 21 bound of KL(q(z|batch) || p(z)).
 
     ``scaling="batch"`` follows Eq. 27 exactly: the bound is subtracted once per mini-batch
     while the reconstruction is summed over its M samples, so in batch-averaged units it
     contributes ``weight * KL / M``. ``scaling="per-sample"`` charges it to every sample as
     AEVB charges its KL (``weight * KL``). docs/objective.md compares the two.
+    ``pairwise_kernel`` (pairwise.KERNELS) is chosen by :meth:`setup` in training.
     """
 
     name = "aggregate_kl"
+    pairwise_kernel: str = "auto"
 
     def __init__(self, weight: float = 1.0, scaling: AggregateScaling = "batch"):
         super().__init__()
         self.weight, self.scaling = float(weight), scaling
+
+    def setup(self, run: Run) -> None:
+        """The kernel of the run's steps, at batch M = batch size x processes: compiled where
+        the compile pays over the run's steps and works here (pairwise.run_kernel), else
+        eager; on resume the kernel the run started with (Run.keep)."""
+        m = run.config.batch_size * run.world.size
+        self.pairwise_kernel = run.keep("train", lambda: run_kernel(
+            m, run.config.latent_dim, run.steps, run.device))
 
     def forward(self, post: Posterior) -> tuple[Tensor, Tensor]:
         logvar = _need_variance(post, "the aggregate KL")

@@ -28,7 +28,7 @@ from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.model import Autoencoder
-from wiseale.pairwise import COMPILE_ENV, planned_kernel, run_kernel
+from wiseale.pairwise import planned_kernel, run_kernel
 from wiseale.storage import (
     atomic_write_text,
     check_writable,
@@ -253,7 +253,10 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     data = train_data.to(run.device)  # in memory: moved once; a file: read batch by batch
     x_eval = test_data.floats(slice(0, config.eval_size), run.device)
     n_batches = _n_batches(len(data), config.batch_size, world)
-    eval_kernel = _plan_kernels(run, n_batches, len(x_eval))
+    run.steps = config.epochs * n_batches
+    for part in (*run.model.hooks(), *run.callbacks):  # the aggregate KL's kernel, ...
+        part.setup(run)
+    eval_kernel = _eval_kernel(run, len(x_eval))
     for callback in run.callbacks:
         callback.on_train_start(config, out, state.epoch)
     first_epoch = state.epoch  # the run's time is estimated in the first epoch it trains
@@ -272,28 +275,14 @@ def _loop(run: Run, resume: bool, progress: bool, train_data: Dataset,
     return run.model
 
 
-def _plan_kernels(run: Run, n_batches: int, n_eval: int) -> str:
-    """The aggregate-KL kernels of the training steps (set on the regularisers) and of the
-    per-epoch evaluations (returned): at the run's start, compiled where the compile pays
-    over the whole run (pairwise.run_kernel), else eager; on resume, the kernels the run
-    started with, since the two round differently (docs/reliability.md)."""
-    config, d = run.config, run.config.latent_dim
-    m, steps = config.batch_size * run.world.size, config.epochs * n_batches
-    chosen = {"train": lambda: run_kernel(m, d, steps, run.device),
-              "eval": lambda: run_kernel(min(n_eval, AGGREGATE_SAMPLES), d, config.epochs,
-                                         run.device, backward=False)}
-    for part, choose in chosen.items():
-        if part not in run.kernels:  # a new run, or a checkpoint saved before kernels were kept
-            run.kernels[part] = choose()
-        elif run.kernels[part] == "compiled" and choose() != "compiled":
-            warnings.warn(f"this run's {part} steps used the compiled aggregate-KL kernel, "
-                          f"which does not compile here (or ${COMPILE_ENV}=0); it goes on with "
-                          "the eager kernel, so its last digits differ from an uninterrupted "
-                          "run's", RuntimeWarning, stacklevel=2)
-            run.kernels[part] = "eager"
-    for regularizer in run.model.regularizers:
-        regularizer.pairwise_kernel = run.kernels["train"]
-    return run.kernels["eval"]
+def _eval_kernel(run: Run, n_eval: int) -> str:
+    """The aggregate-KL kernel of the per-epoch evaluations (forward only, ``n_eval`` samples
+    up to AGGREGATE_SAMPLES): compiled where the compile pays over the run's epochs
+    (pairwise.run_kernel), else eager; kept on resume (Run.keep)."""
+    config = run.config
+    return run.keep("eval", lambda: run_kernel(min(n_eval, AGGREGATE_SAMPLES),
+                                               config.latent_dim, config.epochs, run.device,
+                                               backward=False))
 
 
 def _n_batches(n: int, batch: int, world: World) -> int:

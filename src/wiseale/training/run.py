@@ -4,6 +4,7 @@ what every part of the loop uses."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput
+from wiseale.pairwise import COMPILE_ENV
 from wiseale.training.callbacks import Callback
 from wiseale.training.distributed import World
 from wiseale.training.micro_batch import micro_batch_step
@@ -27,8 +29,9 @@ class Run:
     """What every part of the loop uses: the resolved config, the run directory, the
     processes, the model (``step_model``: DDP's wrapper of it), its optimisers, the
     callbacks (called on the main process only), the aggregate-KL kernels of its training
-    steps and per-epoch evaluations (chosen at the run's start, kept on resume) and the
-    digests of its data splits (saved with the weights, so that readers refuse other data)."""
+    steps and per-epoch evaluations (chosen at the run's start, kept on resume: ``keep``), the
+    digests of its data splits (saved with the weights, so that readers refuse other data)
+    and its number of optimiser steps."""
 
     config: RunConfig
     out: Path
@@ -41,6 +44,22 @@ class Run:
     callbacks: Sequence[Callback] = ()
     kernels: dict[str, str] = field(default_factory=dict)  # aggregate KL: train, eval
     data: dict[str, str] = field(default_factory=dict)  # split -> Dataset.digest()
+    steps: int = 0  # the optimiser steps of the whole run (epochs x batches per epoch)
+
+    def keep(self, part: str, choose: Callable[[], str]) -> str:
+        """The aggregate-KL kernel of ``part`` (``train``: the steps; ``eval``: the per-epoch
+        evaluations): ``choose()`` at the run's start, the saved choice on resume (the two
+        kernels round differently, docs/reliability.md), eager with a warning when the saved
+        choice, compiled, no longer compiles here."""
+        if part not in self.kernels:  # a new run, or a checkpoint saved before kernels were kept
+            self.kernels[part] = choose()
+        elif self.kernels[part] == "compiled" and choose() != "compiled":
+            warnings.warn(f"this run's {part} steps used the compiled aggregate-KL kernel, "
+                          f"which does not compile here (or ${COMPILE_ENV}=0); it goes on with "
+                          "the eager kernel, so its last digits differ from an uninterrupted "
+                          "run's", RuntimeWarning, stacklevel=3)
+            self.kernels[part] = "eager"
+        return self.kernels[part]
 
     @property
     def micro_batched(self) -> bool:
