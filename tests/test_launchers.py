@@ -289,3 +289,19 @@ def test_a_run_with_other_settings_or_data_is_not_reused(tmp_path, monkeypatch,
     assert not (tmp_path / "c/runs/aevb").exists()
     assert reuse_finished(units, (one_after_another,), {0: digests}) == [
         (units[0], one_after_another / "runs/aevb")]  # the same data: copied
+
+
+def test_the_plan_lists_each_runs_measures_new_then_done(tmp_path, capsys):
+    from wiseale.experiments.spec import Measure
+
+    spec = dataclasses.replace(_tiny(**TINY), measures=(
+        Measure("twice", lambda context: {"twice": 2.0}),
+        Measure("only_aevb", lambda context: {"one": 1.0}, ("aevb",))))
+    spec.run(tmp_path, scale="quick", progress=False, dry_run=True)
+    assert "measures: 3, 3 to take (here, after the training units)\n" \
+        "  seed 0  aevb                   twice new, only_aevb new\n" \
+        "  seed 0  wise-ale               twice new\n" in capsys.readouterr().err
+    spec.run(tmp_path, scale="quick", progress=False)
+    spec.run(tmp_path, scale="quick", progress=False, dry_run=True)
+    assert "measures: 3, 0 to take (here, after the training units)\n" \
+        "  seed 0  aevb                   twice done, only_aevb done\n" in capsys.readouterr().err

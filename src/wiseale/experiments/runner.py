@@ -91,7 +91,7 @@ def _measure(spec: Spec, root: Path, methods: dict[str, Any], train_data: Datase
              test_data: Dataset, settings: dict[str, Any], seed: int, progress: bool) -> None:
     """Add every measure's metrics to the runs' test metrics; a measure already taken under
     the same settings and seed is read from the run's measures.json."""
-    key = json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
+    key = _measure_key(settings, seed)
     shared: dict[str, Any] = {}
     for name, entry in methods.items():
         run_dir = root / "runs" / name
@@ -108,6 +108,35 @@ def _measure(spec: Spec, root: Path, methods: dict[str, Any], train_data: Datase
                 saved[measure.name] = found
                 write_json(path, saved)
             entry["test"].update(found["values"])
+
+
+def _measure_key(settings: dict[str, Any], seed: int) -> str:
+    """What a measure saved in measures.json was taken under: the settings and the seed."""
+    return json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
+
+
+def describe_measures(spec: Spec, labels: dict[int, list[str]], roots: dict[int, Path],
+                      settings: dict[str, Any]) -> str:
+    """The measures of the plan (they run in the reproducing process, after the training
+    units): a line per seed and run with each measure ``done`` (in its measures.json under
+    these settings and seed) or ``new``; empty for a spec without measures."""
+    lines, todo, total = [], 0, 0
+    for seed, names in labels.items():
+        key = _measure_key(settings, seed)
+        for name in names:
+            path = roots[seed] / "runs" / name / MEASURES_FILE
+            saved = read_json(path) if path.exists() else {}
+            states = [(m.name, "done" if saved.get(m.name, {}).get("key") == key else "new")
+                      for m in spec.measures if not m.runs or name in m.runs]
+            todo += sum(state == "new" for _, state in states)
+            total += len(states)
+            if states:
+                lines.append(f"  seed {seed}  {name:<22} "
+                             + ", ".join(f"{m} {state}" for m, state in states))
+    if not lines:
+        return ""
+    return "\n".join([f"measures: {total}, {todo} to take (here, after the training units)",
+                      *lines])
 
 
 def _mean_sd(values: list[Any]) -> tuple[Any, float | None]:
@@ -218,6 +247,10 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
         if reuse and not dry_run:
             _reuse(units, reuse, splits)
         print(describe_plan(units, out), file=sys.stderr)
+        measures = describe_measures(spec, {s: list(c) for s, c in configs.items()}, roots,
+                                     settings)
+        if measures:
+            print(measures, file=sys.stderr)
         if dry_run:
             return None
         if launcher is not None:
