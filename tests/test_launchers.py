@@ -305,3 +305,11 @@ def test_the_plan_lists_each_runs_measures_new_then_done(tmp_path, capsys):
     spec.run(tmp_path, scale="quick", progress=False, dry_run=True)
     assert "measures: 3, 0 to take (here, after the training units)\n" \
         "  seed 0  aevb                   twice done, only_aevb done\n" in capsys.readouterr().err
+
+
+def test_reuse_of_a_missing_folder_is_one_line_and_writes_nothing(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "sine", "--quick", "--reuse", str(tmp_path / "nowhere"), "--out",
+              str(tmp_path / "out")])
+    assert f"{tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
