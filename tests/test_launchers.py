@@ -308,8 +308,9 @@ def test_the_plan_lists_each_runs_measures_new_then_done(tmp_path, capsys):
 
 
 def test_reuse_of_a_missing_folder_is_one_line_and_writes_nothing(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["reproduce", "sine", "--quick", "--reuse", str(tmp_path / "nowhere"), "--out",
-              str(tmp_path / "out")])
-    assert f"{tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+    code = main(["reproduce", "sine", "--quick", "--reuse", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "out")])
+    assert code == 1 and capsys.readouterr().err == (
+        f"wiseale: error: --reuse {tmp_path / 'nowhere'} is not a folder; give experiment "
+        "output folders (reproduce --out) or their parents\n")
     assert not (tmp_path / "out").exists()

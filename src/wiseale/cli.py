@@ -67,15 +67,6 @@ _READERS = {name: _reader(kind) for name, kind in KINDS.items()}
 _positive_int, _seed, _threads = (_READERS[k] for k in ("positive_int", "seed", "threads"))
 
 
-def _folder(text: str) -> Path:
-    """An existing folder (``--reuse``)."""
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is not a folder; give experiment output "
-                                          "folders (reproduce --out) or their parents")
-    return path
-
-
 def _option(text: str) -> tuple[str, Any]:
     """KEY=VALUE with VALUE read as JSON where it parses (true, 3, 0.5), else as a string."""
     key, sep, value = text.partition("=")
@@ -231,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directory, and the same command run again runs only what is missing "
         "(docs/experiments.md, Many machines)")
     units.add_argument("--dry-run", action="store_true", help="print the plan and stop")
-    units.add_argument("--reuse", type=_folder, nargs="+", metavar="DIR", default=(),
+    units.add_argument("--reuse", type=Path, nargs="+", metavar="DIR", default=(),
                        help="folders (other experiments' --out, or their parents) whose "
                        "finished runs are copied into the units they are the same run as "
                        "(same settings, same data), instead of training them again")
@@ -485,6 +476,10 @@ def _reproduce(args: argparse.Namespace) -> None:
     from wiseale.lock import exclusive
 
     data_dir = None if args.data_dir is None else str(args.data_dir.resolve())
+    for folder in args.reuse:
+        if not folder.is_dir():
+            raise WisealeError(f"--reuse {folder} is not a folder; give experiment output "
+                               "folders (reproduce --out) or their parents")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
