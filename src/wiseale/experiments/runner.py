@@ -100,7 +100,7 @@ def _measure(spec: Spec, root: Path, methods: dict[str, Any], train_data: Datase
         context = MeasureContext(name, run_dir, train_data, test_data, settings, seed,
                                  progress, entry, shared)
         for measure in spec.measures:
-            if measure.runs and name not in measure.runs:
+            if not measure.takes(name):
                 continue
             found = saved.get(measure.name)
             if found is None or found.get("key") != key:
@@ -115,19 +115,19 @@ def _measure_key(settings: dict[str, Any], seed: int) -> str:
     return json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
 
 
-def describe_measures(spec: Spec, labels: dict[int, list[str]], roots: dict[int, Path],
-                      settings: dict[str, Any]) -> str:
+def describe_measures(spec: Spec, configs: dict[int, dict[str, RunConfig]],
+                      roots: dict[int, Path], settings: dict[str, Any]) -> str:
     """The measures of the plan (they run in the reproducing process, after the training
     units): a line per seed and run with each measure ``done`` (in its measures.json under
     these settings and seed) or ``new``; empty for a spec without measures."""
     lines, todo, total = [], 0, 0
-    for seed, names in labels.items():
+    for seed, names in configs.items():
         key = _measure_key(settings, seed)
         for name in names:
             path = roots[seed] / "runs" / name / MEASURES_FILE
             saved = read_json(path) if path.exists() else {}
             states = [(m.name, "done" if saved.get(m.name, {}).get("key") == key else "new")
-                      for m in spec.measures if not m.runs or name in m.runs]
+                      for m in spec.measures if m.takes(name)]
             todo += sum(state == "new" for _, state in states)
             total += len(states)
             if states:
@@ -247,8 +247,7 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
         if reuse and not dry_run:
             _reuse(units, reuse, splits)
         print(describe_plan(units, out), file=sys.stderr)
-        measures = describe_measures(spec, {s: list(c) for s, c in configs.items()}, roots,
-                                     settings)
+        measures = describe_measures(spec, configs, roots, settings)
         if measures:
             print(measures, file=sys.stderr)
         if dry_run:

@@ -77,6 +77,10 @@ class Measure:
     fn: Callable[[MeasureContext], dict[str, Any]]
     runs: tuple[str, ...] = ()
 
+    def takes(self, run: str) -> bool:
+        """Whether it is measured on the run labelled ``run``."""
+        return not self.runs or run in self.runs
+
 
 @dataclass(frozen=True)
 class Figure:
