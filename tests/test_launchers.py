@@ -3,6 +3,7 @@ the same bits as one after another, a failing unit leaves the others finished, a
 reproduction run again resumes its units, and a missing engine is one line."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -86,6 +87,7 @@ def test_a_failing_unit_leaves_the_others_finished_and_is_named(tmp_path, tiny_s
 KILLED_SIZE = {"epochs": 12, "n_train": 256, "n_test": 64}
 KILLED = f"KILLED_SIZE = {KILLED_SIZE!r}\n" + """
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from wiseale.experiments import paper001
@@ -314,3 +316,60 @@ def test_reuse_of_a_missing_folder_is_one_line_and_writes_nothing(tmp_path, caps
         f"wiseale: error: --reuse {tmp_path / 'nowhere'} is not a folder; give experiment "
         "output folders (reproduce --out) or their parents\n")
     assert not (tmp_path / "out").exists()
+
+
+def _with_measures(spec):
+    """``spec`` with two measures of wiseale's own (module-level functions: they pickle for
+    the spawned workers), one of them for aevb only."""
+    from wiseale.experiments.measures import generalisation_gap, reconstruction_nll
+    from wiseale.experiments.spec import Measure
+
+    return dataclasses.replace(spec, measures=(
+        Measure("recon_nll", reconstruction_nll),
+        Measure("recon_gap", generalisation_gap, ("aevb",))))
+
+
+def test_measures_run_as_units_with_the_bits_taken_here(tmp_path, one_after_another, capsys):
+    """The measures of runs copied from the sequential folder (--reuse leaves measures.json
+    behind) are taken by two local workers, one unit per run, and save what the same
+    measures taken in this process with one thread save."""
+    spec = _with_measures(_tiny(**TINY))
+    here, there = tmp_path / "here", tmp_path / "there"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WISEALE_THREADS", "1")
+        spec.run(here, scale="quick", seeds=2, progress=False, reuse=(one_after_another,))
+    capsys.readouterr()
+    spec.run(there, scale="quick", seeds=2, progress=False, reuse=(one_after_another,),
+             launcher=LocalLauncher(2), threads=1)
+    err = capsys.readouterr().err
+    assert "measures: 6, 6 to take (as units, by local, after the training units)" in err
+    assert "wiseale: 4 measure units to local" in err
+    for run in ("runs/aevb", "runs/wise-ale", "seeds/1/runs/aevb", "seeds/1/runs/wise-ale"):
+        assert (there / f"{run}.measures.log").exists()  # taken by a unit, not here
+        assert (there / run / "measures.json").read_bytes() == \
+            (here / run / "measures.json").read_bytes()
+    means = [read_results(d, "sine")["methods"]["aevb"]["test"] for d in (here, there)]
+    assert means[0] == means[1] and "recon_gap" in means[0]
+
+
+def _fails_on_wise_ale(context):
+    if context.name == "wise-ale":
+        raise ValueError("no measure of wise-ale")
+    return {"fine": 1.0}
+
+
+def test_a_failing_measure_unit_is_named_and_the_others_are_saved(tmp_path,
+                                                                  one_after_another):
+    pytest.importorskip("submitit")
+    from wiseale.experiments.spec import Measure
+
+    spec = dataclasses.replace(_tiny(**TINY), measures=(Measure("fine", _fails_on_wise_ale),))
+    launcher = SubmititLauncher(tmp_path / "submitit", "debug", {"timeout_min": 10})
+    with pytest.raises(WisealeError, match="1 of 2 measure units failed: .*runs/wise-ale "
+                       "\\(ValueError: no measure of wise-ale; its output: .*wise-ale.measures"
+                       ".log\\); the others finished"):
+        spec.run(tmp_path / "out", scale="quick", progress=False, launcher=launcher,
+                 threads=1, reuse=(one_after_another,))
+    assert json.loads((tmp_path / "out/runs/aevb/measures.json").read_text())["fine"][
+        "values"] == {"fine": 1.0}
+    assert not (tmp_path / "out/runs/wise-ale/measures.json").exists()

@@ -217,9 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "half the CPUs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     units = p.add_argument_group(
-        "units", "the training runs are planned as units (printed with estimated times) and "
-        "run one after another here, or by a launcher; each unit writes only its run "
-        "directory, and the same command run again runs only what is missing "
+        "units", "the training runs, then each run's measures, are planned as units "
+        "(printed with estimated times) and run one after another here, or by a launcher; "
+        "each unit writes only its run directory, and the same command run again runs only "
+        "what is missing "
         "(docs/experiments.md, Many machines)")
     units.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     units.add_argument("--reuse", type=Path, nargs="+", metavar="DIR", default=(),

@@ -1,8 +1,9 @@
 """Launchers: where a reproduction's training units run (docs/experiments.md, "Many machines").
 
-Each launcher takes the units that are not finished and runs :func:`units.run_unit` on each
-through an existing engine, waits, and returns the units that failed with their errors; the
-others finish whatever happens to one. ``local``: N processes on this machine
+Each launcher takes the units that are not finished and runs each one's call (a training
+unit's :func:`units.run_unit`, a measure unit's :func:`units.run_measures`) through an existing
+engine, waits, and returns the units that failed with their errors; the others finish
+whatever happens to one. ``local``: N processes on this machine
 (concurrent.futures, spawned), spread over the visible GPUs when the units train on CUDA.
 ``submitit``: Slurm jobs (an array of them) through submitit's AutoExecutor, or its local and
 debug executors; a pre-empted or timed-out job is requeued and resumes from its last
@@ -17,14 +18,16 @@ import concurrent.futures
 import functools
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wiseale.errors import WisealeError
-from wiseale.experiments.units import Unit, run_unit
+from wiseale.experiments.units import MeasureUnit, Unit
 from wiseale.extras import require
+
+AnyUnit = Unit | MeasureUnit
 
 __all__ = ["Failure", "Launcher", "LocalLauncher", "RayLauncher",
            "SubmititLauncher"]
@@ -34,15 +37,17 @@ __all__ = ["Failure", "Launcher", "LocalLauncher", "RayLauncher",
 class Failure:
     """A unit that raised: its run directory, log and the error's last line."""
 
-    unit: Unit
+    unit: AnyUnit
     error: str
 
     def __str__(self) -> str:
         return f"{self.unit.run_dir} ({self.error}; its output: {self.unit.log})"
 
 
-def _arguments(unit: Unit) -> tuple[dict[str, Any], str, str]:
-    return unit.config.to_dict(), str(unit.run_dir), str(unit.log)
+def _invoke(call: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    """A unit's call (its function and arguments), run where the engine puts it."""
+    function, arguments = call
+    return function(*arguments)
 
 
 def _last_line(exc: BaseException) -> str:
@@ -55,7 +60,7 @@ class Launcher:
 
     name = ""
 
-    def run(self, units: Sequence[Unit]) -> list[Failure]:
+    def run(self, units: Sequence[AnyUnit]) -> list[Failure]:
         raise NotImplementedError
 
 
@@ -68,9 +73,9 @@ class LocalLauncher(Launcher):
     gpus: tuple[str, ...] = ()
     name = "local"
 
-    def run(self, units: Sequence[Unit]) -> list[Failure]:
+    def run(self, units: Sequence[AnyUnit]) -> list[Failure]:
         with self.pool() as pool:
-            futures = {pool.submit(run_unit, *_arguments(unit)): unit for unit in units}
+            futures = {pool.submit(_invoke, unit.call()): unit for unit in units}
             return _failures((unit, future.exception) for future, unit in futures.items())
 
     def pool(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -120,7 +125,7 @@ class SubmititLauncher(Launcher):
     parameters: dict[str, Any] = field(default_factory=dict)
     name = "submitit"
 
-    def run(self, units: Sequence[Unit]) -> list[Failure]:
+    def run(self, units: Sequence[AnyUnit]) -> list[Failure]:
         submitit = require("submitit", "the submitit launcher (--launcher submitit)")
         executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         try:
@@ -128,7 +133,7 @@ class SubmititLauncher(Launcher):
         except (NameError, TypeError, ValueError) as exc:  # a parameter submitit does not know
             raise WisealeError(f"submitit refused a parameter: {str(exc).splitlines()[0]}; fix "
                                "--slurm-config or the flags") from None
-        calls = [_Requeued(*_arguments(unit)) for unit in units]
+        calls = [_Requeued(unit.call()) for unit in units]
         with executor.batch():
             jobs = [executor.submit(call) for call in calls]
         return _failures((unit, job.exception) for job, unit in zip(jobs, units, strict=True))
@@ -137,13 +142,14 @@ class SubmititLauncher(Launcher):
 class _Requeued:
     """A unit as a submitit checkpointable callable: when Slurm pre-empts or times out the
     job, submitit calls :meth:`checkpoint` and requeues the same call, which resumes the run
-    from its last epoch checkpoint (run_unit resumes whatever it finds)."""
+    from its last epoch checkpoint (run_unit resumes whatever it finds; run_measures takes
+    only the measures not yet saved)."""
 
-    def __init__(self, config: dict[str, Any], run_dir: str, log: str) -> None:
-        self.arguments = config, run_dir, log
+    def __init__(self, call: tuple[Callable[..., str], tuple[Any, ...]]) -> None:
+        self.call = call
 
     def __call__(self) -> str:
-        return run_unit(*self.arguments)
+        return _invoke(self.call)
 
     def checkpoint(self) -> Any:
         import submitit
@@ -161,14 +167,14 @@ class RayLauncher(Launcher):
     gpus: float = 0
     name = "ray"
 
-    def run(self, units: Sequence[Unit]) -> list[Failure]:
+    def run(self, units: Sequence[AnyUnit]) -> list[Failure]:
         ray = require("ray", "the Ray launcher (--launcher ray)")
         started = not ray.is_initialized()
         if started:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         try:
-            task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(run_unit)
-            refs = [task.remote(*_arguments(unit)) for unit in units]
+            task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(_invoke)
+            refs = [task.remote(unit.call()) for unit in units]
             return _failures((unit, functools.partial(_ray_exception, ray, ref))
                              for ref, unit in zip(refs, units, strict=True))
         finally:

@@ -3,19 +3,29 @@ samples from the prior, a flow (003 Eq. 8-9) or a Gaussian mixture (004 Eq. 12-1
 aggregate posterior, and the mixture's KL to the prior (004 Table 1).
 
 Each measure is ``fn(context) -> test metrics``; a spec lists the ones it needs
-(:class:`wiseale.experiments.spec.Measure`)."""
+(:class:`wiseale.experiments.spec.Measure`). A run keeps the measures taken on it in its
+measures.json, each with the settings and seed it was taken under (:func:`take_measures`), so
+a measure is taken once, here or by a launcher's measure unit (experiments.units)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from wiseale.data import Dataset
 from wiseale.model import Autoencoder
+from wiseale.storage import read_json, write_json
+
+if TYPE_CHECKING:
+    from wiseale.experiments.spec import Measure
+
+MEASURES_FILE = "measures.json"
 
 KL_SAMPLES, KL_RUNS = 10_000, 10  # 004 Table 1: KL(q_hat || p) by Monte Carlo, 10 runs
 
@@ -76,6 +86,40 @@ class MeasureContext:
 
         return run_mixture(self.run_dir, self.model, self.train.floats(),
                            components=self.settings["components"], seed=self.seed)
+
+
+def measure_key(settings: dict[str, Any], seed: int) -> str:
+    """What a measure saved in measures.json was taken under: the settings and the seed."""
+    return json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
+
+
+def saved_measures(run_dir: Path) -> dict[str, Any]:
+    """The run's measures.json: measure name -> {key, values} ({} when none is saved)."""
+    path = run_dir / MEASURES_FILE
+    return read_json(path) if path.exists() else {}
+
+
+def measures_to_take(measures: Sequence[Measure], run: str, saved: dict[str, Any],
+                     key: str) -> list[Measure]:
+    """The ``measures`` taken on the run labelled ``run`` that ``saved`` lacks under ``key``."""
+    return [m for m in measures
+            if m.takes(run) and saved.get(m.name, {}).get("key") != key]
+
+
+def take_measures(measures: Sequence[Measure], context: MeasureContext) -> None:
+    """Add each of ``measures`` that applies to the context's run to its entry's test metrics:
+    read from its measures.json when taken under the same settings and seed, else taken now
+    and saved there at once (a measure stopped half-way loses only itself)."""
+    key = measure_key(context.settings, context.seed)
+    saved = saved_measures(context.run_dir)
+    missing = measures_to_take(measures, context.name, saved, key)
+    for measure in measures:
+        if not measure.takes(context.name):
+            continue
+        if measure in missing:
+            saved[measure.name] = {"key": key, "values": measure.fn(context)}
+            write_json(context.run_dir / MEASURES_FILE, saved)
+        context.entry["test"].update(saved[measure.name]["values"])
 
 
 def fid_prior(context: MeasureContext) -> dict[str, Any]:

@@ -10,9 +10,9 @@ again, resumed or given more seeds only does what is missing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,18 +20,23 @@ from wiseale.config import RunConfig
 from wiseale.data import Dataset
 from wiseale.errors import WisealeError, positive_int
 from wiseale.experiments.claims import judge
-from wiseale.experiments.measures import MeasureContext
+from wiseale.experiments.measures import MeasureContext, take_measures
 from wiseale.experiments.report import write_report
-from wiseale.experiments.units import Unit, describe_plan, differing_settings, plan
+from wiseale.experiments.units import (
+    MeasureUnit,
+    Unit,
+    describe_plan,
+    differing_settings,
+    finished_run,
+    plan,
+    plan_measures,
+)
 from wiseale.storage import read_json, write_json
-from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
+from wiseale.training.run import CHECKPOINT, EVALUATION, WEIGHTS
 
 if TYPE_CHECKING:
     from wiseale.experiments.launchers import Launcher
     from wiseale.experiments.spec import Spec
-
-MEASURES_FILE = "measures.json"
-
 
 def seed_root(out: Path, seeds: list[int], seed: int) -> Path:
     """Where the runs of ``seed`` live: ``out`` for the first seed, else out/seeds/SEED."""
@@ -66,8 +71,7 @@ def _check_same_run(run_dir: Path, config: RunConfig) -> None:
 def train_runs(configs: dict[str, RunConfig], root: Path, train_data: Dataset,
                test_data: Dataset, progress: bool = True) -> dict[str, Any]:
     """Train each config into ``root/runs/LABEL`` (finished runs with the same config reused,
-    interrupted ones resumed); returns each run's config, train and test metrics and
-    per-epoch history."""
+    interrupted ones resumed); returns each run as :func:`units.finished_run` reads it."""
     from wiseale.training import train
 
     methods: dict[str, Any] = {}
@@ -78,64 +82,37 @@ def train_runs(configs: dict[str, RunConfig], root: Path, train_data: Dataset,
         else:
             train(config, run_dir, resume=(run_dir / CHECKPOINT).exists(), progress=progress,
                   train_data=train_data, test_data=test_data)
-        evaluation, history = read_json(run_dir / EVALUATION), read_metrics(run_dir / METRICS)
-        # each method's own training objective at the last epoch (WiSE-ALE: Eq. 25-27)
-        objective = {"objective": -history[-1]["loss"]} if history else {}
-        methods[name] = {"config": read_json(run_dir / "config.json"),
-                         "train": {**evaluation["train"], **objective},
-                         "test": evaluation["test"], "history": history}
+        methods[name] = finished_run(run_dir)
     return methods
 
 
 def _measure(spec: Spec, root: Path, methods: dict[str, Any], train_data: Dataset,
              test_data: Dataset, settings: dict[str, Any], seed: int, progress: bool) -> None:
-    """Add every measure's metrics to the runs' test metrics; a measure already taken under
-    the same settings and seed is read from the run's measures.json."""
-    key = _measure_key(settings, seed)
+    """Add every measure's metrics to the runs' test metrics (measures.take_measures: those
+    already taken under the same settings and seed are read from the runs' measures.json)."""
     shared: dict[str, Any] = {}
     for name, entry in methods.items():
-        run_dir = root / "runs" / name
-        path = run_dir / MEASURES_FILE
-        saved = read_json(path) if path.exists() else {}
-        context = MeasureContext(name, run_dir, train_data, test_data, settings, seed,
-                                 progress, entry, shared)
-        for measure in spec.measures:
-            if not measure.takes(name):
-                continue
-            found = saved.get(measure.name)
-            if found is None or found.get("key") != key:
-                found = {"key": key, "values": measure.fn(context)}
-                saved[measure.name] = found
-                write_json(path, saved)
-            entry["test"].update(found["values"])
+        take_measures(spec.measures, MeasureContext(name, root / "runs" / name, train_data,
+                                                    test_data, settings, seed, progress,
+                                                    entry, shared))
 
 
-def _measure_key(settings: dict[str, Any], seed: int) -> str:
-    """What a measure saved in measures.json was taken under: the settings and the seed."""
-    return json.dumps({"settings": settings, "seed": seed}, sort_keys=True, default=str)
-
-
-def describe_measures(spec: Spec, configs: dict[int, dict[str, RunConfig]],
-                      roots: dict[int, Path], settings: dict[str, Any]) -> str:
-    """The measures of the plan (they run in the reproducing process, after the training
-    units): a line per seed and run with each measure ``done`` (in its measures.json under
-    these settings and seed) or ``new``; empty for a spec without measures."""
+def describe_measures(units: list[MeasureUnit], where: str) -> str:
+    """The measure units of the plan, taken ``where``: a line per seed and run with each
+    measure ``done`` (in its measures.json under these settings and seed) or ``new``; empty
+    when there are none."""
     lines, todo, total = [], 0, 0
-    for seed, names in configs.items():
-        key = _measure_key(settings, seed)
-        for name in names:
-            path = roots[seed] / "runs" / name / MEASURES_FILE
-            saved = read_json(path) if path.exists() else {}
-            states = [(m.name, "done" if saved.get(m.name, {}).get("key") == key else "new")
-                      for m in spec.measures if m.takes(name)]
-            todo += sum(state == "new" for _, state in states)
-            total += len(states)
-            if states:
-                lines.append(f"  seed {seed}  {name:<22} "
-                             + ", ".join(f"{m} {state}" for m, state in states))
+    for unit in units:
+        missing = unit.missing
+        states = [(m.name, "new" if m in missing else "done")
+                  for m in unit.measures if m.takes(unit.label)]
+        todo += len(missing)
+        total += len(states)
+        lines.append(f"  seed {unit.seed}  {unit.label:<22} "
+                     + ", ".join(f"{m} {state}" for m, state in states))
     if not lines:
         return ""
-    return "\n".join([f"measures: {total}, {todo} to take (here, after the training units)",
+    return "\n".join([f"measures: {total}, {todo} to take ({where}, after the training units)",
                       *lines])
 
 
@@ -242,18 +219,22 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
                     spec.check(settings, train_data)  # fails now, not after hours of training
             splits[s] = train_data, test_data
         roots = {s: seed_root(out, seed_list, s) for s in seed_list}
-        units = plan(configs, roots, {s: split[0] for s, split in splits.items()},
-                     threads if launcher is not None else None)
+        unit_threads = threads if launcher is not None else None
+        units = plan(configs, roots, {s: split[0] for s, split in splits.items()}, unit_threads)
         if reuse and not dry_run:
             _reuse(units, reuse, splits)
+        measure_units = plan_measures(spec.measures, units, {
+            s: next(iter(configs[s].values())) for s in seed_list}, settings, unit_threads)
         print(describe_plan(units, out), file=sys.stderr)
-        measures = describe_measures(spec, configs, roots, settings)
+        measures = describe_measures(measure_units, "here" if launcher is None else
+                                     f"as units, by {launcher.name}")
         if measures:
             print(measures, file=sys.stderr)
         if dry_run:
             return None
         if launcher is not None:
             dispatch(launcher, units)
+            dispatch(launcher, measure_units, "measure units")
         per_seed = {}
         for s in seed_list:
             per_seed[s] = train_runs(configs[s], roots[s], *splits[s], progress)
@@ -280,17 +261,18 @@ def _reuse(units: list[Unit], roots: tuple[Path, ...],
         print(f"wiseale: reused {source} as {unit.run_dir}", file=sys.stderr)
 
 
-def dispatch(launcher: Launcher, units: list[Unit]) -> None:
+def dispatch(launcher: Launcher, units: Sequence[Unit | MeasureUnit],
+             kind: str = "units") -> None:
     """Run the units that are not finished with ``launcher``; when any fails, after the
     others have finished, a one-line error naming each with its log."""
     todo = [unit for unit in units if unit.state != "done"]
     if not todo:
         return
-    print(f"wiseale: {len(todo)} units to {launcher.name}", file=sys.stderr)
+    print(f"wiseale: {len(todo)} {kind} to {launcher.name}", file=sys.stderr)
     failed = launcher.run(todo)
     if failed:
         others = "; the others finished" if len(failed) < len(todo) else ""
-        raise WisealeError(f"{len(failed)} of {len(todo)} units failed: "
+        raise WisealeError(f"{len(failed)} of {len(todo)} {kind} failed: "
                            f"{'; '.join(map(str, failed))}{others}; fix the cause and run the "
                            "same command again: it runs only what is missing")
 

@@ -1,12 +1,13 @@
-"""A reproduction's training runs as units of work: planned first (each with its state and an
-estimate of its cost), then dispatched by a launcher (wiseale.experiments.launchers), each
-unit writing only its own run directory.
+"""A reproduction's work as units: planned first (each with its state and an estimate of its
+cost), then dispatched by a launcher (wiseale.experiments.launchers), each unit writing only
+its own run directory.
 
-A unit is one training run of one spec, run label and seed. Its run directory holds its
-resolved options, a writer lock and its checkpoint, so a unit that was stopped resumes, one
-that finished is not run again, and the same seed and thread count give the same bits
-whichever process or machine ran it. The measures (flows, mixtures, FIDs) and the aggregation
-over seeds run afterwards, in the reproducing process.
+A training unit (:class:`Unit`) is one training run of one spec, run label and seed. Its run
+directory holds its resolved options, a writer lock and its checkpoint, so a unit that was
+stopped resumes, one that finished is not run again, and the same seed and thread count give
+the same bits whichever process or machine ran it. A measure unit (:class:`MeasureUnit`)
+takes one finished run's measures (flows, mixtures, FIDs) into its measures.json, after the
+training units. The aggregation over seeds runs afterwards, in the reproducing process.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ import dataclasses
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wiseale.config import RunConfig
 from wiseale.data import Dataset
+from wiseale.experiments.measures import measure_key, measures_to_take, saved_measures
 from wiseale.methods import derive_defaults, get_method, resolve_options
 from wiseale.nets import default_net
-from wiseale.training.run import CHECKPOINT, EVALUATION, WEIGHTS
+from wiseale.storage import read_json
+from wiseale.training.run import CHECKPOINT, EVALUATION, METRICS, WEIGHTS, read_metrics
 
-__all__ = ["Unit", "describe_plan", "run_unit"]
+if TYPE_CHECKING:
+    from wiseale.experiments.spec import Measure
+
+__all__ = ["MeasureUnit", "Unit", "describe_plan", "finished_run", "run_measures", "run_unit"]
 
 # Training samples per second of one torch thread on the development machine (2 cores): sine
 # from `reproduce sine --quick --seeds 2 --jobs 2` on the idle machine (median 2,750), the
@@ -73,6 +79,49 @@ class Unit:
         threads = self.config.threads or 1
         return self.config.epochs * self.n_train / (rate * threads) * (1 + EVALUATION_SHARE)
 
+    def call(self) -> tuple[Callable[..., str], tuple[Any, ...]]:
+        """What a launcher runs: :func:`run_unit` and its arguments (plain, they pickle)."""
+        return run_unit, (self.config.to_dict(), str(self.run_dir), str(self.log))
+
+
+@dataclass(frozen=True)
+class MeasureUnit:
+    """The ``measures`` of one finished run (label ``label`` of ``seed``, in ``run_dir``) not
+    yet in its measures.json under ``settings`` and the seed; ``data`` is the config whose
+    training and test data they are measured on, ``threads`` the torch threads (None: as
+    the reproducing process chooses)."""
+
+    seed: int
+    label: str
+    run_dir: Path
+    measures: tuple[Measure, ...]
+    data: RunConfig
+    settings: dict[str, Any]
+    threads: int | None = None
+
+    @property
+    def missing(self) -> list[Measure]:
+        """Its measures that measures.json lacks under these settings and seed."""
+        return measures_to_take(self.measures, self.label, saved_measures(self.run_dir),
+                                measure_key(self.settings, self.seed))
+
+    @property
+    def state(self) -> str:
+        """``done`` (every measure saved under these settings and seed) or ``new``."""
+        return "new" if self.missing else "done"
+
+    @property
+    def log(self) -> Path:
+        """Where a launcher writes its output: beside the run directory."""
+        return self.run_dir.with_name(f"{self.run_dir.name}.measures.log")
+
+    def call(self) -> tuple[Callable[..., str], tuple[Any, ...]]:
+        """What a launcher runs: :func:`run_measures` and its arguments (the measures are
+        module-level functions, so they pickle by name)."""
+        return run_measures, (self.measures, self.data.to_dict(), str(self.run_dir),
+                              self.label, self.settings, self.seed, self.threads,
+                              str(self.log))
+
 
 def plan(configs: dict[int, dict[str, RunConfig]], roots: dict[int, Path],
          data: dict[int, Dataset], threads: int | None) -> list[Unit]:
@@ -83,6 +132,15 @@ def plan(configs: dict[int, dict[str, RunConfig]], roots: dict[int, Path],
                  dataclasses.replace(config, threads=threads), len(data[seed]),
                  config.net or default_net(data[seed].sample_shape))
             for seed, by_label in configs.items() for label, config in by_label.items()]
+
+
+def plan_measures(measures: tuple[Measure, ...], units: list[Unit],
+                  data: dict[int, RunConfig], settings: dict[str, Any],
+                  threads: int | None) -> list[MeasureUnit]:
+    """A measure unit for each training unit that one of ``measures`` applies to; seed s's
+    measures are taken on the data of ``data[s]``."""
+    return [MeasureUnit(u.seed, u.label, u.run_dir, measures, data[u.seed], settings, threads)
+            for u in units if any(m.takes(u.label) for m in measures)]
 
 
 def differing_settings(saved: dict[str, Any], config: RunConfig) -> list[str]:
@@ -148,6 +206,17 @@ def _output_to(log: str | None) -> Iterator[None]:
             os.close(saved[1])
 
 
+@contextlib.contextmanager
+def _logged(log: str | None) -> Iterator[None]:
+    """Output, and the traceback of an error (raised again), appended to ``log``."""
+    with _output_to(log):
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc()
+            raise
+
+
 def run_unit(config: dict[str, Any], run_dir: str, log: str | None = None) -> str:
     """Train one unit in this process (the function every launcher calls, with plain
     arguments that pickle): the config into ``run_dir``, resumed from its checkpoint when it
@@ -155,11 +224,38 @@ def run_unit(config: dict[str, Any], run_dir: str, log: str | None = None) -> st
     ``log``. Returns ``run_dir``."""
     from wiseale.training import train
 
-    with _output_to(log):
-        try:
-            train(RunConfig.from_dict(config), Path(run_dir),
-                  resume=(Path(run_dir) / CHECKPOINT).exists(), progress=False)
-        except BaseException:
-            traceback.print_exc()
-            raise
+    with _logged(log):
+        train(RunConfig.from_dict(config), Path(run_dir),
+              resume=(Path(run_dir) / CHECKPOINT).exists(), progress=False)
+    return run_dir
+
+
+def finished_run(run_dir: Path) -> dict[str, Any]:
+    """A finished run as an experiment reads it: its config, train and test metrics (train
+    with ``objective``, the method's own training objective at the last epoch, e.g.
+    WiSE-ALE's Eq. 25-27) and per-epoch history."""
+    evaluation, history = read_json(run_dir / EVALUATION), read_metrics(run_dir / METRICS)
+    objective = {"objective": -history[-1]["loss"]} if history else {}
+    return {"config": read_json(run_dir / "config.json"),
+            "train": {**evaluation["train"], **objective}, "test": evaluation["test"],
+            "history": history}
+
+
+def run_measures(measures: tuple[Measure, ...], data: dict[str, Any], run_dir: str,
+                 label: str, settings: dict[str, Any], seed: int, threads: int | None,
+                 log: str | None = None) -> str:
+    """Take one finished run's measures in this process (a measure unit, as a launcher calls
+    it): those of ``measures`` that apply to ``label`` and are not saved under ``settings``
+    and ``seed`` are taken on the data of config ``data`` with ``threads`` torch threads and
+    saved in the run's measures.json; output appended to ``log``. Returns ``run_dir``."""
+    from wiseale.build import load_split
+    from wiseale.experiments.measures import MeasureContext, take_measures
+    from wiseale.threads import choose_threads, using_threads
+
+    with _logged(log), using_threads(choose_threads(threads)):
+        config, path = RunConfig.from_dict(data), Path(run_dir)
+        context = MeasureContext(label, path, load_split(config, "train"),
+                                 load_split(config, "test"), settings, seed, False,
+                                 finished_run(path))
+        take_measures(measures, context)
     return run_dir
