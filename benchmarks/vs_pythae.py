@@ -6,7 +6,9 @@ Both train AEVB with a Gaussian likelihood (pythae's ``reconstruction_loss="mse"
 epoch over the same in-memory training set. The
 networks are wiseale's, wrapped in pythae's BaseEncoder / BaseDecoder (pythae's encoder returns
 mu and log-variance: the log-variance head is the same linear layer as wiseale's sigma head,
-so both do the same arithmetic). pythae's epoch is its own ``BaseTrainer.train_step`` (data
+so both do the same arithmetic), in torch's default memory layout, as a pythae user's own
+modules are (wiseale builds the mnist network's conv weights channels-last on a CPU, its
+own choice). pythae's epoch is its own ``BaseTrainer.train_step`` (data
 loader, forward, backward, Adam, its per-step ``loss.item()`` check); wiseale's is
 ``train()``'s reported samples/s of the training loop (evaluation excluded). Both get the
 same torch thread count, said in the output. Every configuration (data x threads x batch: by
@@ -63,7 +65,9 @@ class Decoder(BaseDecoder):
 
 
 def pythae_samples_per_s(config: RunConfig, x: torch.Tensor, out: Path) -> float:
-    model = model_from_config(config)
+    # the networks in torch's default layout, as a pythae user's own modules are (wiseale
+    # keeps the mnist network's conv weights channels-last on a CPU: build.py)
+    model = model_from_config(config).to(memory_format=torch.contiguous_format)
     vae = VAE(VAEConfig(input_dim=tuple(x.shape[1:]), latent_dim=config.latent_dim,
                         reconstruction_loss="mse"),
               encoder=Encoder(model.encoder, model.noise.mu_head, model.noise.sigma_head),

@@ -28,7 +28,9 @@ class Network:
     """A network of the papers: ``build(sample_shape, latent_dim, **kwargs)`` gives (encoder
     backbone, feature size, decoder). ``shape`` is the per-sample shape it takes (None: any;
     a None entry: any size there); it is the default network of the shapes in
-    ``default_for``; ``variance_head``: it has 004's pixel-wise variance branch."""
+    ``default_for``; ``variance_head``: it has 004's pixel-wise variance branch;
+    ``channels_last``: on a CPU its 2-D convolutions run faster with their weights in
+    channels-last layout (measured in docs/performance.md, "Channels-last weights")."""
 
     name: str
     build: Callable[..., tuple[nn.Module, int, nn.Module]]
@@ -36,6 +38,7 @@ class Network:
     shape: tuple[int | None, ...] | None = None
     default_for: tuple[tuple[int, ...], ...] = ()
     variance_head: bool = False
+    channels_last: bool = False
 
     def takes(self, shape: tuple[int, ...]) -> bool:
         """Whether samples of ``shape`` fit the network."""
@@ -53,10 +56,11 @@ class Network:
 NETWORKS: Registry[Network] = Registry("network")
 for _network in (
         Network("sine-conv", sine_nets, "001 App. D.1", (1, SINE_LENGTH), ((1, SINE_LENGTH),)),
-        Network("mnist-conv", mnist_nets, "001 App. D.2", MNIST_SHAPE, (MNIST_SHAPE,)),
+        Network("mnist-conv", mnist_nets, "001 App. D.2", MNIST_SHAPE, (MNIST_SHAPE,),
+                channels_last=True),
         Network("celeba-conv", celeba_nets, "001 App. D.3", CELEBA_SHAPE, (CELEBA_SHAPE,)),
         Network("shapes-conv", shapes_nets, "003 Table 4 (3D Shapes)", (None, 64, 64),
-                ((1, 64, 64),)),
+                ((1, 64, 64),), channels_last=True),
         Network("mnist-vcae", mnist_vcae_nets, "003 Table 4", MNIST_SHAPE),
         Network("celeba-vcae", celeba_vcae_nets, "003 Table 4", CELEBA_SHAPE),
         Network("lv-mnist", lv_nets, "004 Supp. B.1", MNIST_SHAPE, variance_head=True),
