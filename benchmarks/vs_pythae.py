@@ -1,20 +1,20 @@
 """Training throughput of wiseale against pythae (the field's main library) for the same VAE
 on the same network and data.
 
-Both train AEVB with a Gaussian likelihood (pythae's ``reconstruction_loss="mse"``) on the
-001 App. D.1 sine network and the App. D.2 MNIST network on Fashion-MNIST, Adam 5e-4, one
-epoch over the same in-memory training set. The
-networks are wiseale's, wrapped in pythae's BaseEncoder / BaseDecoder (pythae's encoder returns
-mu and log-variance: the log-variance head is the same linear layer as wiseale's sigma head,
-so both do the same arithmetic), in torch's default memory layout, as a pythae user's own
-modules are (wiseale builds the mnist network's conv weights channels-last on a CPU, its
-own choice). pythae's epoch is its own ``BaseTrainer.train_step`` (data
-loader, forward, backward, Adam, its per-step ``loss.item()`` check); wiseale's is
-``train()``'s reported samples/s of the training loop (evaluation excluded). Both get the
-same torch thread count, said in the output. Every configuration (data x threads x batch: by
-default sine and Fashion-MNIST, 1 and 2 threads, batch 64 and 256) runs 5 alternating pairs
-(pythae, then wiseale) and prints every pair's samples/s and ratio with their median. pythae is
-an optional benchmark dependency: ``pip install '.[bench]'``.
+Both train AEVB with a Gaussian likelihood (pythae's ``reconstruction_loss="mse"``) on the 001
+App. D.1 sine network and the App. D.2 MNIST network on Fashion-MNIST, Adam 5e-4, one epoch
+over the same in-memory training set. The networks are wiseale's, wrapped in pythae's
+BaseEncoder / BaseDecoder (pythae's encoder returns mu and log-variance: the log-variance head
+is the same linear layer as wiseale's sigma head, so both do the same arithmetic up to the
+layout), in torch's default memory layout, as a pythae user's own modules are (wiseale builds
+the mnist network's conv weights channels-last on a CPU, its own choice, which a pythae user
+could also make by hand). pythae's epoch is its own ``BaseTrainer.train_step`` (data loader,
+forward, backward, Adam, its per-step ``loss.item()`` check); wiseale's is ``train()``'s
+reported samples/s of the training loop (evaluation excluded). Both get the same torch thread
+count, said in the output. Every configuration (data x threads x batch: by default sine and
+Fashion-MNIST, 1 and 2 threads, batch 64 and 256) runs 5 alternating pairs (pythae, then
+wiseale) and prints every pair's samples/s and ratio with their median. pythae is an optional
+benchmark dependency: ``pip install '.[bench]'``.
 
     .venv/bin/python benchmarks/vs_pythae.py [--data sine fashion-mnist] [--threads 1 2]
         [--batch 64 256] [--pairs 5]

@@ -72,8 +72,7 @@ def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p for p in model.parameters() if p.dim() == 4]
 
 
-def test_cpu_models_of_the_mnist_and_shapes_networks_keep_their_conv_weights_channels_last(
-        tmp_path):
+def test_cpu_models_of_the_mnist_network_keep_their_conv_weights_channels_last(tmp_path):
     """On a CPU, mnist-conv's 2-D convolution weights are built in channels-last layout (faster
     there: docs/performance.md) with the values of the default layout; on CUDA, and for a
     network not measured faster (lv-mnist), the default layout. A run trained so resumes to the

@@ -87,7 +87,6 @@ def test_a_failing_unit_leaves_the_others_finished_and_is_named(tmp_path, tiny_s
 KILLED_SIZE = {"epochs": 12, "n_train": 256, "n_test": 64}
 KILLED = f"KILLED_SIZE = {KILLED_SIZE!r}\n" + """
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from wiseale.experiments import paper001
@@ -339,8 +338,15 @@ def test_measures_run_as_units_with_the_bits_taken_here(tmp_path, one_after_anot
         patch.setenv("WISEALE_THREADS", "1")
         spec.run(here, scale="quick", seeds=2, progress=False, reuse=(one_after_another,))
     capsys.readouterr()
-    spec.run(there, scale="quick", seeds=2, progress=False, reuse=(one_after_another,),
-             launcher=LocalLauncher(2), threads=1)
+    import wiseale.experiments.measures
+
+    def taken_here(*_):
+        raise AssertionError("a measure was taken in the reproducing process")
+
+    with pytest.MonkeyPatch.context() as patch:  # the spawned workers do not see this
+        patch.setattr(wiseale.experiments.measures, "write_json", taken_here)
+        spec.run(there, scale="quick", seeds=2, progress=False, reuse=(one_after_another,),
+                 launcher=LocalLauncher(2), threads=1)
     err = capsys.readouterr().err
     assert "measures: 6, 6 to take (as units, by local, after the training units)" in err
     assert "wiseale: 4 measure units to local" in err

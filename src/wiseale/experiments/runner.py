@@ -186,11 +186,12 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
               reuse: tuple[Path, ...] = ()) -> Path | None:
     """Run ``spec`` at ``scale`` with ``seeds`` seeds (seed, seed + 1, ...); with
     ``redraw_data`` each seed also draws its own data split and evaluation subsets (RunConfig
-    ``data_seed``). The training runs are planned as units (experiments.units) and the plan
-    printed; ``launcher`` runs the unfinished ones (``threads`` torch threads each) before
-    the runs are read, measured and aggregated; without one they train here, one after
-    another. ``reuse``: folders whose finished runs are copied into the units they are the
-    same run as (experiments.reuse), before the plan. ``dry_run``: the plan only (returns
+    ``data_seed``). The training runs and then each run's measures are planned as units
+    (experiments.units) and the plan printed; ``launcher`` runs the unfinished ones
+    (``threads`` torch threads each) before the runs are read and aggregated; without one
+    they train and are measured here, one after another. ``reuse``: folders whose finished
+    runs are copied into the units they are the same run as (experiments.reuse), before the
+    plan. ``dry_run``: the plan only (returns
     None). See the module docstring."""
     from wiseale.build import load_split
 
