@@ -191,8 +191,7 @@ def reproduce(spec: Spec, out: Path, scale: str = "full", seed: int = 0, seeds: 
     (``threads`` torch threads each) before the runs are read and aggregated; without one
     they train and are measured here, one after another. ``reuse``: folders whose finished
     runs are copied into the units they are the same run as (experiments.reuse), before the
-    plan. ``dry_run``: the plan only (returns
-    None). See the module docstring."""
+    plan. ``dry_run``: the plan only (returns None). See the module docstring."""
     from wiseale.build import load_split
 
     positive_int(seeds, "--seeds")
