@@ -112,12 +112,14 @@ def take_measures(measures: Sequence[Measure], context: MeasureContext) -> None:
     and saved there at once (a measure stopped half-way loses only itself)."""
     key = measure_key(context.settings, context.seed)
     saved = saved_measures(context.run_dir)
-    for measure in measures_to_take(measures, context.name, saved, key):
-        saved[measure.name] = {"key": key, "values": measure.fn(context)}
-        write_json(context.run_dir / MEASURES_FILE, saved)
-    for measure in measures:
-        if measure.takes(context.name):
-            context.entry["test"].update(saved[measure.name]["values"])
+    missing = measures_to_take(measures, context.name, saved, key)
+    for measure in measures:  # in order: a measure may read an earlier one's values
+        if not measure.takes(context.name):
+            continue
+        if measure in missing:
+            saved[measure.name] = {"key": key, "values": measure.fn(context)}
+            write_json(context.run_dir / MEASURES_FILE, saved)
+        context.entry["test"].update(saved[measure.name]["values"])
 
 
 def fid_prior(context: MeasureContext) -> dict[str, Any]:
