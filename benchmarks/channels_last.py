@@ -1,5 +1,6 @@
-"""Training steps of the papers' image networks with their 2-D convolution weights in torch's
-default layout against channels-last, side by side (issue 28; docs/performance.md,
+"""Training steps of the papers' networks with their convolution weights in torch's default
+layout against channels-last (2-D weights by ``Module.to``, the sine network's 1-D ones by
+``wiseale.nets.layout``), side by side (issue 28; docs/performance.md,
 "Channels-last weights"). ``Network.channels_last`` (wiseale/nets) marks the networks that
 this benchmark found faster on a CPU, and wiseale builds those so.
 
@@ -9,7 +10,7 @@ Adam steps of a squared-error reconstruction loss of each, alternating, after on
 each. Printed per (network, batch, threads): each round's speed-up (default time over
 channels-last time) and their median.
 
-    .venv/bin/python benchmarks/channels_last.py [--nets mnist-conv shapes-conv lv-mnist]
+    .venv/bin/python benchmarks/channels_last.py [--nets sine-conv mnist-conv shapes-conv ...]
         [--batch 64 256] [--threads 1 2] [--rounds 5] [--steps 4]
 """
 
@@ -22,17 +23,18 @@ import time
 import torch
 
 from wiseale.nets import NETWORKS, build_nets
+from wiseale.nets.layout import to_channels_last
 
-SHAPES = {"mnist-conv": (1, 28, 28), "lv-mnist": (1, 28, 28), "mnist-vcae": (1, 28, 28),
-          "shapes-conv": (1, 64, 64), "celeba-conv": (3, 64, 64), "celeba-vcae": (3, 64, 64),
-          "lv-celeba": (3, 128, 128)}
+SHAPES = {"sine-conv": (1, 256), "mnist-conv": (1, 28, 28), "lv-mnist": (1, 28, 28),
+          "mnist-vcae": (1, 28, 28), "shapes-conv": (1, 64, 64), "celeba-conv": (3, 64, 64),
+          "celeba-vcae": (3, 64, 64), "lv-celeba": (3, 128, 128)}
 
 
-def _model(net: str, shape: tuple[int, ...], layout: torch.memory_format) -> torch.nn.Module:
+def _model(net: str, shape: tuple[int, ...], channels_last: bool) -> torch.nn.Module:
     torch.manual_seed(0)
     encoder, features, decoder = build_nets(net, shape, 16)
-    return torch.nn.Sequential(encoder, torch.nn.Linear(features, 16), decoder).to(
-        memory_format=layout)
+    return to_channels_last(torch.nn.Sequential(encoder, torch.nn.Linear(features, 16), decoder),
+                            channels_last)
 
 
 def _seconds_per_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -51,8 +53,8 @@ def speed_ups(net: str, batch: int, threads: int, rounds: int, steps: int) -> li
     shape = SHAPES[net]
     x = torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0))
     pairs = []
-    for layout in (torch.contiguous_format, torch.channels_last):
-        model = _model(net, shape, layout)
+    for channels_last in (False, True):
+        model = _model(net, shape, channels_last)
         optimizer = torch.optim.Adam(model.parameters(), 5e-4)
         _seconds_per_step(model, optimizer, x, 1)
         pairs.append((model, optimizer))
@@ -65,8 +67,8 @@ def speed_ups(net: str, batch: int, threads: int, rounds: int, steps: int) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", nargs="+", default=["mnist-conv", "shapes-conv", "lv-mnist"],
-                        choices=sorted(SHAPES))
+    parser.add_argument("--nets", nargs="+", choices=sorted(SHAPES),
+                        default=["sine-conv", "mnist-conv", "shapes-conv", "lv-mnist"])
     parser.add_argument("--batch", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=5)

@@ -7,14 +7,15 @@ over the same in-memory training set. The networks are wiseale's, wrapped in pyt
 BaseEncoder / BaseDecoder (pythae's encoder returns mu and log-variance: the log-variance head
 is the same linear layer as wiseale's sigma head, so both do the same arithmetic up to the
 layout), in torch's default memory layout, as a pythae user's own modules are (wiseale builds
-the mnist network's conv weights channels-last on a CPU, its own choice, which a pythae user
-could also make by hand). pythae's epoch is its own ``BaseTrainer.train_step`` (data loader,
-forward, backward, Adam, its per-step ``loss.item()`` check); wiseale's is ``train()``'s
-reported samples/s of the training loop (evaluation excluded). Both get the same torch thread
-count, said in the output. Every configuration (data x threads x batch: by default sine and
-Fashion-MNIST, 1 and 2 threads, batch 64 and 256) runs 5 alternating pairs (pythae, then
-wiseale) and prints every pair's samples/s and ratio with their median. pythae is an optional
-benchmark dependency: ``pip install '.[bench]'``.
+the sine and mnist networks' conv weights channels-last on a CPU, its own choice: a pythae user
+could do the same by hand for the mnist network, and with wiseale.nets.layout's 1-D
+convolutions for the sine network). pythae's epoch is its own ``BaseTrainer.train_step`` (data
+loader, forward, backward, Adam, its per-step ``loss.item()`` check); wiseale's is
+``train()``'s reported samples/s of the training loop (evaluation excluded). Both get the same
+torch thread count, said in the output. Every configuration (data x threads x batch: by default
+sine and Fashion-MNIST, 1 and 2 threads, batch 64 and 256) runs 5 alternating pairs (pythae,
+then wiseale) and prints every pair's samples/s and ratio with their median. pythae is an
+optional benchmark dependency: ``pip install '.[bench]'``.
 
     .venv/bin/python benchmarks/vs_pythae.py [--data sine fashion-mnist] [--threads 1 2]
         [--batch 64 256] [--pairs 5]
@@ -41,6 +42,7 @@ from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
 from wiseale import RunConfig, train
 from wiseale.build import load_split, model_from_config, resolve
+from wiseale.nets.layout import to_channels_last
 
 
 class Encoder(BaseEncoder):
@@ -66,8 +68,8 @@ class Decoder(BaseDecoder):
 
 def pythae_samples_per_s(config: RunConfig, x: torch.Tensor, out: Path) -> float:
     # the networks in torch's default layout, as a pythae user's own modules are (wiseale
-    # keeps the mnist network's conv weights channels-last on a CPU: build.py)
-    model = model_from_config(config).to(memory_format=torch.contiguous_format)
+    # builds the sine and mnist networks' conv weights channels-last on a CPU: build.py)
+    model = to_channels_last(model_from_config(config), channels_last=False)
     vae = VAE(VAEConfig(input_dim=tuple(x.shape[1:]), latent_dim=config.latent_dim,
                         reconstruction_loss="mse"),
               encoder=Encoder(model.encoder, model.noise.mu_head, model.noise.sigma_head),

@@ -69,35 +69,46 @@ def test_a_two_stage_run_that_ends_in_stage_one_is_warned_about():
 
 
 def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
-    return [p for p in model.parameters() if p.dim() == 4]
+    convs = (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    return [m.weight for m in model.modules() if isinstance(m, convs)]
 
 
-def test_cpu_models_of_the_mnist_network_keep_their_conv_weights_channels_last(tmp_path):
-    """On a CPU, mnist-conv's 2-D convolution weights are built in channels-last layout (faster
-    there: docs/performance.md) with the values of the default layout; on CUDA, and for a
-    network not measured faster (lv-mnist), the default layout. A run trained so resumes to the
-    weights of a straight one, and its loaded model keeps the layout."""
+def _channels_last(weight: torch.Tensor) -> bool:
+    from wiseale.nets.layout import is_channels_last_1d
+
+    if weight.dim() == 3:
+        return is_channels_last_1d(weight)
+    return weight.is_contiguous(memory_format=torch.channels_last) and weight.stride(1) == 1
+
+
+@pytest.mark.parametrize(("shape", "net", "convs"), [((1, 28, 28), "mnist-conv", 3),
+                                                    ((1, 256), "sine-conv", 10)])
+def test_cpu_models_of_the_marked_networks_keep_their_conv_weights_channels_last(
+        tmp_path, shape, net, convs):
+    """On a CPU, mnist-conv's and sine-conv's convolution weights are built in channels-last
+    layout (faster there: docs/performance.md) with the values of the default layout; on CUDA,
+    and for a network not measured faster (lv-mnist), the default layout. A run trained so
+    resumes to the weights of a straight one, and its loaded model keeps the layout."""
     from wiseale.build import model_from_config
     from wiseale.training import load_run, train
 
-    images = _data(torch.rand(64, 1, 28, 28))
-    config = dataclasses.replace(resolve(SINE, images), method="wise-ale", epochs=2)
+    samples = _data(torch.rand(64, *shape))
+    config = dataclasses.replace(resolve(SINE, samples), method="wise-ale", epochs=2)
     cpu = model_from_config(config)
     cuda_layout = model_from_config(dataclasses.replace(config, device="cuda"))
-    lv = model_from_config(resolve(dataclasses.replace(SINE, net="lv-mnist"), images))
-    assert config.net == "mnist-conv" and len(_conv_weights(cpu)) == 3
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in _conv_weights(cpu))
-    assert sum(not p.is_contiguous() for p in _conv_weights(cpu)) == 2  # one has 1 channel
-    assert all(p.is_contiguous() for p in _conv_weights(cuda_layout) + _conv_weights(lv))
+    lv = model_from_config(resolve(dataclasses.replace(SINE, net="lv-mnist"),
+                                   _data(torch.rand(64, 1, 28, 28))))
+    assert config.net == net and len(_conv_weights(cpu)) == convs
+    assert all(_channels_last(p) for p in _conv_weights(cpu))
+    assert not any(_channels_last(p) for p in _conv_weights(cuda_layout) + _conv_weights(lv))
     assert all(torch.equal(a, b) for a, b in zip(cpu.state_dict().values(),
                                                  cuda_layout.state_dict().values(), strict=True))
-    test = _data(torch.rand(16, 1, 28, 28))
-    train(config, tmp_path / "straight", progress=False, train_data=images, test_data=test)
+    test = _data(torch.rand(16, *shape))
+    train(config, tmp_path / "straight", progress=False, train_data=samples, test_data=test)
     train(dataclasses.replace(config, epochs=1), tmp_path / "part", progress=False,
-          train_data=images, test_data=test)
-    train(config, tmp_path / "part", resume=True, progress=False, train_data=images,
+          train_data=samples, test_data=test)
+    train(config, tmp_path / "part", resume=True, progress=False, train_data=samples,
           test_data=test)
     straight, part = (load_run(tmp_path / d)[0].state_dict() for d in ("straight", "part"))
     assert all(torch.equal(straight[k], part[k]) for k in straight)
-    assert all(p.is_contiguous(memory_format=torch.channels_last)
-               for p in _conv_weights(load_run(tmp_path / "part")[0]))
+    assert all(_channels_last(p) for p in _conv_weights(load_run(tmp_path / "part")[0]))

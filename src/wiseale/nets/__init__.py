@@ -29,8 +29,9 @@ class Network:
     backbone, feature size, decoder). ``shape`` is the per-sample shape it takes (None: any;
     a None entry: any size there); it is the default network of the shapes in
     ``default_for``; ``variance_head``: it has 004's pixel-wise variance branch;
-    ``channels_last``: on a CPU its 2-D convolutions run faster with their weights in
-    channels-last layout (measured in docs/performance.md, "Channels-last weights")."""
+    ``channels_last``: on a CPU its convolutions run faster with their weights in
+    channels-last layout (``wiseale.nets.layout``; measured in docs/performance.md,
+    "Channels-last weights")."""
 
     name: str
     build: Callable[..., tuple[nn.Module, int, nn.Module]]
@@ -55,7 +56,8 @@ class Network:
 
 NETWORKS: Registry[Network] = Registry("network")
 for _network in (
-        Network("sine-conv", sine_nets, "001 App. D.1", (1, SINE_LENGTH), ((1, SINE_LENGTH),)),
+        Network("sine-conv", sine_nets, "001 App. D.1", (1, SINE_LENGTH), ((1, SINE_LENGTH),),
+                channels_last=True),
         Network("mnist-conv", mnist_nets, "001 App. D.2", MNIST_SHAPE, (MNIST_SHAPE,),
                 channels_last=True),
         Network("celeba-conv", celeba_nets, "001 App. D.3", CELEBA_SHAPE, (CELEBA_SHAPE,)),
