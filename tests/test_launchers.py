@@ -379,3 +379,74 @@ def test_a_failing_measure_unit_is_named_and_the_others_are_saved(tmp_path,
     assert json.loads((tmp_path / "out/runs/aevb/measures.json").read_text())["fine"][
         "values"] == {"fine": 1.0}
     assert not (tmp_path / "out/runs/wise-ale/measures.json").exists()
+
+
+ORPHAN_UNITS = '''
+import os, signal, time
+from pathlib import Path
+
+def sleep(folder):
+    """A unit that runs until killed (SIGTERM's default)."""
+    Path(folder, "worker.pid").write_text(str(os.getpid()))
+    time.sleep(600)
+
+def stops(folder):
+    """A unit that stops at SIGTERM and returns, as a training unit stops at its next step."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    Path(folder, "worker.pid").write_text(str(os.getpid()))
+    for _ in range(6000):
+        if stop:
+            Path(folder, "stopped").write_text("checkpoint")
+            return folder
+        time.sleep(0.1)
+'''
+ORPHAN_PARENT = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+import orphan_units
+from wiseale.experiments.launchers import LocalLauncher
+
+class Unit:
+    run_dir = log = sys.argv[1]
+    def call(self):
+        return getattr(orphan_units, sys.argv[2]), (sys.argv[1],)
+
+if __name__ == "__main__":
+    LocalLauncher(1).run([Unit()])
+'''
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (exited, or a zombie nobody has reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("unit", ["sleep", "stops"])
+def test_a_local_worker_ends_when_its_reproduction_is_killed(tmp_path, unit):
+    """Killing only the reproducing process (SIGKILL to it alone) ends its local worker: a
+    unit that handles SIGTERM stops as a training unit does (with its checkpoint), any other
+    ends; without the parent watch the worker would run on, then wait for ever."""
+    (tmp_path / "orphan_units.py").write_text(ORPHAN_UNITS)
+    (tmp_path / "parent.py").write_text(ORPHAN_PARENT)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py"), str(tmp_path),
+                               unit])
+    pid_file = tmp_path / "worker.pid"
+    deadline = time.time() + 300
+    while not pid_file.exists() or not pid_file.read_text():
+        assert parent.poll() is None and time.time() < deadline, "the unit never started"
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 120  # the watch polls every second; a busy machine is slower
+    while not _gone(worker):
+        if time.time() > deadline:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its reproduction")
+        time.sleep(0.1)
+    assert (tmp_path / "stopped").exists() == (unit == "stops")

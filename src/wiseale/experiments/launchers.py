@@ -18,6 +18,9 @@ import concurrent.futures
 import functools
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,20 +78,56 @@ class LocalLauncher(Launcher):
 
     def run(self, units: Sequence[AnyUnit]) -> list[Failure]:
         with self.pool() as pool:
-            futures = {pool.submit(_invoke, unit.call()): unit for unit in units}
+            futures = {pool.submit(_invoke_local, unit.call()): unit for unit in units}
             return _failures((unit, future.exception) for future, unit in futures.items())
 
     def pool(self) -> concurrent.futures.ProcessPoolExecutor:
         """The ``jobs`` worker processes (spawned: no forked torch state), each pinned to its
-        GPU before it can initialise CUDA."""
+        GPU before it can initialise CUDA, and each ending when this process is gone."""
         context = multiprocessing.get_context("spawn")
-        if not self.gpus:
-            return concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context)
-        ids = context.Queue()
-        for gpu in gpu_per_worker(self.jobs, self.gpus):
-            ids.put(gpu)
-        return concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=context,
-                                                      initializer=_pin_gpu, initargs=(ids,))
+        ids = None
+        if self.gpus:
+            ids = context.Queue()
+            for gpu in gpu_per_worker(self.jobs, self.gpus):
+                ids.put(gpu)
+        return concurrent.futures.ProcessPoolExecutor(
+            self.jobs, mp_context=context, initializer=_local_worker_start,
+            initargs=(os.getpid(), ids))
+
+
+PARENT_POLL_SECONDS = 1.0
+_running = threading.Lock()  # held while a local worker runs a unit
+_orphaned = threading.Event()
+
+
+def _invoke_local(call: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    """:func:`_invoke` in a local worker; none once the worker is orphaned."""
+    with _running:
+        if _orphaned.is_set():
+            raise WisealeError("the reproduction that started this unit is gone")
+        return _invoke(call)
+
+
+def _local_worker_start(parent: int, ids: Any) -> None:
+    """A local worker's start: its GPU (where ``ids`` is a queue of them) and a thread that
+    ends it when ``parent`` is gone (:func:`_stop_when_orphaned`)."""
+    if ids is not None:
+        _pin_gpu(ids)
+    threading.Thread(target=_stop_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """End this worker once the reproduction that started it is gone: a killed parent does
+    not end its pool's workers, which would finish their unit and then wait on the pool's
+    queue for ever. SIGTERM stops a training unit at its next step with its checkpoint
+    (wiseale.training.interrupts; the same command resumes it) and ends any other; once the
+    unit has returned, the worker exits."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    _orphaned.set()
+    os.kill(os.getpid(), signal.SIGTERM)
+    with _running:
+        os._exit(128 + signal.SIGTERM)
 
 
 def gpu_per_worker(jobs: int, gpus: Sequence[str]) -> list[str]:
