@@ -478,6 +478,22 @@ def test_pairwise_bernoulli_nll_matches_loop():
     assert pairwise_bernoulli_nll(x_soft, logits)[2, 4].item() == pytest.approx(hand, rel=1e-10)
 
 
+@pytest.mark.parametrize("shape", [(), (4, 6)], ids=["one variance", "per element"])
+def test_gaussian_nll_and_its_gradients_against_torch_distributions(shape):
+    """A learned variance: one (0-dim tensor, the factored form) or one per element."""
+    torch.manual_seed(34)
+    x, mean = torch.randn(4, 2, 3, dtype=F64), torch.randn(4, 2, 3, dtype=F64)
+    logvar = (0.3 * torch.randn(shape, dtype=F64)).requires_grad_()
+    lv = logvar if logvar.dim() == 0 else logvar.view(4, 2, 3)
+    mine = gaussian_nll(x, mean, lv)
+    theirs = -torch.distributions.Normal(mean, (0.5 * lv).exp()).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+    weights = torch.arange(1.0, 5.0, dtype=F64)
+    grad_mine, = torch.autograd.grad((weights * mine).sum(), logvar)
+    grad_theirs, = torch.autograd.grad((weights * theirs).sum(), logvar)
+    torch.testing.assert_close(grad_mine, grad_theirs, rtol=1e-12, atol=1e-12)
+
+
 def test_nll_helpers_against_torch_distributions():
     torch.manual_seed(33)
     x = torch.randn(4, 6, dtype=F64)

@@ -264,18 +264,27 @@ def test_bf16_autocast_trains_with_float32_posterior_and_losses(tmp_path, tiny_s
     train(dataclasses.replace(tiny_sine, precision="bf16"), tmp_path / "run", progress=False)
     rows = [json.loads(r) for r in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in rows)
+    train(tiny_sine, tmp_path / "float32", progress=False)  # the same seed, not under autocast
+    bf16_weights = load_tensors(tmp_path / "run/model.safetensors")[0]
+    float32_weights = load_tensors(tmp_path / "float32/model.safetensors")[0]
+    assert any(not torch.equal(bf16_weights[k], float32_weights[k]) for k in float32_weights)
     with pytest.raises(WisealeError, match="unknown precision 'fp16'"):
         dataclasses.replace(tiny_sine, precision="fp16").validate()
 
 
-def test_lazy_finite_watch_reports_the_first_bad_step():
+@pytest.mark.parametrize("lazy", [True, False])
+def test_finite_watch_reports_the_first_bad_step_until_cleared(lazy):
     from wiseale.training.distributed import World
     from wiseale.training.guards import FiniteWatch
 
-    watch = FiniteWatch(torch.device("cpu"), World(), lazy=True)
-    for step, loss in enumerate([1.0, 2.0, float("nan"), 3.0, float("inf")]):
+    watch = FiniteWatch(torch.device("cpu"), World(), lazy=lazy)
+    for step, loss in enumerate([1.0, 2.0, float("nan"), 3.0, float("-inf")]):
         watch.update(torch.tensor(loss), step)
-    assert watch.lazy and watch.first_bad() == 2
+    assert watch.lazy == lazy and watch.first_bad() == 2
+    watch.clear()
+    assert watch.first_bad() is None
+    watch.update(torch.tensor(float("inf")), 7)
+    assert watch.first_bad() == 7
     clean = FiniteWatch(torch.device("cpu"), World())
     clean.update(torch.tensor(1.0), 0)
     assert not clean.lazy and clean.first_bad() is None

@@ -20,6 +20,7 @@ from wiseale import functional
 from wiseale.choices import DIP_LAMBDA_D_FACTOR, AggregateScaling, DIPVariant, MMDKernel, MMDScales
 from wiseale.hooks import Callback
 from wiseale.noises import GaussianPosterior, Posterior
+from wiseale.optim import adam
 from wiseale.pairwise import run_kernel
 from wiseale.registry import Registry
 
@@ -204,8 +205,8 @@ class TotalCorrelation(Regularizer, Callback):
 
     def own_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=ADVERSARY_LR,
-                                               betas=ADVERSARY_BETAS)
+            self._optimizer = adam(self.discriminator.parameters(), lr=ADVERSARY_LR,
+                                   betas=ADVERSARY_BETAS)
         return {"adversary": self._optimizer}
 
     def on_step_end(self, step: int, parts: dict[str, Tensor]) -> None:

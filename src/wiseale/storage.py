@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from wiseale.errors import WisealeError, one_line
+from wiseale.optim import lay_like_params
 
 FORMAT_VERSION = 1
 META_KEY, DIGEST_KEY = "wiseale", "sha256"
@@ -235,6 +236,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
             state.setdefault(int(index), {})[name] = value
     try:
         optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+        lay_like_params(optimizer)
     except (ValueError, KeyError, TypeError) as exc:
         raise WisealeError(f"the saved {prefix} state does not fit this model's optimiser "
                            f"({exc}); the file belongs to another run") from None

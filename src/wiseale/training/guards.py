@@ -3,6 +3,8 @@ run or skips its batch (``--on-nonfinite``); non-finite weights are never checkp
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from wiseale.errors import WisealeError
@@ -12,26 +14,34 @@ from wiseale.training.run import Run
 
 class FiniteWatch:
     """Watches the step losses of an epoch for a non-finite value. On the CPU each step is
-    checked at once (the step is not applied); on a GPU the first bad step's index is kept
-    on the device and read once at the end of the epoch, so that no step waits for the host
-    (``lazy``; that epoch's weights are then not saved). Across processes the verdict is
-    shared, so all stop (or skip) together."""
+    checked at once (one read of the loss, which waits for nothing there; a bad step is not
+    applied); on a GPU the first bad step's index is kept on the device and read once at the
+    end of the epoch, so that no step waits for the host (``lazy``; that epoch's weights are
+    then not saved). Across processes the verdict is shared, so all stop (or skip)
+    together."""
 
     def __init__(self, device: torch.device, world: World, lazy: bool | None = None) -> None:
         self.lazy = device.type == "cuda" if lazy is None else lazy
         self.world = world
-        self.bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad = torch.full((), -1, dtype=torch.long, device=device)  # lazy: on the device
+        self.seen: int | None = None  # not lazy: the first bad step, read at once
 
     def update(self, loss: torch.Tensor, step: int) -> None:
-        finite = torch.isfinite(loss.detach())
-        self.bad = torch.where((self.bad < 0) & ~finite, step, self.bad)
+        if self.lazy:
+            finite = torch.isfinite(loss.detach())
+            self.bad = torch.where((self.bad < 0) & ~finite, step, self.bad)
+        elif self.seen is None and not math.isfinite(loss.item()):
+            self.seen = step
 
     def clear(self) -> None:
         """Forget the bad step seen (after it was skipped)."""
-        self.bad = torch.full_like(self.bad, -1)
+        self.bad, self.seen = torch.full_like(self.bad, -1), None
 
     def first_bad(self) -> int | None:
-        bad = self.bad
+        if not self.lazy and not self.world.distributed:
+            return self.seen
+        bad = self.bad if self.lazy else torch.full_like(self.bad, -1 if self.seen is None
+                                                         else self.seen)
         if self.world.distributed:
             bad = torch.where(bad < 0, torch.iinfo(torch.long).max, bad)
             reduce_min(bad)

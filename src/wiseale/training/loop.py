@@ -28,6 +28,7 @@ from wiseale.lock import exclusive
 from wiseale.metrics import evaluate, evaluate_full
 from wiseale.metrics.evaluation import AGGREGATE_SAMPLES
 from wiseale.model import Autoencoder
+from wiseale.optim import adam
 from wiseale.pairwise import planned_kernel, run_kernel
 from wiseale.storage import (
     atomic_write_text,
@@ -104,8 +105,8 @@ def _optimizers(model: Autoencoder, lr: float) -> dict[str, torch.optim.Optimize
     own = model.own_optimizers()
     owned = {id(p) for optimizer in own.values() for group in optimizer.param_groups
              for p in group["params"]}
-    return {"optim": torch.optim.Adam([p for p in model.parameters() if id(p) not in owned],
-                                      lr=lr), **own}
+    return {"optim": adam([p for p in model.parameters() if id(p) not in owned], lr=lr),
+            **own}
 
 
 def _setup(config: RunConfig, out: Path, world: World, nets: tuple,

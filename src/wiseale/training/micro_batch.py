@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from wiseale.errors import WisealeError
-from wiseale.model import Autoencoder, LossOutput, full_precision
+from wiseale.model import Autoencoder, LossOutput, full_precision, full_precision_region
 from wiseale.noises import Posterior
 from wiseale.training.rng import rng_state, set_rng_state
 
@@ -48,7 +48,7 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
     whole = Posterior.cat(encoded)
     for value in whole.tensors().values():  # code is mu where it is not a field of its own
         value.requires_grad_()
-    with torch.autocast(device.type, enabled=False):  # float32 under bf16 autocast
+    with full_precision_region(device.type):  # float32 under bf16 autocast
         penalty, reg_parts = model.regularize(whole)
     if penalty.requires_grad:
         penalty.backward()
@@ -59,7 +59,7 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         set_rng_state(state, device)
         post = model.encode(chunk)
         out = full_precision(model.decode(post.z))
-        with torch.autocast(device.type, enabled=False):
+        with full_precision_region(device.type):
             own_nll = model.likelihood.nll(chunk, out)
         rows = slice(start, start + len(chunk))
         tensors = post.tensors()

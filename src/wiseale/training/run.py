@@ -3,6 +3,7 @@ what every part of the loop uses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -71,8 +72,8 @@ class Run:
         mode: one process, torchrun (DDP averages them) or micro-batches
         (wiseale.training.micro_batch).
         The forward pass runs under bfloat16 autocast with ``precision="bf16"``."""
-        bf16 = torch.autocast(self.device.type, torch.bfloat16,
-                              enabled=self.config.precision == "bf16")
+        bf16 = torch.autocast(self.device.type, torch.bfloat16) \
+            if self.config.precision == "bf16" else contextlib.nullcontext()
         with bf16:
             if self.micro_batched:  # backward runs inside, one micro-batch at a time
                 return micro_batch_step(self.model, x_batch, self.config.micro_batch)
