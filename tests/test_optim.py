@@ -1,10 +1,13 @@
 """The training Adam (wiseale.optim): fused where torch can, and exact after a checkpoint's
 round trip for a channels-last parameter, against Adam's update written out in float64."""
 
+import dataclasses
+
 import torch
 
 from wiseale.optim import adam
-from wiseale.storage import optimizer_tensors, restore_optimizer
+from wiseale.storage import load_tensors, optimizer_tensors, restore_optimizer
+from wiseale.training import train
 
 LR, BETAS, EPS = 1e-2, (0.9, 0.999), 1e-8
 
@@ -54,3 +57,14 @@ def test_a_resumed_channels_last_parameter_takes_adams_update():
     assert fresh.defaults["fused"] is True
     assert resumed.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(resumed.detach(), adam_by_hand(start, grads), rtol=0, atol=1e-12)
+
+
+def test_a_cpu_run_trains_with_the_fused_adam_and_saves_it(tmp_path, tiny_sine):
+    """So that tests/test_resume.py's exact resumes cover the fused kernel, the TC
+    discriminator's Adam included."""
+    for method in ("wise-ale", "factorvae"):
+        train(dataclasses.replace(tiny_sine, method=method, epochs=1), tmp_path / method,
+              progress=False)
+        groups = load_tensors(tmp_path / method / "checkpoint.safetensors")[1]["param_groups"]
+        assert all(group["fused"] is True for prefix in groups for group in groups[prefix])
+    assert set(groups) == {"optim", "adversary"}
