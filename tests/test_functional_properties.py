@@ -106,8 +106,9 @@ def test_blockwise_bound_equals_literal_eq21_value_and_gradient(params, chunk, d
     transcription in value and in both gradients, for any block size (M need not divide)."""
     mu, logvar = params
     chunk = _block(chunk, mu.shape[0])
-    if default:  # the default block size, from a BLOCK_ELEMENTS that gives `chunk` rows
-        with mock.patch.object(pairwise_module, "BLOCK_ELEMENTS", (chunk + 1) * mu.numel() - 1):
+    if default:  # the default tile, from a TILE_ELEMENTS that gives tiles of side `chunk`
+        d = mu.shape[1]
+        with mock.patch.object(pairwise_module, "TILE_ELEMENTS", ((chunk + 1) ** 2 - 1) * d):
             ours, ours_grad = _value_and_grads(aggregate_kl_upper_bound, mu, logvar,
                                                weight=weight)
     else:

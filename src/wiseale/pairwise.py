@@ -2,17 +2,20 @@
 
     a_ij = -1/2 sum_k [(mu_ik - mu_jk)^2 / s_ijk + log s_ijk],  s_ijk = var_ik + var_jk,
 
-the log of Eq. 21's product over k without its 2 pi, in blocks of rows with a hand-written
-backward (:class:`_PairwiseLogOverlap`), so the extra memory is O(M d) plus one block.
+the log of Eq. 21's product over k without its 2 pi, in blocks with a hand-written backward
+that recomputes each block, so the extra memory is O(M d) plus one block.
 
-Two kernels evaluate the same block functions:
+Two kernels evaluate the same terms (:func:`_log_overlap`):
 
-- ``eager``: PyTorch operations on materialised [rows, M, d] blocks; any device, no compiler.
-- ``compiled``: the block functions fused by ``torch.compile`` (C++/OpenMP on CPU, Triton on
-  GPU): the [rows, M, d] terms are never stored, only [rows, M]. The first shapes get kernels
-  specialised to them (at d = 4 about 3x faster than shape-generic ones), later new shapes
-  one shape-generic kernel (torch.compile's automatic dynamic shapes), so a training run
-  compiles a few times at most; docs/performance.md has the speed-up.
+- ``eager``: PyTorch operations on materialised [rows, columns, d] tiles of the upper
+  triangle only, since a_ij = a_ji (:class:`_SymmetricLogOverlap`: half the pairs, an online
+  logsumexp per row); any device, no compiler.
+- ``compiled``: block functions of rows against all M (:class:`_PairwiseLogOverlap`) fused by
+  ``torch.compile`` (C++/OpenMP on CPU, Triton on GPU): the [rows, M, d] terms are never
+  stored, only [rows, M]. The first shapes get kernels specialised to them (at d = 4 about 3x
+  faster than shape-generic ones), later new shapes one shape-generic kernel (torch.compile's
+  automatic dynamic shapes), so a training run compiles a few times at most;
+  docs/performance.md has the speed-ups.
 
 ``auto`` takes the compiled kernel when M^2 d >= COMPILE_MIN_ELEMENTS (below that, compiling
 costs more than it saves) and its first use on this device and dtype (forward and backward on
@@ -23,6 +26,7 @@ a copy of the input) compiled and ran; else one warning and eager from then on.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -33,7 +37,7 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)  # progress of long steps (the CLI shows INFO)
 KERNELS = ("auto", "compiled", "eager")
-BLOCK_ELEMENTS = 2**18  # eager: elements of each [rows, M, d] block (1 MB in float32)
+TILE_ELEMENTS = 2**16  # eager: elements of each [rows, columns, d] tile (256 KB in float32)
 COMPILED_BLOCK_ELEMENTS = 2**24  # compiled: rows x M x d per call (only [rows, M] is stored)
 PLANES_MAX_D = 32  # the eager kernel's layout: see _planes
 COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024, d = 4)
@@ -85,6 +89,16 @@ def _weighted_sum(c: Tensor, t: Tensor, planes: bool) -> Tensor:
     return torch.einsum("ij,ijk->ik", c, t)
 
 
+def _row_and_column_sums(c: Tensor, t: Tensor, planes: bool) -> tuple[Tensor, Tensor]:
+    """(sum_j c_ij t_ijk [rows, d], sum_i c_ij t_ijk [columns, d]) of a tile, from one
+    product written over t."""
+    if planes:  # t: [d, rows, columns]
+        t.mul_(c)
+        return t.sum(dim=2).T, t.sum(dim=1).T
+    t.mul_(c[:, :, None])
+    return t.sum(dim=1), t.sum(dim=0)
+
+
 def block_lse(mu_i: Tensor, var_i: Tensor, mu: Tensor, var: Tensor) -> Tensor:
     """L_i = logsumexp_j a_ij for the rows i of a block."""
     return torch.logsumexp(_log_overlap(mu_i, var_i, mu, var)[0], dim=1)
@@ -129,6 +143,62 @@ class _PairwiseLogOverlap(torch.autograd.Function):
             grad_mu[rows], grad_var[rows] = ctx.grad_fn(mu[rows], var[rows], lse[rows], mu, var,
                                                         lse, scale)
         return grad_mu, grad_var, None, None, None
+
+
+def _tiles(m: int, tile: int) -> list[tuple[slice, slice]]:
+    """The tiles (rows I, columns J) of the upper triangle of an [M, M] matrix, J >= I."""
+    starts = range(0, m, tile)
+    return [(slice(i, i + tile), slice(j, j + tile)) for i in starts for j in starts if j >= i]
+
+
+def _add_to_lse(peak: Tensor, total: Tensor, rows: slice, a: Tensor) -> None:
+    """Online logsumexp: fold the values a[r, :] into each row r's running max ``peak`` and
+    sum of exp(value - peak) ``total``."""
+    new_peak = torch.maximum(peak[rows], a.amax(dim=1))
+    total[rows] = total[rows] * (peak[rows] - new_peak).exp() + \
+        (a - new_peak[:, None]).exp().sum(dim=1)
+    peak[rows] = new_peak
+
+
+class _SymmetricLogOverlap(torch.autograd.Function):
+    """mean_i L_i from the tiles of the upper triangle only: a_ij = a_ji, so a tile (I, J)
+    gives rows I their terms in J and rows J theirs in I, half the work of full rows.
+
+    Forward: an online logsumexp per row over the tiles. Backward: c_ij = W_ij + W_ji is
+    symmetric and t_ij = -t_ji (see _PairwiseLogOverlap), so a tile adds -sum_j c_ij t_ij to
+    rows I and +sum_i c_ij t_ij to rows J, and sum c_ij (t_ij^2 - 1/s_ij) / 2 to both."""
+
+    @staticmethod
+    def forward(ctx: Any, mu: Tensor, var: Tensor, tile: int) -> Tensor:
+        peak, total = torch.full_like(mu[:, 0], -torch.inf), torch.zeros_like(mu[:, 0])
+        for rows, cols in _tiles(mu.shape[0], tile):
+            a = _log_overlap(mu[rows], var[rows], mu[cols], var[cols])[0]
+            _add_to_lse(peak, total, rows, a)
+            if cols != rows:
+                _add_to_lse(peak, total, cols, a.T)
+        lse = peak + total.log()
+        ctx.save_for_backward(mu, var, lse)
+        ctx.tile = tile
+        return lse.mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        mu, var, lse = ctx.saved_tensors
+        grad_mu, grad_var = torch.zeros_like(mu), torch.zeros_like(var)
+        scale, planes = grad / mu.shape[0], _planes(mu)
+        for rows, cols in _tiles(mu.shape[0], ctx.tile):
+            a, t, inv = _log_overlap(mu[rows], var[rows], mu[cols], var[cols])
+            c = ((a - lse[rows, None]).exp() + (a - lse[None, cols]).exp()) * scale
+            w = inv.neg_().addcmul_(t, t)  # t^2 - 1/s, before t is overwritten
+            (mu_rows, mu_cols), (var_rows, var_cols) = (_row_and_column_sums(c, t, planes),
+                                                        _row_and_column_sums(c, w, planes))
+            grad_mu[rows] -= mu_rows
+            grad_var[rows] += 0.5 * var_rows
+            if cols != rows:
+                grad_mu[cols] += mu_cols
+                grad_var[cols] += 0.5 * var_cols
+        return grad_mu, grad_var, None
 
 
 _compiled: tuple[BlockLse, BlockGrad] | None = None
@@ -189,7 +259,7 @@ def run_kernel(m: int, d: int, calls: int, device: torch.device,
     mu = torch.zeros(m, d, device=device)
     if not _use_compiled(mu, "auto"):
         return "eager"
-    return "compiled" if compiles(mu, torch.ones_like(mu), _chunk(mu, True)) else "eager"
+    return "compiled" if compiles(mu, torch.ones_like(mu), _chunk(mu)) else "eager"
 
 
 def _use_compiled(mu: Tensor, kernel: str) -> bool:
@@ -201,23 +271,30 @@ def _use_compiled(mu: Tensor, kernel: str) -> bool:
     return m * m * d >= COMPILE_MIN_ELEMENTS
 
 
-def _chunk(mu: Tensor, compiled: bool) -> int:
-    elements = COMPILED_BLOCK_ELEMENTS if compiled else BLOCK_ELEMENTS
-    return max(1, elements // mu.numel())
+def _chunk(mu: Tensor) -> int:
+    """The compiled kernel's rows per block."""
+    return max(1, COMPILED_BLOCK_ELEMENTS // mu.numel())
+
+
+def _tile(mu: Tensor) -> int:
+    """The eager kernel's tile side T: T x T x d about TILE_ELEMENTS."""
+    return max(1, math.isqrt(TILE_ELEMENTS // mu.shape[1]))
 
 
 def mean_log_overlap(mu: Tensor, var: Tensor, chunk_size: int | None = None,
                      kernel: str = "auto") -> Tensor:
     """mean_i logsumexp_j a_ij for posteriors N(mu_j, diag(var_j)) [M, d], differentiable,
-    with the ``kernel`` (one of KERNELS), in blocks of ``chunk_size`` rows (default: about
-    BLOCK_ELEMENTS, or COMPILED_BLOCK_ELEMENTS, elements of rows x M x d: eager blocks that
-    stay in cache ran several times faster than 2^24-element ones on the development CPU)."""
+    with the ``kernel`` (one of KERNELS), in eager tiles of ``chunk_size`` x ``chunk_size``
+    pairs (default: about TILE_ELEMENTS elements of rows x columns x d, the fastest of 2^15 to
+    2^18 at d = 4 on the development CPU) or compiled blocks of ``chunk_size`` rows against all
+    M (default: about COMPILED_BLOCK_ELEMENTS elements)."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown aggregate KL kernel {kernel!r}; use one of "
                          f"{', '.join(KERNELS)}")
     compiled = _use_compiled(mu, kernel)
     if compiled and kernel == "auto":
-        compiled = compiles(mu, var, chunk_size or _chunk(mu, True))
-    chunk_size = chunk_size or _chunk(mu, compiled)
-    kernels = _compiled_kernels() if compiled else (block_lse, block_grad)
-    return _PairwiseLogOverlap.apply(mu, var, chunk_size, *kernels)
+        compiled = compiles(mu, var, chunk_size or _chunk(mu))
+    if not compiled:
+        return _SymmetricLogOverlap.apply(mu, var, chunk_size or _tile(mu))
+    return _PairwiseLogOverlap.apply(mu, var, chunk_size or _chunk(mu),
+                                     *_compiled_kernels())
