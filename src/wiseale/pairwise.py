@@ -44,10 +44,10 @@ COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024,
 COMPILE_ENV = "WISEALE_COMPILE"
 # What a compile costs and saves on the development CPU (benchmarks/kernel_first_use.py,
 # docs/performance.md): 11.5 s once per process with a cold inductor cache, 6.2 s with a warm
-# one, against eager - compiled of 2.0-2.9 ns per pair element M^2 d for a forward + backward
-# (0.7-1.8 ns for a forward alone).
+# one, against eager (symmetric tiles) - compiled of 0.05-1.6 ns per pair element M^2 d for a
+# forward + backward with one thread, 2.0-2.4 ns with two, and 1.1-1.6 ns for a forward alone.
 COMPILE_SECONDS = 8.0
-SAVED_SECONDS_PER_ELEMENT = {True: 2.5e-9, False: 1e-9}  # with backward -> s per element
+SAVED_SECONDS_PER_ELEMENT = {True: 1e-9, False: 1e-9}  # with backward -> s per element
 
 BlockLse = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 BlockGrad = Callable[..., tuple[Tensor, Tensor]]
