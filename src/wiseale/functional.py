@@ -139,11 +139,9 @@ def gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor | float) -> Tensor:
     |x - mean|^2 / (2 var) + D/2 (log 2 pi + logvar): one pass over the data dimensions
     instead of four, the training step's likelihood on the fixed and learned variances."""
     if not isinstance(logvar, Tensor) or logvar.dim() == 0:
+        precision = torch.exp(-logvar) if isinstance(logvar, Tensor) else math.exp(-logvar)
         squares = (x - mean).square().flatten(1).sum(dim=1)
-        dims = x[0].numel()
-        if isinstance(logvar, Tensor):
-            return squares * (0.5 * torch.exp(-logvar)) + 0.5 * dims * (LOG_2PI + logvar)
-        return squares * (0.5 * math.exp(-logvar)) + 0.5 * dims * (LOG_2PI + logvar)
+        return squares * (0.5 * precision) + 0.5 * x[0].numel() * (LOG_2PI + logvar)
     per_dim = 0.5 * (LOG_2PI + logvar + (x - mean).square() * torch.exp(-logvar))
     return per_dim.flatten(1).sum(dim=1)
 
