@@ -14,9 +14,11 @@ pairwise elements M^2 d (minutes per call).
 
 The last column is the fraction of the machine's float32 matmul rate (measured here with a
 2048^3 torch.mm, a practical peak) that the compiled kernel reaches, counting 20 flops per
-(i, j, k) element for forward + backward (sub, add, reciprocal, 2 mul, log and sum forward;
-recomputing those, 2 exp per pair, t^2 - 1/s and two weighted sums backward; a log counted
-as one flop, so this flatters a kernel dominated by transcendental functions).
+(i, j, k) element for forward + backward (those of the row-block kernel that this column was
+made for: sub, add, reciprocal, 2 mul, log and sum forward; recomputing those, 2 exp per
+pair, t^2 - 1/s and two weighted sums backward; a log counted as one flop). Since the symmetric
+tiles with one log per pair the kernel does about half of that work, so the column reads as
+a rate of equivalent work.
 
     .venv/bin/python benchmarks/aggregate_kl.py [--repeats 3] [--threads 2]
 """

@@ -2,8 +2,9 @@
 ``kernel="auto"``, one call at M = 64, d = 64 (eager: below the compile threshold), then three
 at M = 2048, d = 64 (the first compiles), then three with ``kernel="compiled"``; each figure is
 one forward + backward in seconds. Run it in a fresh process: the first compile is the point.
-Then the figures behind ``pairwise.compile_pays``: seconds per pair element M^2 d of each
-kernel, forward + backward and forward alone (medians of 3 after a warm-up).
+Then the figures behind ``pairwise.compile_pays``: ns per pair element M^2 d of each kernel,
+forward + backward and forward alone (medians of 3 after a warm-up), and the first compiled
+call's seconds, a fresh process per shape (``--threads N`` torch threads, default 1).
 ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` measures a compile with a cold cache. ``--train``
 adds `wiseale train` of AEVB and WiSE-ALE at batch 1024 on 8,192 sine waves for 3 epochs,
 each in a fresh process: the samples/s of every epoch (the first holds any compile) and the
@@ -21,8 +22,8 @@ would otherwise fall on WiSE-ALE's first step). WiSE-ALE's step time per epoch i
 metrics.jsonl less the callback's, so the machine's noise hits both alike; the AEVB steps pay
 no loop around them, which favours AEVB.
 
-    .venv/bin/python benchmarks/kernel_first_use.py [--train [--pairs 5 --latent-dim 4]]
-        [--lockstep 5 --latent-dim 4]
+    .venv/bin/python benchmarks/kernel_first_use.py [--threads 1] [--train [--pairs 5
+        --latent-dim 4]] [--lockstep 5 --latent-dim 4]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -176,6 +178,32 @@ def print_lockstep(rounds: int, latent_dim: int) -> None:
           f"{statistics.median(totals):.3f}")
 
 
+def shape_round(m: int, d: int) -> None:
+    """One shape in this fresh process (so its compiled kernels are specialised to it, as in
+    a run): the first compiled call's seconds, then ns per pair element of each kernel."""
+    started = time.perf_counter()
+    per_element(m, d, "compiled", True)  # holds the compile; measures nothing kept
+    first = time.perf_counter() - started
+    figures = {f"{k} {'fwd+bwd' if b else 'fwd'}": per_element(m, d, k, b) * 1e9
+               for b in (True, False) for k in ("eager", "compiled")}
+    print(json.dumps({"compile_s": first, **figures}))
+
+
+def print_savings(threads: int) -> None:
+    """The figures behind pairwise.compile_pays: eager - compiled, ns per pair element, a
+    fresh process per shape with ``threads`` torch threads."""
+    print(f"| M | d | fwd+bwd eager - compiled = saved ns | fwd eager - compiled = saved ns | "
+          f"first compiled call s | ({threads} thread(s)) |")
+    for m, d in ((1024, 4), (4096, 4), (1024, 16), (1024, 64), (2048, 64)):
+        done = subprocess.run([sys.executable, __file__, "--shape", str(m), str(d)],
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                              check=True, capture_output=True, text=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        cells = [f"{r[f'eager {p}']:.2f} - {r[f'compiled {p}']:.2f} = "
+                 f"{r[f'eager {p}'] - r[f'compiled {p}']:.2f}" for p in ("fwd+bwd", "fwd")]
+        print(f"| {m} | {d} | {cells[0]} | {cells[1]} | {r['compile_s']:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true")
@@ -183,6 +211,8 @@ def main() -> None:
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--lockstep", type=int, default=0)
     parser.add_argument("--lockstep-round", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shape", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lockstep_round:
         lockstep_round(args.latent_dim)
@@ -197,16 +227,14 @@ def main() -> None:
         for method in ("aevb", "wise-ale"):
             rates, wall = train_epochs(method)
             print(f"train {method}: samples/s per epoch {rates}, {wall:.2f} s wall", flush=True)
+    if args.shape:
+        shape_round(*args.shape)
+        return
     torch.manual_seed(0)
     print("warm M=64 auto", timed(64, 64, calls=1))
     print("M=2048 auto", timed(2048, 64))
     print("M=2048 compiled", timed(2048, 64, "compiled"))
-    print("| M | d | pass | eager ns/element | compiled ns/element | saved ns/element |")
-    for m, d in ((1024, 4), (4096, 4), (1024, 16), (2048, 64)):
-        for backward in (True, False):
-            eager, compiled = (per_element(m, d, k, backward) for k in ("eager", "compiled"))
-            print(f"| {m} | {d} | {'fwd+bwd' if backward else 'fwd'} | {eager * 1e9:.1f} | "
-                  f"{compiled * 1e9:.1f} | {(eager - compiled) * 1e9:.1f} |", flush=True)
+    print_savings(args.threads)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The aggregate KL's pairwise kernels (wiseale.pairwise): the compiled kernel against the
 literal Eq. 21 in float64, and how ``auto`` chooses."""
 
+import math
 import warnings
 
 import pytest
@@ -37,6 +38,65 @@ def test_compiled_kernel_equals_the_literal_formula(dtype, tol):
         assert torch.allclose(value, ref, rtol=tol, atol=0)
         for ours, theirs in zip(grads, ref_grads, strict=True):
             assert torch.allclose(ours, theirs, rtol=tol, atol=tol * theirs.abs().max())
+
+
+def _log_space_brute_force(mu, logvar):
+    """001 Eq. 21-24 with the product over k summed in log space over all [M, M, d] terms at
+    once, autograd for the gradients (the literal product overflows at d = 1024)."""
+    var = logvar.exp()
+    pair_var = var[:, None] + var[None]
+    a = -0.5 * ((mu[:, None] - mu[None]).square() / pair_var + pair_var.log()).sum(-1)
+    m = mu.shape[0]
+    return (torch.logsumexp(a, 1).mean() - math.log(m)
+            + 0.5 * (var + mu.square()).sum(-1).mean())
+
+
+@pytest.mark.parametrize("d", [5, pairwise.product_max_d(torch.float64) + 2])  # 1 or d logs
+@pytest.mark.parametrize("tile", [3, 8, 64])
+@pytest.mark.parametrize("kept_pairs_max", [2**26, 0])  # a_ij kept for the backward, or not
+def test_compiled_kernels_tiles_equal_a_brute_force_over_wide_variances(
+        d, tile, kept_pairs_max, monkeypatch):
+    """The compiled kernel's tile functions, run uncompiled in float64, against Eq. 21 over
+    all pairs at once: value and both gradients over M = 17 (partial tiles, a single tile),
+    with variances from e^-20 to e^20 (the max / product split of sum_k log s_ijk), the
+    forward's a_ij reused by the backward or recomputed there; at d = 5 also against the
+    literal formula."""
+    monkeypatch.setattr(pairwise, "_compiled_kernels",
+                        lambda: (pairwise.tile_log_overlap, pairwise.tile_grad))
+    monkeypatch.setattr(pairwise, "KEPT_PAIRS_MAX", kept_pairs_max)
+    g = torch.Generator().manual_seed(d + tile)
+    mu = (3 * torch.randn(17, d, generator=g, dtype=torch.float64)).requires_grad_()
+    logvar = (40 * torch.rand(17, d, generator=g, dtype=torch.float64) - 20).requires_grad_()
+    value, grads = _value_and_grads(
+        lambda a, b: aggregate_kl_upper_bound(a, b, tile, kernel="compiled"), mu, logvar)
+    references = [_log_space_brute_force] + [aggregate_kl_upper_bound_reference] * (d < 10)
+    for reference in references:
+        ref, ref_grads = _value_and_grads(reference, mu, logvar)
+        assert torch.allclose(value, ref, rtol=1e-10, atol=0)
+        for ours, theirs in zip(grads, ref_grads, strict=True):
+            assert torch.allclose(ours, theirs, rtol=1e-9, atol=1e-9 * theirs.abs().max())
+
+
+def test_the_product_of_a_compiled_tile_stays_finite_in_float32(monkeypatch):
+    """At d = product_max_d(float32), variances from e^-20 to e^20: each of the d factors
+    s_ijk min(1/var_ik, 1/var_jk) lies in [1, 2], so their product is finite, and the value
+    and gradients stay within float32 rounding of float64's."""
+    monkeypatch.setattr(pairwise, "_compiled_kernels",
+                        lambda: (pairwise.tile_log_overlap, pairwise.tile_grad))
+    g = torch.Generator().manual_seed(1)
+    d = pairwise.product_max_d(torch.float32)
+    mu64 = 3 * torch.randn(24, d, generator=g, dtype=torch.float64)
+    logvar64 = 40 * torch.rand(24, d, generator=g, dtype=torch.float64) - 20
+    logvar64[:, :40] = 20.0  # pairs whose factors are all 2 in 40 dimensions
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        mu, logvar = (t.to(dtype).requires_grad_() for t in (mu64, logvar64))
+        results.append(_value_and_grads(
+            lambda a, b: aggregate_kl_upper_bound(a, b, 8, kernel="compiled"), mu, logvar))
+    (ref, ref_grads), (value, grads) = results
+    assert torch.isfinite(value) and torch.allclose(value, ref, rtol=2e-6, atol=0)
+    for ours, theirs in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max())
 
 
 def test_auto_compiles_only_large_batches(monkeypatch):
@@ -82,11 +142,11 @@ def test_auto_probes_the_compiler_under_no_grad_too(monkeypatch):
 def test_compile_pays_only_for_enough_calls():
     """The compile (about 8 s) is paid only where the eager kernel's extra time over the run
     exceeds it: 24 steps at M = 1024, d = 4 stay eager, 10,000 compile, M = 2048, d = 64
-    compiles for 40 steps, not for 20."""
+    compiles for 10 steps, not for 9."""
     from wiseale.pairwise import compile_pays, planned_kernel
 
     assert not compile_pays(1024, 4, 24) and compile_pays(1024, 4, 10_000)
-    assert compile_pays(2048, 64, 40) and not compile_pays(2048, 64, 20)
+    assert compile_pays(2048, 64, 10) and not compile_pays(2048, 64, 9)
     assert not compile_pays(4096, 4, 12, backward=False)  # 12 evaluations, forward only
     assert planned_kernel(1024, 4, None) == "auto" and planned_kernel(1024, 4, 24) == "eager"
 
@@ -98,7 +158,7 @@ def test_a_short_run_does_not_compile_the_aggregate_kl(monkeypatch):
 
     def compiled_kernels():
         built.append(1)
-        return pairwise.block_lse, pairwise.block_grad  # stand-ins: the test needs no compiler
+        return pairwise.tile_log_overlap, pairwise.tile_grad  # stand-ins: no compiler needed
 
     monkeypatch.delenv(pairwise.COMPILE_ENV, raising=False)
     monkeypatch.setattr(pairwise, "_compiled_kernels", compiled_kernels)

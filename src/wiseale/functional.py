@@ -36,11 +36,11 @@ def aggregate_kl_upper_bound(mu: Tensor, logvar: Tensor, chunk_size: int | None 
     ``q(z|batch) = 1/M sum_j N(mu_j, diag(sigma_j^2))`` (Eq. 10). The product over latent
     dimensions in Eq. 21 is summed in log space and the inner mean over j is a log-sum-exp;
     the ``log 2 pi`` of Eq. 22 and Eq. 24 cancel analytically and are never formed. The
-    pairwise term (:func:`wiseale.pairwise.mean_log_overlap`) runs in blocks of ``chunk_size``
-    (eager: tiles of ``chunk_size`` x ``chunk_size`` pairs of the upper triangle; compiled:
-    ``chunk_size`` rows) with a hand-written backward that recomputes each block, so the
-    extra memory is O(M d) plus one block, not O(M^2 d); ``kernel`` is ``eager``,
-    ``compiled`` (torch.compile) or ``auto`` (compiled for large batches where it works).
+    pairwise term (:func:`wiseale.pairwise.mean_log_overlap`) runs in tiles of ``chunk_size``
+    x ``chunk_size`` pairs of the upper triangle with a hand-written backward, so the extra
+    memory is O(M d) plus one tile (eager; compiled: plus the [M, M] log overlaps up to
+    M = 8192), not O(M^2 d); ``kernel`` is ``eager``, ``compiled`` (torch.compile) or ``auto``
+    (compiled for large batches where it works).
     """
     if mu.shape != logvar.shape or mu.dim() != 2:
         raise ValueError(f"mu and logvar must both be [M, d]; got {tuple(mu.shape)} and "
