@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.cuda,
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("kernel", ["eager", "compiled"])
-def test_aggregate_kl_kernels_on_cuda_match_the_literal_formula(kernel, dtype, tol):
+@pytest.mark.parametrize("tile", [None, 100])  # one tile, or diagonal and transposed ones
+def test_aggregate_kl_kernels_on_cuda_match_the_literal_formula(kernel, dtype, tol, tile):
     """Value and gradients of Eq. 21 on the GPU (Triton for the compiled kernel) against
     autograd through the literal formula in float64 on the CPU."""
     gen = torch.Generator().manual_seed(0)
@@ -27,7 +28,7 @@ def test_aggregate_kl_kernels_on_cuda_match_the_literal_formula(kernel, dtype, t
     reference.backward()
     gpu_mu = mu.to("cuda", dtype).requires_grad_()
     gpu_logvar = logvar.to("cuda", dtype).requires_grad_()
-    value = aggregate_kl_upper_bound(gpu_mu, gpu_logvar, kernel=kernel)
+    value = aggregate_kl_upper_bound(gpu_mu, gpu_logvar, tile, kernel=kernel)
     value.backward()
     scale = max(1.0, abs(reference.item()))
     assert abs(value.item() - reference.item()) <= tol * scale

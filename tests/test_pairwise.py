@@ -26,8 +26,8 @@ def _value_and_grads(fn, mu, logvar):
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
 def test_compiled_kernel_equals_the_literal_formula(dtype, tol):
-    """001 Eq. 21-24 through torch.compile: value and both gradients, blocks of 8 rows over
-    M = 37 (a partial last block) and the default block size."""
+    """001 Eq. 21-24 through torch.compile: value and both gradients, tiles of 8 x 8 pairs
+    over M = 37 (partial last tiles) and the default tile (one tile here)."""
     mu, logvar = _inputs(37, 5, dtype)
     ref, ref_grads = _value_and_grads(aggregate_kl_upper_bound_reference,
                                       *(t.detach().double().requires_grad_() for t in (mu, logvar)))
@@ -61,8 +61,7 @@ def test_compiled_kernels_tiles_equal_a_brute_force_over_wide_variances(
     with variances from e^-20 to e^20 (the max / product split of sum_k log s_ijk), the
     forward's a_ij reused by the backward or recomputed there; at d = 5 also against the
     literal formula."""
-    monkeypatch.setattr(pairwise, "_compiled_kernels",
-                        lambda: (pairwise.tile_log_overlap, pairwise.tile_grad))
+    _uncompiled(monkeypatch)
     monkeypatch.setattr(pairwise, "KEPT_PAIRS_MAX", kept_pairs_max)
     g = torch.Generator().manual_seed(d + tile)
     mu = (3 * torch.randn(17, d, generator=g, dtype=torch.float64)).requires_grad_()
@@ -81,8 +80,7 @@ def test_the_product_of_a_compiled_tile_stays_finite_in_float32(monkeypatch):
     """At d = product_max_d(float32), variances from e^-20 to e^20: each of the d factors
     s_ijk min(1/var_ik, 1/var_jk) lies in [1, 2], so their product is finite, and the value
     and gradients stay within float32 rounding of float64's."""
-    monkeypatch.setattr(pairwise, "_compiled_kernels",
-                        lambda: (pairwise.tile_log_overlap, pairwise.tile_grad))
+    _uncompiled(monkeypatch)
     g = torch.Generator().manual_seed(1)
     d = pairwise.product_max_d(torch.float32)
     mu64 = 3 * torch.randn(24, d, generator=g, dtype=torch.float64)
@@ -97,6 +95,72 @@ def test_the_product_of_a_compiled_tile_stays_finite_in_float32(monkeypatch):
     assert torch.isfinite(value) and torch.allclose(value, ref, rtol=2e-6, atol=0)
     for ours, theirs in zip(grads, ref_grads, strict=True):
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max())
+
+
+def _uncompiled(monkeypatch):
+    """The compiled kernel's tile functions, run as plain PyTorch (no compiler needed)."""
+    monkeypatch.setattr(pairwise, "_compiled_kernels",
+                        lambda: (pairwise.tile_log_overlap, pairwise.tile_grad))
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "eager"])
+def test_tiny_variances_give_finite_gradients_or_a_nan_value_never_a_wrong_one(kernel,
+                                                                               monkeypatch):
+    """float32, three of six posteriors with var = e^-50 and e^-80: value and gradients
+    finite and within float32 rounding of float64's (t^2 alone overflows there while its
+    weight c is 0); with var = e^-90 (below 1 / float32's largest, so 1/var overflows) the
+    value is NaN, for the training guard to stop on, not a finite wrong number."""
+    _uncompiled(monkeypatch)
+    g = torch.Generator().manual_seed(3)
+    mu64 = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    for tiny in (-50.0, -80.0, -90.0):
+        logvar64 = 0.1 * torch.randn(6, 4, generator=g, dtype=torch.float64)
+        logvar64[:3] = tiny
+        results = [_value_and_grads(lambda a, b: aggregate_kl_upper_bound(a, b, 4, kernel),
+                                    *(t.to(dtype).requires_grad_() for t in (mu64, logvar64)))
+                   for dtype in (torch.float64, torch.float32)]
+        (ref, ref_grads), (value, grads) = results
+        if tiny == -90.0:
+            assert torch.isnan(value) and torch.isfinite(ref)
+            continue
+        assert torch.allclose(value, ref, rtol=1e-6, atol=0)
+        for ours, theirs in zip(grads, ref_grads, strict=True):
+            assert torch.isfinite(ours).all()
+            assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max())
+
+
+def test_the_compiled_tiles_take_the_product_in_the_variances_dtype(monkeypatch):
+    """mu in float64, log-variances in float32 at d = 200 (more factors than a float32
+    product holds): the value equals float64's, not -inf."""
+    _uncompiled(monkeypatch)
+    g = torch.Generator().manual_seed(4)
+    mu = torch.randn(9, 200, generator=g, dtype=torch.float64)
+    logvar = torch.full((9, 200), 20.0)  # every factor of the pairs' products is 2
+    value = aggregate_kl_upper_bound(mu, logvar, 4, kernel="compiled")
+    expected = _log_space_brute_force(mu, logvar.double())
+    assert torch.allclose(value.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_the_compiled_kernel_keeps_its_log_overlaps_only_for_a_backward_that_fits(
+        monkeypatch):
+    """The forward's a_ij are kept for the backward where M^2 <= KEPT_PAIRS_MAX and a
+    gradient is wanted; else none are (recomputed by a backward, not needed under
+    no_grad)."""
+    _uncompiled(monkeypatch)
+    mu, logvar = _inputs(17, 3, torch.float64)
+    var = logvar.exp()
+
+    def kept(limit: int) -> list[bool]:
+        monkeypatch.setattr(pairwise, "KEPT_PAIRS_MAX", limit)
+        out = pairwise.mean_log_overlap(mu, var, 8, kernel="compiled")
+        return [t is not None for t in out.grad_fn.saved_tensors[3:]]
+
+    assert kept(17 * 17) == [True] * 6  # 3 diagonal and 3 off-diagonal tiles
+    assert kept(17 * 17 - 1) == [False] * 6
+    monkeypatch.setattr(pairwise, "KEPT_PAIRS_MAX", 17 * 17)
+    with torch.no_grad():
+        assert not pairwise._keeps(mu, var)
+        assert torch.isfinite(pairwise.mean_log_overlap(mu, var, 8, kernel="compiled"))
 
 
 def test_auto_compiles_only_large_batches(monkeypatch):

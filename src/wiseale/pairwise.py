@@ -9,9 +9,10 @@ the log of Eq. 21's product over k without its 2 pi, in tiles of the upper trian
   (:class:`_SymmetricLogOverlap`: an online logsumexp per row, each tile recomputed in the
   backward, so the extra memory is O(M d) plus one tile); any device, no compiler.
 - ``compiled``: tile functions fused by ``torch.compile`` (C++/OpenMP on CPU, Triton on GPU;
-  :class:`_CompiledLogOverlap`): the [rows, columns, d] terms are never stored, the
-  [M, M] log overlaps of the upper triangle are, for the backward; one log per pair instead of
-  d (:func:`tile_log_overlap`). The first shapes get kernels specialised to them, later new
+  :class:`_CompiledLogOverlap`): the [rows, columns, d] terms are never stored, the log
+  overlaps of the upper triangle are, for the backward, up to M^2 = KEPT_PAIRS_MAX; one log
+  per pair instead of d where d <= :func:`product_max_d` (:func:`tile_log_overlap`). The first
+  shapes get kernels specialised to them, later new
   shapes one shape-generic kernel (torch.compile's automatic dynamic shapes), so a training
   run compiles a few times at most; docs/performance.md has the speed-ups.
 
@@ -39,7 +40,8 @@ TILE_ELEMENTS = 2**16  # eager: elements of each [rows, columns, d] tile (256 KB
 COMPILED_TILE_ELEMENTS = 2**22  # compiled: rows x columns x d per call (only [rows, columns]
 # is stored)
 KEPT_PAIRS_MAX = 2**26  # compiled: the backward reuses the forward's a_ij up to M^2 = 2^26
-# (M = 8192, 128 MB in float32), above that recomputes them (the memory stays O(M d))
+# (M = 8192: (M^2 + M T) / 2 floats, 138-168 MB in float32), above that recomputes them (the
+# memory is then O(M d) plus the tiles' partial logsumexps, M^2 / T floats)
 PLANES_MAX_D = 32  # the eager kernel's layout: see _planes
 COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024, d = 4)
 COMPILE_ENV = "WISEALE_COMPILE"
@@ -52,21 +54,21 @@ SAVED_SECONDS_PER_ELEMENT = {True: 3e-9, False: 1.4e-9}  # with backward -> s pe
 
 
 def _planes(mu: Tensor) -> bool:
-    """Whether the eager kernel lays a block's [rows, M, d] terms out as d planes of [rows, M]
-    (d <= PLANES_MAX_D): with d innermost, a small d leaves each elementwise pass too short to
-    vectorise (2.25x faster forward + backward at M = 1024, d = 4; slower at d = 64:
-    docs/performance.md, "The eager kernel's layout")."""
+    """Whether the eager kernel lays a tile's [rows, columns, d] terms out as d planes of
+    [rows, columns] (d <= PLANES_MAX_D): with d innermost, a small d leaves each elementwise
+    pass too short to vectorise (2.25x faster forward + backward at M = 1024, d = 4; slower
+    at d = 64: docs/performance.md, "The eager kernel's layout")."""
     return mu.shape[1] <= PLANES_MAX_D
 
 
 def _log_overlap(mu_i: Tensor, var_i: Tensor, mu: Tensor,
                  var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For rows i of a block against all j: (a_ij, t_ijk, 1/s_ijk), t = (mu_i - mu_j) / s;
-    t and 1/s as [rows, M, d], or as [d, rows, M] where :func:`_planes`."""
-    if _planes(mu):  # [d, rows, 1] against [d, 1, M]
+    """For rows i of a tile against its columns j: (a_ij, t_ijk, 1/s_ijk), t = (mu_i - mu_j)
+    / s; t and 1/s as [rows, columns, d], or as [d, rows, columns] where :func:`_planes`."""
+    if _planes(mu):  # [d, rows, 1] against [d, 1, columns]
         mu_i, var_i = mu_i.T.contiguous()[:, :, None], var_i.T.contiguous()[:, :, None]
         mu, var, dim = mu.T.contiguous()[:, None, :], var.T.contiguous()[:, None, :], 0
-    else:  # [rows, 1, d] against [1, M, d]
+    else:  # [rows, 1, d] against [1, columns, d]
         mu_i, var_i, mu, var, dim = mu_i[:, None, :], var_i[:, None, :], mu[None], var[None], -1
     diff = mu_i - mu
     pair_var = var_i + var
@@ -76,14 +78,12 @@ def _log_overlap(mu_i: Tensor, var_i: Tensor, mu: Tensor,
     return a, t, inv
 
 
-def _row_and_column_sums(c: Tensor, t: Tensor, planes: bool) -> tuple[Tensor, Tensor]:
-    """(sum_j c_ij t_ijk [rows, d], sum_i c_ij t_ijk [columns, d]) of a tile, from one
-    product written over t."""
-    if planes:  # t: [d, rows, columns]
-        t.mul_(c)
-        return t.sum(dim=2).T, t.sum(dim=1).T
-    t.mul_(c[:, :, None])
-    return t.sum(dim=1), t.sum(dim=0)
+def _row_and_column_sums(x: Tensor, planes: bool) -> tuple[Tensor, Tensor]:
+    """(sum_j x_ijk [rows, d], sum_i x_ijk [columns, d]) of a tile's terms x, laid out as
+    [d, rows, columns] where ``planes``, else [rows, columns, d]."""
+    if planes:
+        return x.sum(dim=2).T, x.sum(dim=1).T
+    return x.sum(dim=1), x.sum(dim=0)
 
 
 def product_max_d(dtype: torch.dtype) -> int:
@@ -103,7 +103,7 @@ def tile_log_overlap(mu_i: Tensor, var_i: Tensor, logvar_i: Tensor, prec_i: Tens
     diff = mu_i[:, None, :] - mu_j[None]
     pair_var = var_i[:, None, :] + var_j[None]
     quad = diff * diff / pair_var
-    if mu_i.shape[1] > product_max_d(mu_i.dtype):
+    if mu_i.shape[1] > product_max_d(var_i.dtype):  # the product is in var's dtype
         a = -0.5 * (quad + pair_var.log()).sum(-1)
     else:
         larger = torch.maximum(logvar_i[:, None, :], logvar_j[None])
@@ -120,7 +120,9 @@ def tile_grad(mu_i: Tensor, var_i: Tensor, a: Tensor, lse_i: Tensor, lse_j: Tens
     c = (((a - lse_i[:, None]).exp() + (a - lse_j[None, :]).exp()) * scale)[:, :, None]
     inv = (var_i[:, None, :] + var_j[None]).reciprocal()
     t = (mu_i[:, None, :] - mu_j[None]) * inv
-    return -(c * t).sum(1), 0.5 * (c * (t * t - inv)).sum(1)
+    # c t^2 as (c t) t: t^2 alone may overflow where c = 0. (c t written twice, not named:
+    # inductor stores a named [rows, columns, d] term that two reductions share, 5x slower.)
+    return -(c * t).sum(1), 0.5 * ((c * t) * t - c * inv).sum(1)
 
 
 TileOverlap = Callable[..., tuple[Tensor, Tensor, Tensor]]
@@ -139,13 +141,13 @@ class _CompiledLogOverlap(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, mu: Tensor, var: Tensor, tile: int, overlap_fn: TileOverlap,
-                grad_fn: TileGrad) -> Tensor:
+    def forward(ctx: Any, mu: Tensor, var: Tensor, tile: int, keep: bool,
+                overlap_fn: TileOverlap, grad_fn: TileGrad) -> Tensor:
         mu, var = mu.detach(), var.detach()  # as in the probe: one compiled graph, not two
-        stats = (mu, var, var.log(), var.reciprocal())
+        stats = _tile_stats(mu, var)
         tiles = _tiles(mu.shape[0], tile)
         parts: list[list[Tensor]] = [[] for _ in range(0, mu.shape[0], tile)]
-        overlaps, keep = [], mu.shape[0] ** 2 <= KEPT_PAIRS_MAX
+        overlaps = []
         for rows, cols in tiles:
             a, lse_rows, lse_cols = overlap_fn(*(x[rows] for x in stats),
                                                *(x[cols] for x in stats))
@@ -164,7 +166,7 @@ class _CompiledLogOverlap(torch.autograd.Function):
         mu, var, lse, *overlaps = ctx.saved_tensors
         grad_mu, grad_var = torch.zeros_like(mu), torch.zeros_like(var)
         scale = grad / mu.shape[0]
-        stats = () if overlaps[0] is not None else (mu, var, var.log(), var.reciprocal())
+        stats = () if overlaps[0] is not None else _tile_stats(mu, var)
         for (rows, cols), a in zip(_tiles(mu.shape[0], ctx.tile), overlaps, strict=True):
             if a is None:  # M^2 > KEPT_PAIRS_MAX
                 a = ctx.overlap_fn(*(x[rows] for x in stats), *(x[cols] for x in stats))[0]
@@ -175,7 +177,14 @@ class _CompiledLogOverlap(torch.autograd.Function):
                                           mu[other], var[other], scale)
                 grad_mu[mine] += g_mu
                 grad_var[mine] += g_var
-        return grad_mu, grad_var, None, None, None
+        return grad_mu, grad_var, None, None, None, None
+
+
+def _tile_stats(mu: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """mu, var, log var and 1/var for :func:`tile_log_overlap`; 1/var is NaN where it
+    overflows (var < 1 / the dtype's largest, 2.9e-39 in float32), where the max / product
+    split does not hold: the value is then NaN, as the eager kernel's is there."""
+    return mu, var, var.log(), var.reciprocal().nan_to_num(posinf=math.nan)
 
 
 def _tiles(m: int, tile: int) -> list[tuple[slice, slice]]:
@@ -198,7 +207,7 @@ class _SymmetricLogOverlap(torch.autograd.Function):
     gives rows I their terms in J and rows J theirs in I, half the work of full rows.
 
     Forward: an online logsumexp per row over the tiles. Backward: c_ij = W_ij + W_ji is
-    symmetric and t_ij = -t_ji (see _PairwiseLogOverlap), so a tile adds -sum_j c_ij t_ij to
+    symmetric and t_ij = -t_ji (see _CompiledLogOverlap), so a tile adds -sum_j c_ij t_ij to
     rows I and +sum_i c_ij t_ij to rows J, and sum c_ij (t_ij^2 - 1/s_ij) / 2 to both."""
 
     @staticmethod
@@ -223,9 +232,11 @@ class _SymmetricLogOverlap(torch.autograd.Function):
         for rows, cols in _tiles(mu.shape[0], ctx.tile):
             a, t, inv = _log_overlap(mu[rows], var[rows], mu[cols], var[cols])
             c = ((a - lse[rows, None]).exp() + (a - lse[None, cols]).exp()) * scale
-            w = inv.neg_().addcmul_(t, t)  # t^2 - 1/s, before t is overwritten
-            (mu_rows, mu_cols), (var_rows, var_cols) = (_row_and_column_sums(c, t, planes),
-                                                        _row_and_column_sums(c, w, planes))
+            c = c if planes else c[:, :, None]
+            ct = t * c  # c t, then c t^2 = (c t) t: t^2 alone may overflow where c = 0
+            w = inv.mul_(-c).addcmul_(ct, t)  # c (t^2 - 1/s)
+            (mu_rows, mu_cols), (var_rows, var_cols) = (_row_and_column_sums(ct, planes),
+                                                        _row_and_column_sums(w, planes))
             grad_mu[rows] -= mu_rows
             grad_var[rows] += 0.5 * var_rows
             if cols != rows:
@@ -256,7 +267,7 @@ def compiles(mu: Tensor, var: Tensor, tile: int) -> bool:
         try:
             with torch.enable_grad():  # the caller may be evaluating under no_grad
                 trial = mu.detach().clone().requires_grad_()
-                _CompiledLogOverlap.apply(trial, var.detach(), tile,
+                _CompiledLogOverlap.apply(trial, var.detach(), tile, _keeps(trial, var),
                                           *_compiled_kernels()).backward()
             _probed[key] = True
         except Exception as exc:  # any compiler or toolchain failure: fall back to eager
@@ -326,4 +337,11 @@ def mean_log_overlap(mu: Tensor, var: Tensor, chunk_size: int | None = None,
     tile = chunk_size or _tile(mu, compiled)
     if not compiled:
         return _SymmetricLogOverlap.apply(mu, var, tile)
-    return _CompiledLogOverlap.apply(mu, var, tile, *_compiled_kernels())
+    return _CompiledLogOverlap.apply(mu, var, tile, _keeps(mu, var), *_compiled_kernels())
+
+
+def _keeps(mu: Tensor, var: Tensor) -> bool:
+    """Whether the compiled kernel keeps its forward's a_ij: for a backward (gradients on,
+    an input needs one) where M^2 <= KEPT_PAIRS_MAX."""
+    return (torch.is_grad_enabled() and (mu.requires_grad or var.requires_grad)
+            and mu.shape[0] ** 2 <= KEPT_PAIRS_MAX)
