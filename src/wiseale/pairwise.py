@@ -11,10 +11,10 @@ the log of Eq. 21's product over k without its 2 pi, in tiles of the upper trian
 - ``compiled``: tile functions fused by ``torch.compile`` (C++/OpenMP on CPU, Triton on GPU;
   :class:`_CompiledLogOverlap`): the [rows, columns, d] terms are never stored, the log
   overlaps of the upper triangle are, for the backward, up to M^2 = KEPT_PAIRS_MAX; one log
-  per pair instead of d where d <= :func:`product_max_d` (:func:`tile_log_overlap`). The first
-  shapes get kernels specialised to them, later new
-  shapes one shape-generic kernel (torch.compile's automatic dynamic shapes), so a training
-  run compiles a few times at most; docs/performance.md has the speed-ups.
+  per pair instead of d where d <= :func:`product_max_d` (:func:`tile_log_overlap`). The
+  first shapes get kernels specialised to them, later new shapes one shape-generic kernel
+  (torch.compile's automatic dynamic shapes), so a training run compiles a few times at
+  most; docs/performance.md has the speed-ups.
 
 ``auto`` takes the compiled kernel when M^2 d >= COMPILE_MIN_ELEMENTS (below that, compiling
 costs more than it saves) and its first use on this device and dtype (forward and backward on
