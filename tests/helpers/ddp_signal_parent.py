@@ -17,8 +17,8 @@ from wiseale.training import loop
 real_step, at_step = loop._train_step, int(os.environ["SIGNAL_AT_STEP"])
 
 
-def step_then_signal(run, data, order, state, watch, step, run_step):
-    parts = real_step(run, data, order, state, watch, step, run_step)
+def step_then_signal(run, batches, state, watch, step, run_step):
+    parts = real_step(run, batches, state, watch, step, run_step)
     if run.world.main and state.epoch == 1 and step == at_step:
         stop_signals = signal.getsignal(signal.SIGTERM).__self__  # the loop's StopSignals
         os.kill(os.getppid(), signal.SIGTERM)

@@ -42,6 +42,7 @@ from wiseale.storage import (
     write_json,
 )
 from wiseale.threads import choose_threads, using_threads
+from wiseale.training.batches import EpochBatches
 from wiseale.training.callbacks import Callback
 from wiseale.training.checkpoint import (
     EpochState,
@@ -314,7 +315,8 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
     lr = learning_rate(config, epoch)
     for group in run.optimizers["optim"].param_groups:
         group["lr"] = lr
-    order = _epoch_order(run, len(data), epoch)
+    batches = EpochBatches(data, _epoch_order(run, len(data), epoch), config.batch_size,
+                           n_batches, run.world, run.device)
     if state.rng:  # resumed mid-epoch
         set_rng_state(state.rng, run.device)
     watch = FiniteWatch(run.device, run.world,
@@ -328,7 +330,7 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
     try:
         for step in range(state.step, n_batches):
             run_step = epoch * n_batches + step
-            parts = _train_step(run, data, order, state, watch, step, run_step)
+            parts = _train_step(run, batches, state, watch, step, run_step)
             for callback in run.callbacks if parts is not None else ():
                 callback.on_step_end(run_step, parts)
             state.step = step + 1
@@ -350,17 +352,15 @@ def _train_epoch(run: Run, data: Dataset, state: EpochState, n_batches: int,
     return _epoch_row(run, state, lr, n_batches, time.perf_counter() - started)
 
 
-def _train_step(run: Run, data: Dataset, order: torch.Tensor, state: EpochState,
-                watch: FiniteWatch, step: int, run_step: int) -> dict[str, torch.Tensor] | None:
-    """One optimiser step on batch ``step`` of the epoch's ``order`` (step ``run_step`` of the
-    run), then the model's parts' ``on_step_end``; its loss parts, or None when skipped. A
-    non-finite loss stops the run or, with ``on_nonfinite="skip"``, leaves the weights and
-    optimisers as they were."""
-    batch, world = run.config.batch_size, run.world
-    first = step * batch * world.size + world.rank * batch
+def _train_step(run: Run, batches: EpochBatches, state: EpochState, watch: FiniteWatch,
+                step: int, run_step: int) -> dict[str, torch.Tensor] | None:
+    """One optimiser step on the epoch's batch ``step`` (step ``run_step`` of the run), then
+    the model's parts' ``on_step_end``; its loss parts, or None when skipped. A non-finite
+    loss stops the run or, with ``on_nonfinite="skip"``, leaves the weights and optimisers as
+    they were."""
     optimizer = run.optimizers["optim"]
     optimizer.zero_grad(set_to_none=True)
-    output = run.loss_and_grads(data.floats(order[first:first + batch], run.device))
+    output = run.loss_and_grads(batches[step])
     watch.update(output.loss, step)
     if not watch.lazy and watch.first_bad() is not None:
         if run.config.on_nonfinite == "stop":
