@@ -24,20 +24,23 @@ $(FASHION):
 	$(APT_UPDATE)
 	$(APT) install -y -qq dataset-fashion-mnist
 
-$(BIN)/wiseale: pyproject.toml
+# A C++ compiler for the aggregate KL's native kernel, built at install (setup.py), and for
+# torch.compile (its compiled kernel); without one the install goes on and wiseale uses the
+# eager kernel (wiseale.pairwise).
+CXX_BIN := /usr/bin/g++
+$(CXX_BIN):
+	$(APT_UPDATE)
+	$(APT) install -y -qq g++
+
+# The package builds its C++ kernel (setup.py) with the compiler above, hence the order.
+NATIVE := setup.py src/wiseale/native/log_overlap.cpp src/wiseale/native/log_overlap_kernels.hpp
+$(BIN)/wiseale: pyproject.toml $(NATIVE) | $(CXX_BIN)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	@# The CPU build of torch first: a bare `torch` requirement could pull CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,all]'
 	touch $@
-
-# A C++ compiler for torch.compile (the fused aggregate KL kernel; without one wiseale warns
-# and uses its eager kernel).
-CXX_BIN := /usr/bin/g++
-$(CXX_BIN):
-	$(APT_UPDATE)
-	$(APT) install -y -qq g++
 
 install: $(BIN)/wiseale $(FASHION) $(CXX_BIN)
 

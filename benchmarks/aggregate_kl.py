@@ -1,6 +1,7 @@
 """Forward + backward time and extra peak memory of the aggregate KL bound (001 Eq. 21):
-wiseale's blockwise form with its hand-written backward, with the eager and the compiled
-(torch.compile) kernels of ``wiseale.pairwise``, against the naive formula, which
+wiseale's blockwise form with its hand-written backward, with the native (C++ built with the
+package; up to M^2 = pairwise.KEPT_PAIRS_MAX), eager and compiled (torch.compile) kernels of
+``wiseale.pairwise``, against the naive formula, which
 materialises M x M x d tensors and lets autograd keep them (as the public third-party
 WiSE-ALE code does; here `functional.aggregate_kl_upper_bound_reference`).
 
@@ -37,8 +38,10 @@ from pathlib import Path
 import torch
 
 from wiseale.functional import aggregate_kl_upper_bound, aggregate_kl_upper_bound_reference
+from wiseale.pairwise import KEPT_PAIRS_MAX
 
 IMPLEMENTATIONS = {
+    "native": lambda mu, logvar: aggregate_kl_upper_bound(mu, logvar, kernel="native"),
     "eager": lambda mu, logvar: aggregate_kl_upper_bound(mu, logvar, kernel="eager"),
     "compiled": lambda mu, logvar: aggregate_kl_upper_bound(mu, logvar, kernel="compiled"),
     "naive": aggregate_kl_upper_bound_reference,
@@ -117,23 +120,27 @@ def main() -> None:
         return
     peak = matmul_flops(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, matmul {peak / 1e9:.1f} GFLOP/s")
-    print("| M | d | compiled s (compile s) | eager s | naive s | compiled speed-up | eager "
-          "speed-up | compiled / eager / naive extra MB | memory ratio | compiled / matmul rate |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| M | d | native s | compiled s (compile s) | eager s | naive s | native speed-up | "
+          "compiled speed-up | eager speed-up | native / compiled / eager / naive extra MB | "
+          "memory ratio | compiled / matmul rate |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in args.sizes:
         for d in args.dims:
+            native = (_measure("native", m, d, args.repeats, args.threads)
+                      if m * m <= KEPT_PAIRS_MAX else None)
             ours = _measure("compiled", m, d, args.repeats, args.threads)
             eager = (_measure("eager", m, d, args.repeats, args.threads)
                      if m * m * d <= args.eager_limit else None)
             naive_gb = NAIVE_TENSORS * m * m * d * 4 / 2**30
             naive = (_measure("naive", m, d, args.repeats, args.threads)
                      if naive_gb <= args.naive_limit_gb else None)
-            print(f"| {m} | {d} | " + " | ".join(_cells(ours, eager, naive, naive_gb, m, d, peak))
+            print(f"| {m} | {d} | "
+                  + " | ".join(_cells(native, ours, eager, naive, naive_gb, m, d, peak))
                   + " |", flush=True)
 
 
-def _cells(ours: dict, eager: dict | None, naive: dict | None, naive_gb: float, m: int,
-           d: int, peak: float) -> list[str]:
+def _cells(native: dict | None, ours: dict, eager: dict | None, naive: dict | None,
+           naive_gb: float, m: int, d: int, peak: float) -> list[str]:
     def seconds(r: dict | None) -> str:
         return "skipped" if r is None else f"{r['seconds']:.4f}"
 
@@ -147,9 +154,10 @@ def _cells(ours: dict, eager: dict | None, naive: dict | None, naive_gb: float, 
     ratio = ("-" if naive is None
              else f"{ours['extra_peak_mb'] / max(naive['extra_peak_mb'], 1):.3f}")
     rate = FLOPS_PER_ELEMENT * m * m * d / ours["seconds"] / peak
-    return [f"{ours['seconds']:.4f} ({ours['warm_up_seconds']:.1f})", seconds(eager),
-            seconds(naive), speed_up(ours), speed_up(eager),
-            f"{megabytes(ours)} / {megabytes(eager)} / {naive_mb}", ratio, f"{rate:.1%}"]
+    return [seconds(native), f"{ours['seconds']:.4f} ({ours['warm_up_seconds']:.1f})",
+            seconds(eager), seconds(naive), speed_up(native), speed_up(ours), speed_up(eager),
+            f"{megabytes(native)} / {megabytes(ours)} / {megabytes(eager)} / {naive_mb}", ratio,
+            f"{rate:.1%}"]
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ same in-memory waves, with the same torch thread count (each of ``--threads``; w
 through ``RunConfig.threads``, which it would otherwise choose itself). The hand-written loop
 runs twice: with ``torch.optim.Adam``'s default implementation, as a user writes it, and with
 ``fused=True``, the implementation wiseale's loop uses on a CPU (wiseale.optim), so that the
-second ratio is the cost of the loop's own work. The loops run in lockstep: after each of
+second ratio is the cost of the loop's own work; a third hand-written loop, fused too, also
+does the per-step work wiseale's does besides (the variance clamp, the values it logs summed
+over the epoch, the loss's finiteness check: ``HandWritten(logged=True)``), so that the third
+ratio compares the same per-step work. The loops run in lockstep: after each of
 wiseale's optimiser steps a callback runs one step of each hand-written loop, and the wall time
 of each is summed (wiseale's from the end of one callback to the start of the next: its step
 and all its loop does between steps), so that the machine's noise, which moves whole epochs by
-30% here, hits all three alike. Each round is one epoch; every round's ratios are printed,
+30% here, hits all four alike. Each round is one epoch; every round's ratios are printed,
 then the medians. The epoch's evaluation and checkpoint are outside. A first round is not
 counted: its steps pay one-time costs (oneDNN's kernels for the shapes, first calls) that
 whichever loop steps first pays for the others, which was wiseale's loop (0.925-0.935 of the
@@ -22,6 +25,7 @@ fused loop in that round, 0.95-0.97 in the next four).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -33,19 +37,25 @@ from wiseale import RunConfig, train
 from wiseale.build import load_split, model_from_config, resolve
 from wiseale.functional import aggregate_kl_upper_bound, gaussian_kl
 from wiseale.hooks import Callback
+from wiseale.noises import SIGMA_MAX
 
+NLL_CONSTANT = 0.5 * math.log(2 * math.pi * 0.5)  # per dimension, sigma^2 = 0.5
 
 class HandWritten:
     """The loop a user would write (shuffle, slice, encode, decode, loss, step), a step at a
-    time, with its own random generator so that it leaves wiseale's draws alone."""
+    time, with its own random generator so that it leaves wiseale's draws alone. With
+    ``logged``, it also does the per-step work wiseale's loop does besides: the variance
+    clamp, the values wiseale logs (the decoded samples' squared error, the prior KL, the ELBO,
+    the loss parts) summed over the epoch, and the finiteness check of the loss."""
 
-    def __init__(self, config: RunConfig, x: torch.Tensor, fused: bool):
+    def __init__(self, config: RunConfig, x: torch.Tensor, fused: bool, logged: bool = False):
         self.model = model_from_config(config)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           fused=fused or None)
         self.x, self.batch, self.method = x, config.batch_size, config.method
-        self.n_batches, self.steps = len(x) // self.batch, 0
+        self.n_batches, self.steps, self.logged = len(x) // self.batch, 0, logged
         self.generator = torch.Generator().manual_seed(0)
+        self.totals: dict[str, torch.Tensor] = {}
 
     def step(self) -> None:
         step = self.steps % self.n_batches
@@ -56,15 +66,29 @@ class HandWritten:
         h = model.encoder(xb)
         mu = model.noise.mu_head(h)
         sigma = torch.nn.functional.softplus(model.noise.sigma_head(h)) + 1e-3
+        if self.logged:
+            sigma = sigma.clamp(max=SIGMA_MAX)
         z = mu + sigma * torch.randn(mu.shape, generator=self.generator)
         x_hat = model.decoder(z)
         logvar = 2 * sigma.log()
-        prior = (gaussian_kl(mu, logvar).mean() if self.method == "aevb"
-                 else aggregate_kl_upper_bound(mu, logvar) / batch)
-        loss = (xb - x_hat).square().flatten(1).sum(1).mean() + prior
+        kl = gaussian_kl(mu, logvar).mean() if self.method == "aevb" or self.logged else None
+        prior = kl if self.method == "aevb" else aggregate_kl_upper_bound(mu, logvar) / batch
+        squares = (xb - x_hat).square().flatten(1).sum(1)
+        recon = squares.mean()
+        loss = recon + prior
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.logged and not math.isfinite(loss.item()):
+            raise RuntimeError("non-finite loss")
         self.optimizer.step()
+        if self.logged:  # sigma^2 = 0.5: the NLL is the squared error plus a constant
+            with torch.no_grad():
+                nll = squares + NLL_CONSTANT * xb[0].numel()
+                parts = {"recon": recon.detach(), "nll": nll.mean(), "kl_prior": kl.detach(),
+                         "sample_recon_error": squares.mean(), "loss": loss.detach()}
+                parts["elbo"] = -(parts["nll"] + parts["kl_prior"])
+                for key, value in parts.items():
+                    self.totals[key] = self.totals[key] + value if key in self.totals else value
         self.steps += 1
 
 
@@ -93,7 +117,8 @@ def one_round(config: RunConfig, train_data, test_data) -> list[float]:
     """Seconds of one epoch of wiseale, the hand-written loop and the fused one, in lockstep."""
     resolved, x = resolve(config, train_data), train_data.floats()
     lockstep = Lockstep([HandWritten(resolved, x, fused=False),
-                         HandWritten(resolved, x, fused=True)])
+                         HandWritten(resolved, x, fused=True),
+                         HandWritten(resolved, x, fused=True, logged=True)])
     with tempfile.TemporaryDirectory() as tmp:
         train(config, Path(tmp) / "run", progress=False, train_data=train_data,
               test_data=test_data, callbacks=[lockstep])
@@ -116,11 +141,12 @@ def main() -> None:
             one_round(config, train_data, test_data)  # warm-up, not counted (see above)
             rounds = [one_round(config, train_data, test_data) for _ in range(args.repeats)]
             n = args.n_train // 64 * 64
-            print(f"{threads} threads {method:9s} samples/s wiseale / hand / hand fused "
-                  f"{', '.join('/'.join(f'{n / s:.0f}' for s in r) for r in rounds)}")
-            for name, column in (("hand", 1), ("hand fused", 2)):
+            speeds = ', '.join('/'.join(f'{n / s:.0f}' for s in r) for r in rounds)
+            print(f"{threads} threads {method:9s} samples/s wiseale / hand / hand fused / "
+                  f"hand fused logged {speeds}")
+            for name, column in (("hand", 1), ("hand fused", 2), ("hand fused logged", 3)):
                 ratios = [r[column] / r[0] for r in rounds]  # speed of wiseale / of the loop
-                print(f"{threads} threads {method:9s} wiseale / {name:10s} "
+                print(f"{threads} threads {method:9s} wiseale / {name:17s} "
                       f"{', '.join(f'{r:.3f}' for r in ratios)} | median "
                       f"{statistics.median(ratios):.3f}", flush=True)
 

@@ -35,7 +35,7 @@ def test_a_recording_callback_sees_every_step_epoch_and_the_evaluation(tmp_path,
     train(tiny_sine, tmp_path / "run", progress=False, callbacks=[recorder])  # 2 x 8 steps
     kinds = [call[0] for call in recorder.calls]
     assert kinds == ["setup", "start"] + (["step"] * 8 + ["epoch"]) * 2 + ["end"]
-    assert recorder.calls[0] == ("setup", 16, {"train": "eager"})  # after the model's parts
+    assert recorder.calls[0] == ("setup", 16, {"train": "native"})  # after the model's parts
     assert [call[1] for call in recorder.calls if call[0] == "step"] == list(range(16))
     rows = [json.loads(r) for r in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [call[2] for call in recorder.calls if call[0] == "epoch"] == rows

@@ -98,23 +98,27 @@ def _block(draw: int, m: int) -> int:
     return 1 + draw % (m + 1)
 
 
+@pytest.mark.parametrize("kernel", ["eager", "native"])
 @settings(max_examples=60, deadline=None)
 @given(gaussians(m=(1, 12), d=(1, 6)), st.integers(0, 12),
        st.booleans(), st.floats(-3.0, 3.0).filter(lambda w: abs(w) > 0.1))
-def test_blockwise_bound_equals_literal_eq21_value_and_gradient(params, chunk, default, weight):
+def test_blockwise_bound_equals_literal_eq21_value_and_gradient(kernel, params, chunk, default,
+                                                                weight):
     """001 Eq. 21-24: the log-space blockwise bound (custom backward) equals the literal
-    transcription in value and in both gradients, for any block size (M need not divide)."""
+    transcription in value and in both gradients, for any block size of the eager kernel (M
+    need not divide) and the native kernel's fixed tiles."""
     mu, logvar = params
     chunk = _block(chunk, mu.shape[0])
     if default:  # the default tile, from a TILE_ELEMENTS that gives tiles of side `chunk`
         d = mu.shape[1]
         with mock.patch.object(pairwise_module, "TILE_ELEMENTS", ((chunk + 1) ** 2 - 1) * d):
-            ours, ours_grad = _value_and_grads(aggregate_kl_upper_bound, mu, logvar,
-                                               weight=weight)
+            ours, ours_grad = _value_and_grads(
+                lambda a, b: aggregate_kl_upper_bound(a, b, kernel=kernel), mu, logvar,
+                weight=weight)
     else:
         ours, ours_grad = _value_and_grads(
-            lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk), mu, logvar,
-            weight=weight)
+            lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk, kernel=kernel), mu,
+            logvar, weight=weight)
     ref, ref_grad = _value_and_grads(aggregate_kl_upper_bound_reference, mu, logvar,
                                      weight=weight)
     assert _close(ours, ref)
@@ -183,10 +187,11 @@ def test_bound_above_its_separated_limit_and_nonnegative(params):
     assert bound >= 0.0
 
 
+@pytest.mark.parametrize("kernel", ["eager", "native"])
 @SOME
 @given(gaussians(m=(1, 8), d=(1, 5), mean_scale=(0.0, 20.0),
                  logvar_range=(-5.0, 5.0)), seeds, st.floats(0.0, 20.0), st.integers(0, 9))
-def test_bound_shift_of_all_means_only_moves_the_prior_term(params, seed, shift, chunk):
+def test_bound_shift_of_all_means_only_moves_the_prior_term(kernel, params, seed, shift, chunk):
     """001 Eq. 23-24: B depends on mean differences only, so shifting every mu_i by c changes
     KL_UB by 1/(2M) sum_i (|mu_i + c|^2 - |mu_i|^2); and B <= 1 bounds the first term by its
     value at equal means."""
@@ -194,8 +199,8 @@ def test_bound_shift_of_all_means_only_moves_the_prior_term(params, seed, shift,
     chunk = _block(chunk, mu.shape[0])
     gen = torch.Generator().manual_seed(seed)
     c = shift * torch.randn(mu.shape[1], generator=gen, dtype=F64)
-    base = aggregate_kl_upper_bound(mu, logvar, chunk_size=chunk).item()
-    moved = aggregate_kl_upper_bound(mu + c, logvar, chunk_size=chunk).item()
+    base = aggregate_kl_upper_bound(mu, logvar, chunk_size=chunk, kernel=kernel).item()
+    moved = aggregate_kl_upper_bound(mu + c, logvar, chunk_size=chunk, kernel=kernel).item()
     delta = 0.5 * ((mu + c).square().sum(1) - mu.square().sum(1)).mean().item()
     assert moved == pytest.approx(base + delta, rel=1e-10, abs=1e-10)
     at_equal_means = aggregate_kl_upper_bound(torch.zeros_like(mu), logvar).item()
@@ -203,15 +208,16 @@ def test_bound_shift_of_all_means_only_moves_the_prior_term(params, seed, shift,
         1.0 + abs(base))
 
 
+@pytest.mark.parametrize("kernel", ["eager", "native"])
 @SOME
 @given(gaussians(m=(2, 10), d=(1, 5)), seeds, st.integers(0, 10))
-def test_bound_batch_permutation_invariant_gradient_equivariant(params, seed, chunk):
+def test_bound_batch_permutation_invariant_gradient_equivariant(kernel, params, seed, chunk):
     """001 Eq. 10 and 21: q(z|batch) is a mean over the batch, so permuting the rows leaves
     KL_UB unchanged and permutes the rows of both gradients the same way."""
     mu, logvar = params
     chunk = _block(chunk, mu.shape[0])
     perm = torch.randperm(mu.shape[0], generator=torch.Generator().manual_seed(seed))
-    fn = lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk)  # noqa: E731
+    fn = lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk, kernel=kernel)  # noqa: E731
     value, (g_mu, g_lv) = _value_and_grads(fn, mu, logvar)
     p_value, (p_mu, p_lv) = _value_and_grads(fn, mu[perm], logvar[perm])
     assert _close(p_value, value, rtol=1e-12)
@@ -250,9 +256,10 @@ def test_bound_of_identical_posteriors_is_the_single_posterior_bound(params, cop
     assert _close(c_lv, (g_lv / copies).expand(copies, -1), rtol=1e-9)
 
 
+@pytest.mark.parametrize("kernel", ["eager", "native"])
 @SOME
 @given(extreme_gaussians, st.integers(0, 7), st.booleans())
-def test_bound_finite_value_and_gradients_at_extreme_inputs(params, chunk, identical):
+def test_bound_finite_value_and_gradients_at_extreme_inputs(kernel, params, chunk, identical):
     """001 Eq. 21-24 in log space: finite, non-negative KL_UB and finite gradients for means up to
     1e3, log-variances in [-20, 20], batch size 1 and identical posteriors, float32 and 64."""
     mu, logvar = params
@@ -260,7 +267,8 @@ def test_bound_finite_value_and_gradients_at_extreme_inputs(params, chunk, ident
     if identical:
         mu, logvar = mu[:1].expand_as(mu), logvar[:1].expand_as(logvar)
     value, grads = _value_and_grads(
-        lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk), mu, logvar)
+        lambda a, b: aggregate_kl_upper_bound(a, b, chunk_size=chunk, kernel=kernel), mu,
+        logvar)
     assert _all_finite(value, *grads)
     assert value.item() >= 0.0
 

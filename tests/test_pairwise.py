@@ -1,13 +1,15 @@
-"""The aggregate KL's pairwise kernels (wiseale.pairwise): the compiled kernel against the
-literal Eq. 21 in float64, and how ``auto`` chooses."""
+"""The aggregate KL's pairwise kernels (wiseale.pairwise): the native and compiled kernels
+against the literal Eq. 21 in float64, and how ``auto`` chooses."""
 
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
-from wiseale import pairwise
+from wiseale import pairwise, pairwise_native
+from wiseale.errors import WisealeError
 from wiseale.functional import aggregate_kl_upper_bound, aggregate_kl_upper_bound_reference
 
 
@@ -174,7 +176,14 @@ def test_auto_compiles_only_large_batches(monkeypatch):
         aggregate_kl_upper_bound(mu, mu, kernel="fused")
 
 
-def test_a_failing_compiler_warns_once_and_falls_back_to_eager(monkeypatch):
+@pytest.fixture
+def without_native(monkeypatch):
+    """An install without the native kernel (no C++ compiler then): ``auto`` chooses between
+    the compiled and eager kernels."""
+    monkeypatch.setattr(pairwise_native, "available", lambda: False)
+
+
+def test_a_failing_compiler_warns_once_and_falls_back_to_eager(monkeypatch, without_native):
     def broken(*args):
         raise RuntimeError("no C++ compiler found\nsecond line")
 
@@ -189,7 +198,7 @@ def test_a_failing_compiler_warns_once_and_falls_back_to_eager(monkeypatch):
     assert pairwise._probed == {("cpu", torch.float32): False}
 
 
-def test_auto_probes_the_compiler_under_no_grad_too(monkeypatch):
+def test_auto_probes_the_compiler_under_no_grad_too(monkeypatch, without_native):
     """Evaluation runs under no_grad: the probe (a forward and backward) must still work, and
     the value equal the eager kernel's."""
     monkeypatch.setattr(pairwise, "_probed", {})
@@ -212,10 +221,10 @@ def test_compile_pays_only_for_enough_calls():
     assert not compile_pays(1024, 4, 24) and compile_pays(1024, 4, 10_000)
     assert compile_pays(2048, 64, 10) and not compile_pays(2048, 64, 9)
     assert not compile_pays(4096, 4, 12, backward=False)  # 12 evaluations, forward only
-    assert planned_kernel(1024, 4, None) == "auto" and planned_kernel(1024, 4, 24) == "eager"
+    assert planned_kernel(1024, 4, None) == "auto" and planned_kernel(1024, 4, 24) == "native"
 
 
-def test_a_short_run_does_not_compile_the_aggregate_kl(monkeypatch):
+def test_a_short_run_does_not_compile_the_aggregate_kl(monkeypatch, without_native):
     """A run of few steps gets the eager kernel without building the compiled one; a long
     run at this size gets the compiled kernel (built and probed once)."""
     built = []
@@ -235,8 +244,111 @@ def test_a_short_run_does_not_compile_the_aggregate_kl(monkeypatch):
     assert pairwise.run_kernel(16, 4, 100_000, cpu) == "eager"  # below COMPILE_MIN_ELEMENTS
 
 
-def test_training_sets_the_kernel_it_chose_on_the_regularisers(tmp_path, tiny_sine):
+def test_training_sets_the_kernel_it_chose_on_the_regularisers(tmp_path, tiny_sine,
+                                                                monkeypatch):
+    """Native where it was built; else, for 8 steps (256 / 32, 2 epochs), eager."""
     from wiseale.training import train
 
-    model = train(tiny_sine, tmp_path / "run", progress=False)  # 256 / 32 = 8 steps, 2 epochs
+    model = train(tiny_sine, tmp_path / "run", progress=False)
+    assert [term.pairwise_kernel for term in model.regularizers] == ["native"]
+    monkeypatch.setattr(pairwise_native, "available", lambda: False)
+    model = train(tiny_sine, tmp_path / "without", progress=False)
     assert [term.pairwise_kernel for term in model.regularizers] == ["eager"]
+
+
+def test_the_native_kernel_was_built():
+    """`make install` builds it (setup.py; optional there, so that an install without a
+    compiler goes on): here it must have been."""
+    assert pairwise_native.available()
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("m, d", [(1, 1), (5, 3), (37, 5), (64, 64), (70, 130), (129, 17)])
+def test_native_kernel_equals_a_brute_force(m, d, dtype, tol):
+    """Value and both gradients against Eq. 21 over all pairs in float64: one row, partial and
+    whole tiles of 64 rows, dimensions padded to the vector in the backward (17), more than one
+    product of 64 factors (130)."""
+    mu, logvar = _inputs(m, d, dtype, seed=m + d)
+    ref, ref_grads = _value_and_grads(_log_space_brute_force,
+                                      *(t.detach().double().requires_grad_() for t in (mu, logvar)))
+    overlap = pairwise.mean_log_overlap(mu, logvar.exp(), kernel="native")
+    assert overlap.grad_fn.name() == "NativeLogOverlapBackward"
+    value, grads = _value_and_grads(lambda a, b: aggregate_kl_upper_bound(a, b, kernel="native"),
+                                    mu, logvar)
+    assert torch.allclose(value, ref, rtol=tol, atol=0)
+    for ours, theirs in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(ours, theirs, rtol=tol, atol=tol * theirs.abs().max())
+
+
+@pytest.fixture
+def instruction_sets():
+    """Runs the native kernel on each instruction set this CPU has (AVX-512, AVX2, base); puts
+    back the one it chose."""
+    lib = pairwise_native.library()
+    chosen = lib.wiseale_instruction_set()
+    yield [lib.wiseale_use_instruction_set(wanted) for wanted in (0, 1, 2)], lib
+    lib.wiseale_use_instruction_set(chosen)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_native_kernels_instruction_sets_and_runs_give_the_same_bits(dtype,
+                                                                        instruction_sets):
+    """With contraction off, the AVX-512, AVX2 and base builds round alike; two threads' sums
+    are the same bits from call to call, and within rounding of one thread's."""
+    sets, lib = instruction_sets
+    mu, logvar = _inputs(150, 21, dtype, seed=5)
+
+    def run():
+        return _value_and_grads(lambda a, b: aggregate_kl_upper_bound(a, b, kernel="native"),
+                                mu, logvar)
+
+    results = []
+    for wanted in sorted(set(sets)):
+        lib.wiseale_use_instruction_set(wanted)
+        results.append(run())
+    for value, grads in results[1:]:
+        assert torch.equal(value, results[0][0])
+        assert all(torch.equal(a, b) for a, b in zip(grads, results[0][1], strict=True))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        (first, first_grads), (second, second_grads) = run(), run()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(first, second)
+    assert all(torch.equal(a, b) for a, b in zip(first_grads, second_grads, strict=True))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(first, results[0][0], rtol=tol)
+    for ours, theirs in zip(first_grads, results[0][1], strict=True):
+        assert torch.allclose(ours, theirs, rtol=tol, atol=tol * theirs.abs().max())
+
+
+def test_native_falls_back_to_eager_where_it_does_not_fit(monkeypatch):
+    """1/var overflowing (var = e^-90 in float32: the eager kernel's NaN, not a wrong finite
+    value), M^2 above KEPT_PAIRS_MAX, or float16: the eager kernel's value; ``native`` named
+    without the library: a one-line error."""
+    mu, logvar = _inputs(6, 4, torch.float32)
+    tiny = logvar.detach().clone()
+    tiny[:3] = -90.0
+    assert torch.isnan(aggregate_kl_upper_bound(mu, tiny, kernel="native"))
+    monkeypatch.setattr(pairwise, "KEPT_PAIRS_MAX", 35)
+    overlap = pairwise.mean_log_overlap(mu, logvar.exp(), kernel="native")
+    assert overlap.grad_fn.name() == "_SymmetricLogOverlapBackward"
+    assert torch.equal(overlap, pairwise.mean_log_overlap(mu, logvar.exp(), kernel="eager"))
+    monkeypatch.setattr(pairwise, "KEPT_PAIRS_MAX", 36)
+    assert not pairwise_native.fits(mu.half(), logvar.half().exp(), 36)
+    assert pairwise_native.fits(mu, logvar.exp(), 36)
+    monkeypatch.setattr(pairwise_native, "available", lambda: False)
+    with pytest.raises(WisealeError, match="native aggregate-KL kernel was not built"):
+        aggregate_kl_upper_bound(mu, logvar, kernel="native")
+
+
+def test_the_native_kernel_uses_the_best_instruction_set_of_this_cpu(instruction_sets):
+    """AVX-512 where /proc/cpuinfo lists it, else AVX2 (with FMA), else the base build."""
+    flags = next((line.split(":", 1)[1].split() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")),
+                 [])
+    best = 2 if {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= set(flags) else \
+        1 if {"avx2", "fma"} <= set(flags) else 0
+    _, lib = instruction_sets
+    assert lib.wiseale_use_instruction_set(2) == best

@@ -339,12 +339,14 @@ def kernel_spy(monkeypatch):
     eager kernel computes every step)."""
     import wiseale.functional as functional
     import wiseale.pairwise as pairwise
+    import wiseale.pairwise_native as pairwise_native
 
     monkeypatch.delenv(pairwise.COMPILE_ENV, raising=False)
     monkeypatch.setattr(pairwise, "COMPILE_MIN_ELEMENTS", 1)
     monkeypatch.setattr(pairwise, "compile_pays", lambda m, d, calls, backward=True:
                         calls >= 12)
     monkeypatch.setattr(pairwise, "compiles", lambda *args: True)
+    monkeypatch.setattr(pairwise_native, "available", lambda: False)  # compiled or eager
     real, used = functional.aggregate_kl_upper_bound, []
 
     def spy(mu, logvar, kernel="auto"):
@@ -373,7 +375,26 @@ def test_a_resumed_run_keeps_the_kernel_it_started_with(tmp_path, tiny_sine, ker
     train(dataclasses.replace(tiny_sine, epochs=2), tmp_path / "long", progress=False)
     assert kernel_spy == ["compiled"] * 16
     monkeypatch.setattr(pairwise, "compiles", lambda *args: False)
-    with pytest.warns(RuntimeWarning, match="does not compile here"):
+    with pytest.warns(RuntimeWarning, match="used the compiled aggregate-KL kernel, which does "
+                                            "not run here"):
         train(dataclasses.replace(tiny_sine, epochs=3), tmp_path / "long", resume=True,
               progress=False)
     assert kernel_spy[16:] == ["eager"] * 8
+
+
+def test_a_run_started_native_and_resumed_without_it_goes_on_eager(tmp_path, tiny_sine,
+                                                                   monkeypatch):
+    """The native kernel is saved as the run's choice; resumed where it was not built (another
+    install), the run says so and goes on with the eager kernel."""
+    import wiseale.pairwise_native as pairwise_native
+
+    run = tmp_path / "run"
+    train(dataclasses.replace(tiny_sine, epochs=1), run, progress=False)
+    assert load_tensors(run / "checkpoint.safetensors")[1]["kernels"] == {
+        "train": "native", "eval": "native"}
+    monkeypatch.setattr(pairwise_native, "available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="used the native aggregate-KL kernel, which does "
+                                            "not run here"):
+        model = train(dataclasses.replace(tiny_sine, epochs=2), run, resume=True,
+                      progress=False)
+    assert [term.pairwise_kernel for term in model.regularizers] == ["eager"]

@@ -3,8 +3,10 @@
     a_ij = -1/2 sum_k [(mu_ik - mu_jk)^2 / s_ijk + log s_ijk],  s_ijk = var_ik + var_jk,
 
 the log of Eq. 21's product over k without its 2 pi, in tiles of the upper triangle only
-(a_ij = a_ji) with a hand-written backward. Two kernels:
+(a_ij = a_ji) with a hand-written backward. Three kernels:
 
+- ``native``: C++ built with the package (wiseale.pairwise_native): on the CPU, in float32 or
+  float64, for M^2 <= KEPT_PAIRS_MAX; nothing to compile when a run starts.
 - ``eager``: PyTorch operations on materialised [rows, columns, d] tiles
   (:class:`_SymmetricLogOverlap`: an online logsumexp per row, each tile recomputed in the
   backward, so the extra memory is O(M d) plus one tile); any device, no compiler.
@@ -16,10 +18,12 @@ the log of Eq. 21's product over k without its 2 pi, in tiles of the upper trian
   (torch.compile's automatic dynamic shapes), so a training run compiles a few times at
   most; docs/performance.md has the speed-ups.
 
-``auto`` takes the compiled kernel when M^2 d >= COMPILE_MIN_ELEMENTS (below that, compiling
-costs more than it saves) and its first use on this device and dtype (forward and backward on
-a copy of the input) compiled and ran; else one warning and eager from then on.
-``$WISEALE_COMPILE=0`` turns it off.
+``auto`` takes the native kernel where it runs (:func:`pairwise_native.fits`), else the
+compiled one when M^2 d >= COMPILE_MIN_ELEMENTS (below that, compiling costs more than it
+saves) and its first use on this device and dtype (forward and backward on a copy of the
+input) compiled and ran (one warning and eager from then on where not), else eager.
+``$WISEALE_COMPILE=0`` turns the compiled kernel off. ``native`` asked for by name falls back
+to eager for inputs it does not take.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wiseale import pairwise_native
+from wiseale.errors import WisealeError
+
 log = logging.getLogger(__name__)  # progress of long steps (the CLI shows INFO)
-KERNELS = ("auto", "compiled", "eager")
+KERNELS = ("auto", "native", "compiled", "eager")
 TILE_ELEMENTS = 2**16  # eager: elements of each [rows, columns, d] tile (256 KB in float32)
 COMPILED_TILE_ELEMENTS = 2**22  # compiled: rows x columns x d per call (only [rows, columns]
 # is stored)
@@ -45,6 +52,7 @@ KEPT_PAIRS_MAX = 2**26  # compiled: the backward reuses the forward's a_ij up to
 PLANES_MAX_D = 32  # the eager kernel's layout: see _planes
 COMPILE_MIN_ELEMENTS = 2**22  # M^2 d from which `auto` compiles (e.g. M = 1024, d = 4)
 COMPILE_ENV = "WISEALE_COMPILE"
+TILE_PROBE = 64  # the rows of the probe that checks, on resume, that the compiler works
 # What a compile costs and saves on the development CPU (benchmarks/kernel_first_use.py,
 # docs/performance.md): 12.5-13.8 s once per process with a cold inductor cache, 3.4-4.0 s with
 # a warm one, against eager - compiled tiles of 2.9-3.4 ns per pair element M^2 d for a forward
@@ -286,24 +294,38 @@ def compile_pays(m: int, d: int, calls: int, backward: bool = True) -> bool:
 
 
 def planned_kernel(m: int, d: int, calls: int | None, backward: bool = True) -> str:
-    """``auto`` where the compile pays for ``calls`` evaluations (or they are not known),
-    else ``eager``."""
-    return "auto" if calls is None or compile_pays(m, d, calls, backward) else "eager"
+    """``auto`` where the compile pays for ``calls`` evaluations (or they are not known), else
+    ``native`` where it was built (eager for inputs it does not take), else ``eager``."""
+    if calls is None or compile_pays(m, d, calls, backward):
+        return "auto"
+    return "native" if pairwise_native.available() else "eager"
 
 
 def run_kernel(m: int, d: int, calls: int, device: torch.device,
                backward: bool = True) -> str:
-    """The kernel, ``compiled`` or ``eager``, of a run's ``calls`` evaluations at batch ``m``
-    and latent size ``d``: compiled where ``auto`` would compile (``COMPILE_MIN_ELEMENTS``,
-    $WISEALE_COMPILE), the compile pays (:func:`compile_pays`) and the compiler works here
-    (:func:`compiles`), else eager. The kernels round differently, so a run chooses once, at
-    its start, and a resumed run keeps its choice (wiseale.training.loop)."""
-    if planned_kernel(m, d, calls, backward) == "eager":
-        return "eager"
+    """The kernel of a run's ``calls`` evaluations at batch ``m`` and latent size ``d``:
+    native where it runs (:func:`pairwise_native.fits`), else compiled where ``auto`` would
+    compile (``COMPILE_MIN_ELEMENTS``, $WISEALE_COMPILE), the compile pays
+    (:func:`compile_pays`) and the compiler works here (:func:`compiles`), else eager. The
+    kernels round differently, so a run chooses once, at its start, and a resumed run keeps
+    its choice (wiseale.training.run.Run.keep)."""
     mu = torch.zeros(m, d, device=device)
-    if not _use_compiled(mu, "auto"):
+    if pairwise_native.fits(mu, torch.ones_like(mu), KEPT_PAIRS_MAX):
+        return "native"
+    if planned_kernel(m, d, calls, backward) != "auto" or not _use_compiled(mu, "auto"):
         return "eager"
     return "compiled" if compiles(mu, torch.ones_like(mu), _tile(mu, compiled=True)) else "eager"
+
+
+def kernel_works(kernel: str, device: torch.device) -> bool:
+    """Whether a run's saved ``kernel`` runs on ``device`` here (a resumed run's)."""
+    if kernel == "native":
+        return device.type == "cpu" and pairwise_native.available()
+    if kernel == "compiled":
+        mu = torch.zeros(TILE_PROBE, 4, device=device)
+        return (os.environ.get(COMPILE_ENV, "1") != "0"
+                and compiles(mu, torch.ones_like(mu), TILE_PROBE))
+    return True
 
 
 def _use_compiled(mu: Tensor, kernel: str) -> bool:
@@ -331,7 +353,13 @@ def mean_log_overlap(mu: Tensor, var: Tensor, chunk_size: int | None = None,
     if kernel not in KERNELS:
         raise ValueError(f"unknown aggregate KL kernel {kernel!r}; use one of "
                          f"{', '.join(KERNELS)}")
-    compiled = _use_compiled(mu, kernel)
+    if kernel in ("auto", "native") and pairwise_native.fits(mu, var, KEPT_PAIRS_MAX):
+        return pairwise_native.NativeLogOverlap.apply(mu, var)
+    if kernel == "native" and not pairwise_native.available():
+        raise WisealeError("the native aggregate-KL kernel was not built with this install "
+                           "(no C++ compiler then): reinstall wiseale with g++ present (`make "
+                           "install` installs it), or use kernel auto or eager")
+    compiled = kernel != "native" and _use_compiled(mu, kernel)
     if compiled and kernel == "auto":
         compiled = compiles(mu, var, chunk_size or _tile(mu, compiled=True))
     tile = chunk_size or _tile(mu, compiled)

@@ -15,7 +15,7 @@ import torch
 from wiseale.config import RunConfig
 from wiseale.errors import WisealeError
 from wiseale.model import Autoencoder, LossOutput
-from wiseale.pairwise import COMPILE_ENV
+from wiseale.pairwise import COMPILE_ENV, kernel_works
 from wiseale.training.callbacks import Callback
 from wiseale.training.distributed import World
 from wiseale.training.micro_batch import micro_batch_step
@@ -49,16 +49,17 @@ class Run:
 
     def keep(self, part: str, choose: Callable[[], str]) -> str:
         """The aggregate-KL kernel of ``part`` (``train``: the steps; ``eval``: the per-epoch
-        evaluations): ``choose()`` at the run's start, the saved choice on resume (the two
+        evaluations): ``choose()`` at the run's start, the saved choice on resume (the
         kernels round differently, docs/reliability.md), eager with a warning when the saved
-        choice, compiled, no longer compiles here."""
+        choice, native or compiled, does not run here (pairwise.kernel_works)."""
         if part not in self.kernels:  # a new run, or a checkpoint saved before kernels were kept
             self.kernels[part] = choose()
-        elif self.kernels[part] == "compiled" and choose() != "compiled":
-            warnings.warn(f"this run's {part} steps used the compiled aggregate-KL kernel, "
-                          f"which does not compile here (or ${COMPILE_ENV}=0); it goes on with "
-                          "the eager kernel, so its last digits differ from an uninterrupted "
-                          "run's", RuntimeWarning, stacklevel=3)
+        elif not kernel_works(self.kernels[part], self.device):
+            warnings.warn(f"this run's {part} steps used the {self.kernels[part]} aggregate-KL "
+                          f"kernel, which does not run here (not built, or ${COMPILE_ENV}=0 or "
+                          "no compiler for the compiled one); it goes on with the eager kernel, "
+                          "so its last digits differ from an uninterrupted run's",
+                          RuntimeWarning, stacklevel=3)
             self.kernels[part] = "eager"
         return self.kernels[part]
 
