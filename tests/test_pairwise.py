@@ -352,3 +352,18 @@ def test_the_native_kernel_uses_the_best_instruction_set_of_this_cpu(instruction
         1 if {"avx2", "fma"} <= set(flags) else 0
     _, lib = instruction_sets
     assert lib.wiseale_use_instruction_set(2) == best
+
+
+def test_long_runs_at_wide_batches_and_small_d_compile_rather_than_run_native(monkeypatch):
+    """From M = 2048 at d <= 16 the compiled kernel is faster per call than the native one:
+    a run long enough to pay the compile over the difference compiles; a short one, a larger
+    d or a smaller M stays native, and so does a run where the compiler fails."""
+    monkeypatch.delenv(pairwise.COMPILE_ENV, raising=False)
+    monkeypatch.setattr(pairwise, "compiles", lambda *args: True)
+    cpu = torch.device("cpu")
+    assert pairwise.run_kernel(4096, 4, 10_000, cpu) == "compiled"
+    assert pairwise.run_kernel(4096, 4, 100, cpu) == "native"  # 100 x 16.8M x 4 ns < 8 s
+    assert pairwise.run_kernel(4096, 64, 10**6, cpu) == "native"
+    assert pairwise.run_kernel(1024, 4, 10**6, cpu) == "native"
+    monkeypatch.setattr(pairwise, "compiles", lambda *args: False)
+    assert pairwise.run_kernel(4096, 4, 10_000, cpu) == "native"

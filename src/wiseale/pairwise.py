@@ -59,6 +59,10 @@ TILE_PROBE = 64  # the rows of the probe that checks, on resume, that the compil
 # + backward with one thread and 1.4-1.7 ns for a forward alone.
 COMPILE_SECONDS = 8.0
 SAVED_SECONDS_PER_ELEMENT = {True: 3e-9, False: 1.4e-9}  # with backward -> s per element
+# Where the compiled kernel is faster than the native one (forward + backward, one thread,
+# docs/performance.md): 1.2-6.1 ns a pair more for the native kernel at M = 2048-4096, d <= 16
+NATIVE_SLOWER_FROM_M, NATIVE_SLOWER_UP_TO_D = 2048, 16
+NATIVE_EXTRA_SECONDS_PER_PAIR = 4e-9
 
 
 def _planes(mu: Tensor) -> bool:
@@ -304,17 +308,30 @@ def planned_kernel(m: int, d: int, calls: int | None, backward: bool = True) -> 
 def run_kernel(m: int, d: int, calls: int, device: torch.device,
                backward: bool = True) -> str:
     """The kernel of a run's ``calls`` evaluations at batch ``m`` and latent size ``d``:
-    native where it runs (:func:`pairwise_native.fits`), else compiled where ``auto`` would
+    native where it runs (:func:`pairwise_native.fits`) unless the compiled kernel pays its
+    compile over it (:func:`_compiled_beats_native`); else compiled where ``auto`` would
     compile (``COMPILE_MIN_ELEMENTS``, $WISEALE_COMPILE), the compile pays
-    (:func:`compile_pays`) and the compiler works here (:func:`compiles`), else eager. The
+    (:func:`compile_pays`) and the compiler works here (:func:`compiles`); else native where
+    it runs, else eager. The
     kernels round differently, so a run chooses once, at its start, and a resumed run keeps
     its choice (wiseale.training.run.Run.keep)."""
     mu = torch.zeros(m, d, device=device)
-    if pairwise_native.fits(mu, torch.ones_like(mu), KEPT_PAIRS_MAX):
+    native = pairwise_native.fits(mu, torch.ones_like(mu), KEPT_PAIRS_MAX)
+    fallback = "native" if native else "eager"
+    if native and not _compiled_beats_native(m, d, calls):
         return "native"
     if planned_kernel(m, d, calls, backward) != "auto" or not _use_compiled(mu, "auto"):
-        return "eager"
-    return "compiled" if compiles(mu, torch.ones_like(mu), _tile(mu, compiled=True)) else "eager"
+        return fallback
+    return "compiled" if compiles(mu, torch.ones_like(mu), _tile(mu, compiled=True)) else fallback
+
+
+def _compiled_beats_native(m: int, d: int, calls: int) -> bool:
+    """Whether ``calls`` evaluations save more with the compiled kernel than with the native
+    one than the compile costs: only from M = NATIVE_SLOWER_FROM_M up to d =
+    NATIVE_SLOWER_UP_TO_D, where the native kernel's passes over its [M, M] matrix (by
+    torch, out of cache there) cost more than the compiled kernel's fused tiles."""
+    return (m >= NATIVE_SLOWER_FROM_M and d <= NATIVE_SLOWER_UP_TO_D
+            and calls * m * m * NATIVE_EXTRA_SECONDS_PER_PAIR >= COMPILE_SECONDS)
 
 
 def kernel_works(kernel: str, device: torch.device) -> bool:

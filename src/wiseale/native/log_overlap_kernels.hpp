@@ -59,14 +59,14 @@ void overlap_tile(const R *mu, const R *var, const R *logvar, const R *prec, con
 }
 
 // Adds the tile's shares to the gradient sums gmu, gvar [mp, dp] (row-major; dp, like mu's
-// and var's, a multiple of the lanes): for each pair i < j < m, with c = scale (p_ij + p_ji)
-// (p: [m, m]), s = var_i + var_j and t = (mu_i - mu_j) / s, -c t to mu_i's and +c t to
-// mu_j's, c (t^2 - 1/s) to both var's (halved by the caller); ROWS rows against one column at
-// a time, vectorised over the dimensions, so each column's sums are read and written once per
-// ROWS rows.
+// and var's, a multiple of the lanes): for each pair i < j < m with p_ij + p_ji > negligible
+// (p: [m, m]), c = scale (p_ij + p_ji), s = var_i + var_j and t = (mu_i - mu_j) / s, -c t to
+// mu_i's and +c t to mu_j's, c (t^2 - 1/s) to both var's (halved by the caller); ROWS rows
+// against one column at a time, vectorised over the dimensions, so each column's sums are
+// read and written once per ROWS rows, and a column none of whose ROWS pairs counts skipped.
 template <typename R>
-void grad_tile(const R *mu, const R *var, const R *p, R scale, int64_t m, int64_t dp,
-               int64_t bi, int64_t bj, R *gmu, R *gvar) {
+void grad_tile(const R *mu, const R *var, const R *p, R scale, R negligible, int64_t m,
+               int64_t dp, int64_t bi, int64_t bj, R *gmu, R *gvar) {
   using S = Simd<R>;
   using vec = typename S::vec;
   const int64_t j_end = bj + TILE < m ? bj + TILE : m;
@@ -79,15 +79,22 @@ void grad_tile(const R *mu, const R *var, const R *p, R scale, int64_t m, int64_
         row_mu[r] = row_var[r] = S::all(0);
       }
       for (int64_t j = bj; j < j_end; j++) {
+        R c[ROWS];
+        bool any = false;
+        for (int64_t r = 0; r < ROWS; r++) {
+          const int64_t i = i0 + r;
+          const R weights = j > i && i < m ? p[i * m + j] + p[j * m + i] : R(0);
+          c[r] = weights > negligible ? scale * weights : R(0);
+          any |= c[r] != 0;
+        }
+        if (!any) continue;
         const vec mj = S::load(mu + j * dp + k), vj = S::load(var + j * dp + k);
         vec col_mu = S::load(gmu + j * dp + k), col_var = S::load(gvar + j * dp + k);
 #pragma GCC unroll 4
         for (int64_t r = 0; r < ROWS; r++) {
-          const int64_t i = i0 + r;
-          const R c = j > i && i < m ? scale * (p[i * m + j] + p[j * m + i]) : R(0);
           const vec inv = 1 / (vi[r] + vj), t = (mi[r] - mj) * inv;
           // c t^2 as (c t) t: t^2 alone may overflow where c = 0
-          const vec ct = c * t, w = ct * t - c * inv;
+          const vec ct = c[r] * t, w = ct * t - c[r] * inv;
           row_mu[r] += ct;
           row_var[r] += w;
           col_mu += ct;
@@ -110,28 +117,33 @@ void log_overlap(const R *mu, const R *var, const R *logvar, const R *prec, cons
                  const R *varT, const R *logvarT, const R *precT, int64_t mp, int64_t d, R *a,
                  int threads) {
   const int64_t tiles = mp / TILE, pairs = tiles * (tiles + 1) / 2;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int64_t pair = 0; pair < pairs; pair++) {
-    int64_t bi, bj;
-    tile_pair(pair, tiles, &bi, &bj);
-    overlap_tile(mu, var, logvar, prec, muT, varT, logvarT, precT, mp, d, bi, bj, a);
+#pragma omp parallel num_threads(threads)
+  {
+    const FlushDenormals flushed;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t pair = 0; pair < pairs; pair++) {
+      int64_t bi, bj;
+      tile_pair(pair, tiles, &bi, &bj);
+      overlap_tile(mu, var, logvar, prec, muT, varT, logvarT, precT, mp, d, bi, bj, a);
+    }
   }
 }
 
 // Thread t adds into out[t] = (gmu, gvar), each [mp, dp]; the tiles go to the threads in a
 // fixed order (schedule static), so the sums are the same bits for the same thread count.
 template <typename R>
-void log_overlap_grad(const R *mu, const R *var, const R *p, R scale, int64_t m, int64_t mp,
-                      int64_t dp, R *out, int threads) {
+void log_overlap_grad(const R *mu, const R *var, const R *p, R scale, R negligible, int64_t m,
+                      int64_t mp, int64_t dp, R *out, int threads) {
   const int64_t tiles = mp / TILE, pairs = tiles * (tiles + 1) / 2, size = mp * dp;
 #pragma omp parallel num_threads(threads)
   {
+    const FlushDenormals flushed;
     R *own = out + 2 * size * omp_get_thread_num();
 #pragma omp for schedule(static, 1)
     for (int64_t pair = 0; pair < pairs; pair++) {
       int64_t bi, bj;
       tile_pair(pair, tiles, &bi, &bj);
-      grad_tile(mu, var, p, scale, m, dp, bi, bj, own, own + size);
+      grad_tile(mu, var, p, scale, negligible, m, dp, bi, bj, own, own + size);
     }
   }
 }
