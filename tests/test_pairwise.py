@@ -367,3 +367,11 @@ def test_long_runs_at_wide_batches_and_small_d_compile_rather_than_run_native(mo
     assert pairwise.run_kernel(1024, 4, 10**6, cpu) == "native"
     monkeypatch.setattr(pairwise, "compiles", lambda *args: False)
     assert pairwise.run_kernel(4096, 4, 10_000, cpu) == "native"
+
+
+def test_a_native_library_built_from_other_sources_is_refused(monkeypatch):
+    """A library whose functions take other arguments (built before a change, not rebuilt) is
+    never called: a warning says to reinstall, and the other kernels take over."""
+    monkeypatch.setattr(pairwise_native, "ABI", pairwise_native.ABI + 1)
+    with pytest.warns(RuntimeWarning, match="was built from other sources .* reinstall"):
+        assert pairwise_native.library.__wrapped__() is None

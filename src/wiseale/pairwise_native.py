@@ -15,11 +15,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 
+ABI = 2  # the arguments of the library's functions (log_overlap.cpp's wiseale_abi)
 TILE = 64  # the kernels' tile side (log_overlap.cpp)
 VECTOR_BYTES = 64  # their vector: the backward's dimensions are padded to a multiple of it
 EXP_FLOOR = -60.0  # W_ij below e^-60 (8.7e-27) counts as e^-60, and a pair whose two weights
@@ -30,12 +32,19 @@ DTYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The built kernels, or None where the package was installed without them (no C++
-    compiler then)."""
+    compiler then) or they were built from other sources (a warning: reinstall)."""
     try:
         from wiseale import _log_overlap  # type: ignore[attr-defined]
     except ImportError:
         return None
     lib = ctypes.CDLL(_log_overlap.__file__)
+    built = lib.wiseale_abi() if hasattr(lib, "wiseale_abi") else 1
+    if built != ABI:
+        warnings.warn(f"{_log_overlap.__file__} was built from other sources (ABI {built}, "
+                      f"this wiseale needs {ABI}); the aggregate KL uses its other kernels "
+                      "until you reinstall wiseale (`make install` or `pip install -e .`)",
+                      RuntimeWarning, stacklevel=2)
+        return None
     size, ptr = ctypes.c_int64, ctypes.c_void_p
     for suffix, real in DTYPES.values():
         getattr(lib, f"log_overlap_{suffix}").argtypes = [ptr] * 8 + [size, size, ptr,

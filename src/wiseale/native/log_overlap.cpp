@@ -96,6 +96,10 @@ int wiseale_use_instruction_set(int wanted) {
 
 int wiseale_instruction_set() { return kSet; }
 
+// The version of these functions' arguments; wiseale.pairwise_native.ABI must equal it (a
+// library built from older sources is refused, not called with the wrong arguments).
+int wiseale_abi() { return 2; }
+
 #define WISEALE_EXPORT(R, SUFFIX)                                                           \
   void log_overlap_##SUFFIX(const R *mu, const R *var, const R *logvar, const R *prec,    \
                             const R *muT, const R *varT, const R *logvarT,                \
