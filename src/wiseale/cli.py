@@ -137,7 +137,7 @@ ENVIRONMENT = """environment:
   WISEALE_DATA       where named data sets are looked for (beside --data-dir)
   WISEALE_CACHE      cache of the FID classifiers (default ~/.cache/wiseale)
   WISEALE_INCEPTION  a safetensors copy of the FID Inception weights: FIDs in its features
-  WISEALE_COMPILE=0  the aggregate KL's eager kernel instead of torch.compile's
+  WISEALE_COMPILE=0  no torch.compile kernel for the aggregate KL (native or eager instead)
   WISEALE_THREADS    torch CPU threads (default: $OMP_NUM_THREADS, else half the CPUs)"""
 
 
