@@ -21,9 +21,10 @@ constexpr int64_t ROWS = 4;            // rows of the backward's register block
 constexpr int VEC_BYTES = 64;          // a vector: 16 floats, 8 doubles
 
 // Subnormal numbers read and written as 0 while a thread runs a kernel (x86's FTZ and DAZ
-// modes), restored after: the far pairs' weights W_ij underflow into them, and each
-// operation on one costs a microcode assist (the backward ran 1.5x slower with M = 1024,
-// d = 64, var = e^-1); what is flushed is below 1.2e-38 (float) or 2.2e-308 (double).
+// modes), restored after: the far pairs' terms underflow into them, and each operation on
+// one costs a microcode assist (with the exp floor and the skipped columns of
+// pairwise_native, M = 1024, d = 64 went from 61 to 20 ms: docs/performance.md); what is
+// flushed is below 1.2e-38 (float) or 2.2e-308 (double).
 struct FlushDenormals {
 #if defined(__x86_64__)
   const unsigned int saved = _mm_getcsr();
