@@ -165,3 +165,17 @@ def test_a_regulariser_that_is_a_callback_takes_part_in_the_loop(tmp_path, tiny_
     assert rows[0]["loss"] == pytest.approx(rows[0]["recon"], rel=1e-5)  # weight 0 in epoch 1
     assert rows[1]["loss"] == pytest.approx(rows[1]["recon"] + 0.5 * rows[1]["annealed_norm"],
                                             rel=1e-4)
+
+
+@pytest.mark.parametrize("beta", [1.0, 4.0, 0.25])
+def test_the_prior_kl_contributes_beta_times_its_value(beta):
+    """beta-VAE's beta (001 Eq. 26, Higgins et al.): the loss gets beta x the mean KL, with
+    beta = 1 the KL itself, bit for bit; the logged value is the KL either way."""
+    from wiseale.noises import GaussianPosterior
+
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    value, contribution = PriorKL(weight=beta)(GaussianPosterior(mu, logvar, mu))
+    expected = functional.gaussian_kl(mu, logvar).mean()
+    assert torch.equal(value, expected)
+    assert torch.equal(contribution, beta * expected)
