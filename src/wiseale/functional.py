@@ -141,11 +141,10 @@ def gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor | float) -> Tensor:
     if not isinstance(logvar, Tensor) or logvar.dim() == 0:
         precision = torch.exp(-logvar) if isinstance(logvar, Tensor) else math.exp(-logvar)
         squares = (x - mean).square().flatten(1).sum(dim=1)
-        if not isinstance(precision, Tensor) and precision == 2.0:  # sigma^2 = 0.5: x 1.0
-            scaled = squares
-        else:
-            scaled = squares * (0.5 * precision)
-        return scaled + 0.5 * math.prod(x.shape[1:]) * (LOG_2PI + logvar)
+        half_precision = 0.5 * precision
+        if isinstance(half_precision, Tensor) or half_precision != 1.0:  # 1.0 at sigma^2 = 0.5
+            squares = squares * half_precision
+        return squares + 0.5 * math.prod(x.shape[1:]) * (LOG_2PI + logvar)
     per_dim = 0.5 * (LOG_2PI + logvar + (x - mean).square() * torch.exp(-logvar))
     return per_dim.flatten(1).sum(dim=1)
 

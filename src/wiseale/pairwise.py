@@ -312,17 +312,17 @@ def run_kernel(m: int, d: int, calls: int, device: torch.device,
     compile over it (:func:`_compiled_beats_native`); else compiled where ``auto`` would
     compile (``COMPILE_MIN_ELEMENTS``, $WISEALE_COMPILE), the compile pays
     (:func:`compile_pays`) and the compiler works here (:func:`compiles`); else native where
-    it runs, else eager. The
-    kernels round differently, so a run chooses once, at its start, and a resumed run keeps
-    its choice (wiseale.training.run.Run.keep)."""
+    it runs, else eager. The kernels round differently, so a run chooses once, at its start,
+    and a resumed run keeps its choice (wiseale.training.run.Run.keep)."""
     mu = torch.zeros(m, d, device=device)
-    native = pairwise_native.fits(mu, torch.ones_like(mu), KEPT_PAIRS_MAX)
+    var = torch.ones_like(mu)
+    native = pairwise_native.fits(mu, var, KEPT_PAIRS_MAX)
     fallback = "native" if native else "eager"
     if native and not _compiled_beats_native(m, d, calls):
         return "native"
     if planned_kernel(m, d, calls, backward) != "auto" or not _use_compiled(mu, "auto"):
         return fallback
-    return "compiled" if compiles(mu, torch.ones_like(mu), _tile(mu, compiled=True)) else fallback
+    return "compiled" if compiles(mu, var, _tile(mu, compiled=True)) else fallback
 
 
 def _compiled_beats_native(m: int, d: int, calls: int) -> bool:
@@ -340,15 +340,18 @@ def kernel_works(kernel: str, device: torch.device) -> bool:
         return device.type == "cpu" and pairwise_native.available()
     if kernel == "compiled":
         mu = torch.zeros(TILE_PROBE, 4, device=device)
-        return (os.environ.get(COMPILE_ENV, "1") != "0"
-                and compiles(mu, torch.ones_like(mu), TILE_PROBE))
+        return _compile_allowed() and compiles(mu, torch.ones_like(mu), TILE_PROBE)
     return True
+
+
+def _compile_allowed() -> bool:
+    return os.environ.get(COMPILE_ENV, "1") != "0"
 
 
 def _use_compiled(mu: Tensor, kernel: str) -> bool:
     if kernel == "compiled":
         return True
-    if kernel == "eager" or os.environ.get(COMPILE_ENV, "1") == "0":
+    if kernel == "eager" or not _compile_allowed():
         return False
     m, d = mu.shape
     return m * m * d >= COMPILE_MIN_ELEMENTS
