@@ -33,6 +33,11 @@ def test_a_new_likelihood_is_one_registered_class_that_parts_can_name(tmp_path):
         assert isinstance(model.likelihood, Laplace) and model.likelihood.b == 2.0
         x = torch.zeros(2, 1, 256)
         assert torch.equal(model.likelihood.nll(x, x + 1), torch.full((2,), 128.0))
+        x = torch.randn(4, 1, 256)  # the training step's loss is the subclass's nll
+        with torch.no_grad():
+            trained = model(x).parts["nll"]
+            laplace = model.likelihood.nll(x, model.decode(model.code(x))).mean()
+        assert trained.item() == pytest.approx(laplace.item(), rel=1e-6)
     finally:
         del LIKELIHOOD_CLASSES["laplace"]
 

@@ -132,33 +132,21 @@ def information_rate_bits(latent_dim: int, sigma_eps: float) -> float:
     return latent_dim / 2 * math.log2(1.0 / sigma_eps**2)
 
 
-def squared_error(x: Tensor, mean: Tensor) -> Tensor:
-    """|x - mean|^2 summed over all but the first dimension, shape [M]."""
-    return (x - mean).square().flatten(1).sum(dim=1)
-
-
 def gaussian_nll(x: Tensor, mean: Tensor, logvar: Tensor | float) -> Tensor:
     """-log N(x | mean, exp(logvar)) summed over all but the first dimension, shape [M].
 
     With one variance for every dimension (a float or a scalar tensor) this is
-    :func:`gaussian_nll_of_squared_error`: one pass over the data dimensions instead of four,
-    the training step's likelihood on the fixed and learned variances."""
+    |x - mean|^2 / (2 var) + D/2 (log 2 pi + logvar): one pass over the data dimensions
+    instead of four, the training step's likelihood on the fixed and learned variances."""
     if not isinstance(logvar, Tensor) or logvar.dim() == 0:
-        return gaussian_nll_of_squared_error(squared_error(x, mean), logvar,
-                                             math.prod(x.shape[1:]))
+        precision = torch.exp(-logvar) if isinstance(logvar, Tensor) else math.exp(-logvar)
+        squares = (x - mean).square().flatten(1).sum(dim=1)
+        half_precision = 0.5 * precision
+        if isinstance(half_precision, Tensor) or half_precision != 1.0:  # 1.0 at sigma^2 = 0.5
+            squares = squares * half_precision
+        return squares + 0.5 * math.prod(x.shape[1:]) * (LOG_2PI + logvar)
     per_dim = 0.5 * (LOG_2PI + logvar + (x - mean).square() * torch.exp(-logvar))
     return per_dim.flatten(1).sum(dim=1)
-
-
-def gaussian_nll_of_squared_error(squares: Tensor, logvar: Tensor | float,
-                                  n_dims: int) -> Tensor:
-    """-log N(x | mean, exp(logvar) I) from squares = |x - mean|^2 per sample [M] over
-    n_dims data dimensions with one variance: squares / (2 var) + n_dims/2 (log 2 pi + logvar)."""
-    precision = torch.exp(-logvar) if isinstance(logvar, Tensor) else math.exp(-logvar)
-    half_precision = 0.5 * precision
-    if isinstance(half_precision, Tensor) or half_precision != 1.0:  # 1.0 at sigma^2 = 0.5
-        squares = squares * half_precision
-    return squares + 0.5 * n_dims * (LOG_2PI + logvar)
 
 
 def bernoulli_nll(x: Tensor, logits: Tensor) -> Tensor:

@@ -4,8 +4,6 @@ Every likelihood gives the per-sample negative log-likelihood ([M], summed over 
 dimensions), the pairwise matrix used by the exact reconstruction term (001 Eq. 15), and the
 mean used as the reconstruction x_hat. The optional parts are declared on
 :class:`Likelihood`: ``variance(out)`` (Gaussians: sigma^2 per data dimension, 004 Fig. 3-4),
-``nll_and_squared_error`` (the training step's NLL and logged squared error, in one pass where
-the NLL computes that error),
 ``on_epoch_end`` (a likelihood is a :class:`wiseale.hooks.Callback`: after every epoch it may
 add values to the metrics row, the learned sigma^2 and the stage of 004 Alg. 1),
 ``batch_dependent`` and ``needs_variance_head``.
@@ -32,14 +30,6 @@ LOGVAR_MIN = math.log(SIGMA2_MIN)
 LIKELIHOOD_CLASSES = Registry("likelihood")  # name -> class: every likelihood
 
 
-def _one_variance_nll(x: Tensor, out: Tensor, logvar: Tensor | float) -> tuple[Tensor, Tensor]:
-    """Likelihood.nll_and_squared_error for N(x | out, exp(logvar) I): the squared error
-    computed once for both."""
-    squares = functional.squared_error(x, out)
-    nll = functional.gaussian_nll_of_squared_error(squares, logvar, math.prod(x.shape[1:]))
-    return nll, squares.detach()
-
-
 class Likelihood(nn.Module, Callback):
     """The likelihood axis' interface; subclasses give ``nll``, ``pairwise_nll`` and ``mean``
     and override the optional hooks they have."""
@@ -51,13 +41,6 @@ class Likelihood(nn.Module, Callback):
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
         """-log p(x | out) per sample [M], summed over the data dimensions."""
         raise NotImplementedError
-
-    def nll_and_squared_error(self, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`nll` and the squared error |x - mean(out)|^2 per sample [M], detached (the
-        training step logs it); a likelihood whose NLL computes that error shares it."""
-        nll = self.nll(x, out)
-        with torch.no_grad():
-            return nll, functional.squared_error(x, self.mean(out))
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
         """[i, j] = -log p(x_j | out_i) (001 Eq. 15)."""
@@ -106,9 +89,6 @@ class FixedGaussian(Likelihood):
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
         return functional.gaussian_nll(x, out, self.logvar)
 
-    def nll_and_squared_error(self, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        return _one_variance_nll(x, out, self.logvar)
-
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
         return functional.pairwise_gaussian_nll(x, out, self.logvar)
 
@@ -137,9 +117,6 @@ class LearnedGaussian(Likelihood):
 
     def nll(self, x: Tensor, out: Tensor) -> Tensor:
         return functional.gaussian_nll(x, out, self.logvar())
-
-    def nll_and_squared_error(self, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        return _one_variance_nll(x, out, self.logvar())
 
     def pairwise_nll(self, x: Tensor, out: Tensor) -> Tensor:
         return functional.pairwise_gaussian_nll(x, out, self.logvar())

@@ -130,13 +130,13 @@ class Autoencoder(nn.Module):
         post = self.encode(x)
         out = full_precision(self.decode(post.z))  # the likelihood in float32 under autocast
         with full_precision_region(x.device.type):
-            own_nll, squared_error = self.likelihood.nll_and_squared_error(x, out)
+            own_nll = self.likelihood.nll(x, out)
             loss = self._reconstruction_term(x, out, own_nll)
             penalty, reg_parts = self.regularize(post if gather is None else gather(post))
         parts = {"recon": loss.detach(), "nll": own_nll.detach().mean()}
         loss = loss + penalty
         parts.update(reg_parts)
-        parts.update(self.diagnostics(squared_error, post, parts))
+        parts.update(self.diagnostics(x, out, post, parts))
         parts["loss"] = loss.detach()
         return LossOutput(loss, parts)
 
@@ -151,14 +151,14 @@ class Autoencoder(nn.Module):
         return (post.mu.new_zeros(()) if total is None else total), parts
 
     @torch.no_grad()
-    def diagnostics(self, squared_error: Tensor, post: Posterior,
+    def diagnostics(self, x: Tensor, out: Tensor, post: Posterior,
                     parts: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logged, not trained: the squared error of the decoded samples
-        (``sample_recon_error``, from the per-sample ``squared_error`` of
-        Likelihood.nll_and_squared_error; evaluation's ``recon_error`` decodes the code), and
-        where the posterior has a density its KL to the prior (``kl_prior``, unless the
-        prior-KL regulariser logged it) and the ELBO (batch means)."""
-        found = {"sample_recon_error": squared_error.mean()}
+        (``sample_recon_error``; evaluation's ``recon_error`` decodes the code), and where the
+        posterior has a density its KL to the prior (``kl_prior``, unless the prior-KL
+        regulariser logged it) and the ELBO (batch means)."""
+        found = {"sample_recon_error":
+                 (x - self.likelihood.mean(out)).square().flatten(1).sum(1).mean()}
         if post.has_density:
             kl = parts["kl_prior"] if "kl_prior" in parts else post.kl_to_prior().mean()
             found["kl_prior"] = kl

@@ -60,14 +60,14 @@ def micro_batch_step(model: Autoencoder, x: Tensor, micro_batch: int) -> LossOut
         post = model.encode(chunk)
         out = full_precision(model.decode(post.z))
         with full_precision_region(device.type):
-            own_nll, squared_error = model.likelihood.nll_and_squared_error(chunk, out)
+            own_nll = model.likelihood.nll(chunk, out)
         rows = slice(start, start + len(chunk))
         tensors = post.tensors()
         linear = sum((tensors[f] * g[rows]).sum() for f, g in grads.items())
         (own_nll.sum() / len(x) + linear).backward()
         share = len(chunk) / len(x)
         parts = {"nll": own_nll.detach().mean()}
-        parts.update(model.diagnostics(squared_error, post, {**parts, **reg_parts}))
+        parts.update(model.diagnostics(chunk, out.detach(), post, {**parts, **reg_parts}))
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + share * value
         start += len(chunk)
