@@ -78,6 +78,10 @@ def _ptr(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def _padded(x: Tensor, rows: int, columns: int, fill: float) -> Tensor:
     """x [m, d] in the top left of a contiguous [rows, columns] filled with ``fill``."""
     out = x.new_full((rows, columns), fill)
@@ -92,7 +96,7 @@ class NativeLogOverlap(torch.autograd.Function):
     def forward(ctx: Any, mu: Tensor, var: Tensor) -> Tensor:
         mu, var = mu.detach(), var.detach()
         (m, d), (suffix, _) = mu.shape, DTYPES[mu.dtype]
-        mp = -(-m // TILE) * TILE  # padded rows: mu 0, var 1, their pairs cut off below
+        mp = _round_up(m, TILE)  # padded rows: mu 0, var 1, their pairs cut off below
         rows = [_padded(x, mp, d, fill) for x, fill in
                 ((mu, 0.0), (var, 1.0), (var.log(), 0.0), (var.reciprocal(), 1.0))]
         columns = [x.T.contiguous() for x in rows]
@@ -110,8 +114,9 @@ class NativeLogOverlap(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
         mu, var, a, lse = ctx.saved_tensors
         (m, d), (suffix, real) = mu.shape, DTYPES[mu.dtype]
-        mp, lanes = -(-m // TILE) * TILE, VECTOR_BYTES // mu.element_size()
-        dp = -(-d // lanes) * lanes  # padded dimensions: mu 0, var 1, their sums cut off
+        mp = _round_up(m, TILE)
+        # padded dimensions: mu 0, var 1, their sums cut off
+        dp = _round_up(d, VECTOR_BYTES // mu.element_size())
         weights = _exp(a - lse[:, None])  # W_ij, [m, m]
         threads = torch.get_num_threads()
         sums = mu.new_zeros(threads, 2, mp, dp)
