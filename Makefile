@@ -48,8 +48,11 @@ demo: install
 	$(BIN)/wiseale reproduce sine --quick --jobs 2 --out $(DEMO)  # its 4 runs, 2 at a time
 	@echo "Report: $(DEMO)/report.md"
 
+# The tests run in TEST_WORKERS processes (pytest-xdist), each with one torch thread
+# (tests/conftest.py); TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
