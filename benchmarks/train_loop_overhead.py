@@ -8,12 +8,15 @@ runs twice: with ``torch.optim.Adam``'s default implementation, as a user writes
 second ratio is the cost of the loop's own work; a third hand-written loop, fused too, also
 does the per-step work wiseale's does besides (the variance clamp, the values it logs summed
 over the epoch, the loss's finiteness check: ``HandWritten(logged=True)``), so that the third
-ratio compares the same per-step work. The loops run in lockstep: after each of
-wiseale's optimiser steps a callback runs one step of each hand-written loop, and the wall time
-of each is summed (wiseale's from the end of one callback to the start of the next: its step
-and all its loop does between steps), so that the machine's noise, which moves whole epochs by
-30% here, hits all four alike. Each round is one epoch; every round's ratios are printed,
-then the medians. The epoch's evaluation and checkpoint are outside. A first round is not
+ratio compares the same per-step work. A twin of that third loop (the same code, its own
+weights) gives a fourth ratio, twin / third, which two identical loops would make 1.0: what
+is left is the benchmark's own resolution, measured in the same run. The loops run in
+lockstep: after each of wiseale's optimiser steps a callback runs one step of each
+hand-written loop, in an order that rotates every step, and the wall time of each is summed
+(wiseale's from the end of one callback to the start of the next: its step and all its loop
+does between steps), so that the machine's noise, which moves whole epochs by 30% here, hits
+all five alike. Each round is one epoch; every round's ratios are printed, then the
+medians. The epoch's evaluation and checkpoint are outside. A first round is not
 counted: its steps pay one-time costs (oneDNN's kernels for the shapes, first calls) that
 whichever loop steps first pays for the others, which was wiseale's loop (0.925-0.935 of the
 fused loop in that round, 0.95-0.97 in the next four).
@@ -93,8 +96,9 @@ class HandWritten:
 
 
 class Lockstep(Callback):
-    """After each of wiseale's steps, one step of each hand-written loop; the seconds of each
-    (wiseale's first)."""
+    """After each of wiseale's steps, one step of each hand-written loop, in an order that
+    rotates by one every step (no loop always steps right after wiseale's); the seconds of
+    each (wiseale's first)."""
 
     def __init__(self, loops: list[HandWritten]):
         self.loops, self.seconds = loops, [0.0] * (len(loops) + 1)
@@ -105,19 +109,21 @@ class Lockstep(Callback):
     def on_step_end(self, step, parts) -> None:
         started = time.perf_counter()
         self.seconds[0] += started - self.since
-        for index, loop in enumerate(self.loops, start=1):
-            loop.step()
+        first = step % len(self.loops)
+        for index in [*range(first, len(self.loops)), *range(first)]:
+            self.loops[index].step()
             ended = time.perf_counter()
-            self.seconds[index] += ended - started
+            self.seconds[index + 1] += ended - started
             started = ended
         self.since = time.perf_counter()
 
 
 def one_round(config: RunConfig, train_data, test_data) -> list[float]:
-    """Seconds of one epoch of wiseale, the hand-written loop and the fused one, in lockstep."""
+    """Seconds of one epoch of wiseale and of each hand-written loop, in lockstep."""
     resolved, x = resolve(config, train_data), train_data.floats()
     lockstep = Lockstep([HandWritten(resolved, x, fused=False),
                          HandWritten(resolved, x, fused=True),
+                         HandWritten(resolved, x, fused=True, logged=True),
                          HandWritten(resolved, x, fused=True, logged=True)])
     with tempfile.TemporaryDirectory() as tmp:
         train(config, Path(tmp) / "run", progress=False, train_data=train_data,
@@ -143,10 +149,13 @@ def main() -> None:
             n = args.n_train // 64 * 64
             speeds = ', '.join('/'.join(f'{n / s:.0f}' for s in r) for r in rounds)
             print(f"{threads} threads {method:9s} samples/s wiseale / hand / hand fused / "
-                  f"hand fused logged {speeds}")
-            for name, column in (("hand", 1), ("hand fused", 2), ("hand fused logged", 3)):
-                ratios = [r[column] / r[0] for r in rounds]  # speed of wiseale / of the loop
-                print(f"{threads} threads {method:9s} wiseale / {name:17s} "
+                  f"hand fused logged / its twin {speeds}")
+            for name, column, against in (("wiseale / hand", 1, 0),
+                                          ("wiseale / hand fused", 2, 0),
+                                          ("wiseale / hand fused logged", 3, 0),
+                                          ("twin / hand fused logged", 3, 4)):
+                ratios = [r[column] / r[against] for r in rounds]  # speed ratio
+                print(f"{threads} threads {method:9s} {name:27s} "
                       f"{', '.join(f'{r:.3f}' for r in ratios)} | median "
                       f"{statistics.median(ratios):.3f}", flush=True)
 
