@@ -45,7 +45,7 @@ $(BIN)/wiseale: pyproject.toml $(NATIVE) | $(CXX_BIN)
 install: $(BIN)/wiseale $(FASHION) $(CXX_BIN)
 
 demo: install
-	$(BIN)/wiseale reproduce sine --quick --jobs 2 --out $(DEMO)  # its 4 runs, 2 at a time
+	$(BIN)/wiseale reproduce sine --quick --jobs 2 --out $(DEMO)  # its 5 runs, 2 at a time
 	@echo "Report: $(DEMO)/report.md"
 
 # The tests run in TEST_WORKERS processes (pytest-xdist), each with one torch thread

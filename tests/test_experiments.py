@@ -38,7 +38,8 @@ def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_
     report = tiny_sine_spec.run(tmp_path, scale="quick", seeds=2, progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["experiment"] == "sine" and results["seeds"] == [0, 1]
-    assert list(results["methods"]) == ["aevb", "beta-vae", "wise-ale", "wae"]
+    assert list(results["methods"]) == ["aevb", "beta-vae", "wise-ale", "wae",
+                                        "wise-ale-per-sample"]
     for name, entry in results["methods"].items():
         first = _evaluation(tmp_path / "runs" / name)
         second = _evaluation(tmp_path / "seeds/1/runs" / name)
@@ -59,6 +60,16 @@ def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_
         assert claim["holds_per_seed"][i] == (test["wise-ale"] < min(test["aevb"],
                                                                      test["beta-vae"]))
     assert claim["seeds"] == 2 and claim["p_value"] is not None
+    # the per-sample reading: WiSE-ALE's aggregate KL charged to every sample, judged alike
+    per_sample = results["methods"]["wise-ale-per-sample"]["config"]
+    assert (per_sample["method"], per_sample["options"]["scaling"]) == ("wise-ale", "per-sample")
+    assert results["methods"]["wise-ale"]["config"]["options"]["scaling"] == "batch"
+    claim = next(c for c in results["claims"] if c["id"] == "sine-elbo-per-sample")
+    for i, seed in enumerate(("0", "1")):
+        elbo = {n: e["seeds"][seed]["train"]["elbo"] for n, e in results["methods"].items()
+                if n != "wae"}
+        assert claim["holds_per_seed"][i] == (elbo["wise-ale-per-sample"] > max(
+            elbo["aevb"], elbo["beta-vae"]))
     text = report.read_text()
     assert "## Claims" in text and "2 seeds (0, 1)" in text and " ± " in text
     assert all(_is_png(tmp_path / f) for f in ("fig5a_reconstructions.png", "fig6_curves.png"))
@@ -84,7 +95,7 @@ def test_full_scale_is_the_paper_setting():
             (50, 64, 5e-4, 4)
         assert config.n_train is None  # all 180,000 training waves of the 200,000
     full = paper001.EMBEDDING.configs("mnist", scale="full", seed=0)
-    assert list(full) == ["aevb", "beta-vae", "wise-ale", "wae"]
+    assert list(full) == ["aevb", "beta-vae", "wise-ale", "wae", "wise-ale-per-sample"]
     for config in full.values():
         assert (config.epochs, config.batch_size, config.lr, config.latent_dim) == \
             (30, 64, 1e-3, 2)
@@ -106,10 +117,10 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
                  "--diagnoses", str(diagnoses)]) == 0
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert [r["diagnosis"] for r in rows if r["experiment"] == "sine"] == [
-        "our scale: 1 epoch", "-", "-", "-"]
+        "our scale: 1 epoch", "-", "-", "-", "-", "-"]
     assert len(rows) == sum(len(spec.claims) for spec in EXPERIMENTS.values())
     sine = [r for r in rows if r["experiment"] == "sine"]
-    assert [r["verdict"].startswith("one seed: ") for r in sine] == [True] * 4
+    assert [r["verdict"].startswith("one seed: ") for r in sine] == [True] * 6
     claims_md = (tmp_path / "claims.md").read_text()
     header = claims_md.splitlines()[claims_md.splitlines().index(next(
         line for line in claims_md.splitlines() if line.startswith("| experiment")))]
@@ -357,7 +368,7 @@ def test_reproduce_all_runs_every_offline_experiment_and_writes_the_claims(
     assert not (tmp_path / "celeba").exists()  # needs data this machine lacks
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert {r["experiment"]: r["verdict"] for r in rows}["celeba"] == "not run here"
-    assert len(rows) == 4 + 4 + 1  # sine (two readings of sine-elbo), prior-constraint, celeba
+    assert len(rows) == 6 + 4 + 1  # sine (4 readings of its 3 claims), prior-constraint, celeba
 
 
 def test_a_claim_that_does_not_hold_shows_its_diagnosis_or_that_it_has_none(tmp_path, capsys):

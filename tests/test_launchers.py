@@ -156,7 +156,7 @@ def test_the_plan_is_printed_and_a_dry_run_trains_nothing(tmp_path, capsys):
     assert main(["reproduce", "sine", "--quick", "--seeds", "2", "--dry-run", "--out",
                  str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert "plan: 8 training units, 8 to run" in err
+    assert "plan: 10 training units, 10 to run" in err
     assert "seed 1  wise-ale               sine-conv    12 x 16,000  new" in err
     assert not (tmp_path / "runs").exists()
 
