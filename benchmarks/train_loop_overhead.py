@@ -10,13 +10,14 @@ does the per-step work wiseale's does besides (the variance clamp, the values it
 over the epoch, the loss's finiteness check: ``HandWritten(logged=True)``), so that the third
 ratio compares the same per-step work. A twin of that third loop (the same code, its own
 weights) gives a fourth ratio, twin / third, which two identical loops would make 1.0: what
-is left is the benchmark's own resolution, measured in the same run. The loops run in
-lockstep: after each of wiseale's optimiser steps a callback runs one step of each
-hand-written loop, in an order that rotates every step, and the wall time of each is summed
-(wiseale's from the end of one callback to the start of the next: its step and all its loop
-does between steps), so that the machine's noise, which moves whole epochs by 30% here, hits
-all five alike. Each round is one epoch; every round's ratios are printed, then the
-medians. The epoch's evaluation and checkpoint are outside. A first round is not
+is left is the benchmark's own resolution, measured in the same run; wiseale over the twin
+is printed for every round and, at the end, averaged over all rounds with its standard
+error. The loops run in lockstep: after each of wiseale's optimiser steps a callback runs one
+step of each hand-written loop, in an order that rotates every step, and the wall time of
+each is summed (wiseale's from the end of one callback to the start of the next: its step and
+all its loop does between steps), so that the machine's noise, which moves whole epochs by
+30% here, hits all five alike. Each round is one epoch; every round's ratios are printed,
+then the medians. The epoch's evaluation and checkpoint are outside. A first round is not
 counted: its steps pay one-time costs (oneDNN's kernels for the shapes, first calls) that
 whichever loop steps first pays for the others, which was wiseale's loop (0.925-0.935 of the
 fused loop in that round, 0.95-0.97 in the next four).
@@ -139,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {args.n_train} waves, batch 64, 1 epoch per round, the "
           "same threads for all, in lockstep")
+    against_twin: list[float] = []  # wiseale's speed over the twin's, every round
     for threads in args.threads:
         for method in ("aevb", "wise-ale"):
             config = RunConfig(method=method, data="sine", n_train=args.n_train, n_test=256,
@@ -153,11 +155,16 @@ def main() -> None:
             for name, column, against in (("wiseale / hand", 1, 0),
                                           ("wiseale / hand fused", 2, 0),
                                           ("wiseale / hand fused logged", 3, 0),
-                                          ("twin / hand fused logged", 3, 4)):
+                                          ("twin / hand fused logged", 3, 4),
+                                          ("wiseale / twin", 4, 0)):
                 ratios = [r[column] / r[against] for r in rounds]  # speed ratio
                 print(f"{threads} threads {method:9s} {name:27s} "
-                      f"{', '.join(f'{r:.3f}' for r in ratios)} | median "
-                      f"{statistics.median(ratios):.3f}", flush=True)
+                      f"{', '.join(f'{r:.4f}' for r in ratios)} | median "
+                      f"{statistics.median(ratios):.4f}", flush=True)
+            against_twin += [r[4] / r[0] for r in rounds]
+    mean, sd = statistics.mean(against_twin), statistics.stdev(against_twin)
+    print(f"wiseale / twin over all {len(against_twin)} rounds: mean {mean:.4f}, standard error "
+          f"{sd / math.sqrt(len(against_twin)):.4f}, {sum(r < 1 for r in against_twin)} below 1")
 
 
 if __name__ == "__main__":

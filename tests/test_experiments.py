@@ -82,6 +82,25 @@ def test_sine_over_two_seeds_averages_each_seeds_evaluation(tmp_path, tiny_sine_
     assert json.loads((tmp_path / "results.json").read_text())["seeds"] == [0, 1, 2]
 
 
+def test_every_wise_ale_claim_is_judged_under_both_readings_of_eq_27():
+    """Each claim on the wise-ale run (aggregate KL charged per batch) has a twin that makes the
+    same comparisons with the run charged per sample in its place, and no other change."""
+    for spec in (paper001.SINE, paper001.EMBEDDING):
+        claims = {claim.id: claim for claim in spec.claims}
+        batch = [claim for claim in spec.claims if not claim.id.endswith("-per-sample")]
+        assert len(claims) == 2 * len(batch)
+        for claim in batch:
+            twin = claims[f"{claim.id}-per-sample"]
+            runs = [q.run for q in claim.quantities()]
+            assert "wise-ale" in runs and "wise-ale" not in [q.run for q in twin.quantities()]
+            assert [(q.run, q.metric, q.split) for q in twin.quantities()] == [
+                (paper001.PER_SAMPLE if q.run == "wise-ale" else q.run, q.metric, q.split)
+                for q in claim.quantities()]
+            assert [(c.op, c.margin) for c in twin.comparisons] == [
+                (c.op, c.margin) for c in claim.comparisons]
+            assert "scaling=per-sample" in twin.text and twin.source == claim.source
+
+
 def test_sine_refuses_other_data_and_bad_seed_counts(tmp_path):
     with pytest.raises(WisealeError, match="sine data only"):
         EXPERIMENTS["sine"].run(tmp_path, scale="quick", data="mnist")
@@ -117,10 +136,10 @@ def test_claims_cli_lists_every_claim_and_the_command_for_missing_ones(tmp_path,
                  "--diagnoses", str(diagnoses)]) == 0
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert [r["diagnosis"] for r in rows if r["experiment"] == "sine"] == [
-        "our scale: 1 epoch", "-", "-", "-", "-", "-"]
+        "our scale: 1 epoch", *["-"] * 7]
     assert len(rows) == sum(len(spec.claims) for spec in EXPERIMENTS.values())
     sine = [r for r in rows if r["experiment"] == "sine"]
-    assert [r["verdict"].startswith("one seed: ") for r in sine] == [True] * 6
+    assert [r["verdict"].startswith("one seed: ") for r in sine] == [True] * 8
     claims_md = (tmp_path / "claims.md").read_text()
     header = claims_md.splitlines()[claims_md.splitlines().index(next(
         line for line in claims_md.splitlines() if line.startswith("| experiment")))]
@@ -368,7 +387,7 @@ def test_reproduce_all_runs_every_offline_experiment_and_writes_the_claims(
     assert not (tmp_path / "celeba").exists()  # needs data this machine lacks
     rows = json.loads((tmp_path / "claims.json").read_text())
     assert {r["experiment"]: r["verdict"] for r in rows}["celeba"] == "not run here"
-    assert len(rows) == 6 + 4 + 1  # sine (4 readings of its 3 claims), prior-constraint, celeba
+    assert len(rows) == 8 + 4 + 1  # sine (its 3 claims, 8 readings), prior-constraint, celeba
 
 
 def test_a_claim_that_does_not_hold_shows_its_diagnosis_or_that_it_has_none(tmp_path, capsys):

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,25 @@ COMPARED = (*(RunSpec(m, m) for m in ("aevb", "beta-vae", "wise-ale", "wae")),
 VAES = ("aevb", "beta-vae", "wise-ale")  # the methods with a posterior density (Fig. 6)
 PER_SAMPLE_READING = ("reading: the aggregate KL charged to every sample, scaling=per-sample, "
                       "instead of once per mini-batch as Eq. 27 writes it")
+
+
+def _charged_per_sample(claim: Claim) -> Claim:
+    """``claim`` under the per-sample reading of Eq. 27: the same comparisons with the
+    ``wise-ale-per-sample`` run in place of ``wise-ale``, as ``ID-per-sample``."""
+
+    def swapped(side: Q | float) -> Q | float:
+        return dataclasses.replace(side, run=PER_SAMPLE) \
+            if isinstance(side, Q) and side.run == "wise-ale" else side
+
+    assert all(isinstance(c, Compare) for c in claim.comparisons) and claim.regime is None
+    text = claim.text.replace("(reading: ", f"({PER_SAMPLE_READING}; ", 1) \
+        if "(reading: " in claim.text else f"{claim.text} ({PER_SAMPLE_READING})"
+    return dataclasses.replace(
+        claim, id=f"{claim.id}-per-sample", text=text,
+        comparisons=tuple(dataclasses.replace(c, left=swapped(c.left), right=swapped(c.right))
+                          for c in claim.comparisons))
+
+
 N_EMBEDDED = 64  # test images drawn in Fig. 1
 N_CELEBA = 8  # test images shown in Fig. 5b
 
@@ -81,6 +101,26 @@ def _draw_sine(out: Path, results: dict[str, Any]) -> None:
                 if left_out else "")
 
 
+SINE_CLAIMS = (
+    Claim("sine-recon", "WiSE-ALE has a lower test reconstruction error than AEVB and "
+          "beta-VAE", "001 Sec. 5.1, Fig. 5a", "lower (Fig. 5a, no number)",
+          below("wise-ale", "recon_error", ("aevb", "beta-vae"))),
+    Claim("sine-train-recon", "WiSE-ALE ends training with the lowest reconstruction "
+          "error of the three VAEs", "001 Sec. 5.2, Fig. 6",
+          "'significantly lower reconstruction error' (curves only)",
+          extreme("wise-ale", "recon_error", VAES, split="train")),
+    Claim("sine-elbo", "WiSE-ALE ends training with the highest ELBO of the three VAEs "
+          "(reading: the standard per-sample ELBO, one estimator for every method, on the "
+          "training set)", "001 Sec. 5.2, Fig. 6", "'the highest ELBO' (curves only)",
+          extreme("wise-ale", "elbo", VAES, lowest=False, split="train")),
+    Claim("sine-elbo-own-bound", "WiSE-ALE ends training with the highest ELBO of the "
+          "three VAEs (reading: each method's own training objective, -loss of the last "
+          "epoch: WiSE-ALE's bound of Eq. 25-27, AEVB's and beta-VAE's ELBO)",
+          "001 Sec. 5.2, Fig. 6", "'the highest ELBO' (curves only)",
+          extreme("wise-ale", "objective", VAES, lowest=False, split="train")),
+)
+
+
 SINE = Spec(
     name="sine",
     title="Sine waves: WiSE-ALE vs AEVB, beta-VAE and WAE",
@@ -91,32 +131,7 @@ SINE = Spec(
     full={"epochs": 50, "n_train": None, "n_test": None},
     runs=COMPARED,
     metrics=("recon_error", "mse", "kl_prior", "elbo", "aggregate_kl_ub"),
-    claims=(
-        Claim("sine-recon", "WiSE-ALE has a lower test reconstruction error than AEVB and "
-              "beta-VAE", "001 Sec. 5.1, Fig. 5a", "lower (Fig. 5a, no number)",
-              below("wise-ale", "recon_error", ("aevb", "beta-vae"))),
-        Claim("sine-train-recon", "WiSE-ALE ends training with the lowest reconstruction "
-              "error of the three VAEs", "001 Sec. 5.2, Fig. 6",
-              "'significantly lower reconstruction error' (curves only)",
-              extreme("wise-ale", "recon_error", VAES, split="train")),
-        Claim("sine-elbo", "WiSE-ALE ends training with the highest ELBO of the three VAEs "
-              "(reading: the standard per-sample ELBO, one estimator for every method, on the "
-              "training set)", "001 Sec. 5.2, Fig. 6", "'the highest ELBO' (curves only)",
-              extreme("wise-ale", "elbo", VAES, lowest=False, split="train")),
-        Claim("sine-elbo-own-bound", "WiSE-ALE ends training with the highest ELBO of the "
-              "three VAEs (reading: each method's own training objective, -loss of the last "
-              "epoch: WiSE-ALE's bound of Eq. 25-27, AEVB's and beta-VAE's ELBO)",
-              "001 Sec. 5.2, Fig. 6", "'the highest ELBO' (curves only)",
-              extreme("wise-ale", "objective", VAES, lowest=False, split="train")),
-        Claim("sine-recon-per-sample", "WiSE-ALE has a lower test reconstruction error than "
-              f"AEVB and beta-VAE ({PER_SAMPLE_READING})", "001 Sec. 5.1, Fig. 5a",
-              "lower (Fig. 5a, no number)", below(PER_SAMPLE, "recon_error",
-                                                  ("aevb", "beta-vae"))),
-        Claim("sine-elbo-per-sample", "WiSE-ALE ends training with the highest ELBO of the "
-              f"three VAEs ({PER_SAMPLE_READING}; the standard per-sample ELBO on the training "
-              "set)", "001 Sec. 5.2, Fig. 6", "'the highest ELBO' (curves only)",
-              extreme(PER_SAMPLE, "elbo", ("aevb", "beta-vae"), lowest=False, split="train")),
-    ),
+    claims=(*SINE_CLAIMS, *map(_charged_per_sample, SINE_CLAIMS)),
     figures=(Figure(("fig5a_reconstructions.png", "fig6_curves.png"), _draw_sine,
                     "Fig. 5a: two lowest-frequency, two lowest-amplitude and two typical test "
                     "waves and each method's reconstruction. Fig. 6: training-set means per "
@@ -163,6 +178,34 @@ def _draw_embeddings(out: Path, results: dict[str, Any]) -> None:
     plot_embeddings(panels, test_data.y[shown].numpy(), out / "fig1_embeddings.png")
 
 
+EMBEDDING_CLAIMS = (
+    Claim("embedding-recon", "WiSE-ALE has a lower test reconstruction error than AEVB "
+          "and beta-VAE (reading: the squared error of the reconstruction, "
+          "recon_error)", "001 Sec. 5.2, Fig. 1", "lower (no number)",
+          below("wise-ale", "recon_error", ("aevb", "beta-vae"))),
+    Claim("embedding-recon-nll", "WiSE-ALE has a lower test reconstruction error than "
+          "AEVB and beta-VAE (reading: the trained likelihood's negative log-likelihood "
+          "of the image given its mean code, recon_nll)", "001 Sec. 5.2, Fig. 1",
+          "lower (no number)", below("wise-ale", "recon_nll", ("aevb", "beta-vae"))),
+    Claim("embedding-smooth", "WiSE-ALE's posteriors overlap their nearest neighbours "
+          "(densities that decay smoothly, unlike WAE's points) but less than AEVB's and "
+          "beta-VAE's, which merge (posterior overlap: Bhattacharyya coefficient with the "
+          "nearest neighbour)", "001 Sec. 1, Sec. 5.2, Fig. 1",
+          "smooth, with 'narrow, but clear borders ... as opposed to the merging seen in "
+          "AEVB' (figure only)",
+          (Compare(Q("wise-ale", "posterior_overlap"), ">", Q("wae", "posterior_overlap")),
+           *below("wise-ale", "posterior_overlap", ("aevb", "beta-vae")))),
+    Claim("embedding-compact", "WiSE-ALE's aggregate posterior is compact (reading: its KL "
+          "to the prior, aggregate_kl_mc, is no larger than AEVB's and beta-VAE's)",
+          "001 Sec. 1, Sec. 5.2, Fig. 1", "smooth and compact (figure only)",
+          below("wise-ale", "aggregate_kl_mc", ("aevb", "beta-vae"))),
+    Claim("embedding-separated", "WiSE-ALE separates the classes at least as well as AEVB "
+          "and beta-VAE: 5-NN accuracy of the codes not below theirs by more than 0.02 "
+          "(non-inferiority)", "001 Sec. 5.2, Fig. 1", "better separated (figure only)",
+          at_least("wise-ale", "knn_accuracy", ("aevb", "beta-vae"), 0.02)),
+)
+
+
 EMBEDDING = Spec(
     name="mnist-embedding",
     title="2-D embeddings", source="001 Fig. 1, Sec. 5.2",
@@ -180,41 +223,7 @@ EMBEDDING = Spec(
     metrics=("recon_error", "recon_nll", "kl_prior", "elbo", "iwae", "aggregate_kl_ub",
              "aggregate_kl_mc", "posterior_overlap", "knn_accuracy", "latent_total_variance",
              "fid_prior"),
-    claims=(
-        Claim("embedding-recon", "WiSE-ALE has a lower test reconstruction error than AEVB "
-              "and beta-VAE (reading: the squared error of the reconstruction, "
-              "recon_error)", "001 Sec. 5.2, Fig. 1", "lower (no number)",
-              below("wise-ale", "recon_error", ("aevb", "beta-vae"))),
-        Claim("embedding-recon-nll", "WiSE-ALE has a lower test reconstruction error than "
-              "AEVB and beta-VAE (reading: the trained likelihood's negative log-likelihood "
-              "of the image given its mean code, recon_nll)", "001 Sec. 5.2, Fig. 1",
-              "lower (no number)", below("wise-ale", "recon_nll", ("aevb", "beta-vae"))),
-        Claim("embedding-smooth", "WiSE-ALE's posteriors overlap their nearest neighbours "
-              "(densities that decay smoothly, unlike WAE's points) but less than AEVB's and "
-              "beta-VAE's, which merge (posterior overlap: Bhattacharyya coefficient with the "
-              "nearest neighbour)", "001 Sec. 1, Sec. 5.2, Fig. 1",
-              "smooth, with 'narrow, but clear borders ... as opposed to the merging seen in "
-              "AEVB' (figure only)",
-              (Compare(Q("wise-ale", "posterior_overlap"), ">", Q("wae", "posterior_overlap")),
-               *below("wise-ale", "posterior_overlap", ("aevb", "beta-vae")))),
-        Claim("embedding-compact", "WiSE-ALE's aggregate posterior is compact (reading: its KL "
-              "to the prior, aggregate_kl_mc, is no larger than AEVB's and beta-VAE's)",
-              "001 Sec. 1, Sec. 5.2, Fig. 1", "smooth and compact (figure only)",
-              below("wise-ale", "aggregate_kl_mc", ("aevb", "beta-vae"))),
-        Claim("embedding-separated", "WiSE-ALE separates the classes at least as well as AEVB "
-              "and beta-VAE: 5-NN accuracy of the codes not below theirs by more than 0.02 "
-              "(non-inferiority)", "001 Sec. 5.2, Fig. 1", "better separated (figure only)",
-              at_least("wise-ale", "knn_accuracy", ("aevb", "beta-vae"), 0.02)),
-        Claim("embedding-recon-per-sample", "WiSE-ALE has a lower test reconstruction error "
-              f"than AEVB and beta-VAE ({PER_SAMPLE_READING}; the squared error, recon_error)",
-              "001 Sec. 5.2, Fig. 1", "lower (no number)",
-              below(PER_SAMPLE, "recon_error", ("aevb", "beta-vae"))),
-        Claim("embedding-compact-per-sample", "WiSE-ALE's aggregate posterior is compact "
-              f"({PER_SAMPLE_READING}; its KL to the prior, aggregate_kl_mc, is no larger than "
-              "AEVB's and beta-VAE's)", "001 Sec. 1, Sec. 5.2, Fig. 1",
-              "smooth and compact (figure only)",
-              below(PER_SAMPLE, "aggregate_kl_mc", ("aevb", "beta-vae"))),
-    ),
+    claims=(*EMBEDDING_CLAIMS, *map(_charged_per_sample, EMBEDDING_CLAIMS)),
     figures=(Figure(("fig1_embeddings.png",), _draw_embeddings,
                     f"{N_EMBEDDED} random test images per method: 1- and 2-sigma ellipses of "
                     "q(z|x) coloured by class over the density of their aggregate posterior "
