@@ -55,7 +55,9 @@ def _charged_per_sample(claim: Claim) -> Claim:
         return dataclasses.replace(side, run=PER_SAMPLE) \
             if isinstance(side, Q) and side.run == "wise-ale" else side
 
-    assert all(isinstance(c, Compare) for c in claim.comparisons) and claim.regime is None
+    if claim.regime is not None or not all(isinstance(c, Compare) for c in claim.comparisons):
+        raise TypeError(f"{claim.id}: only a claim of plain comparisons (Compare, no regime) "
+                        "can be read per sample; write its per-sample twin by hand")
     text = claim.text.replace("(reading: ", f"({PER_SAMPLE_READING}; ", 1) \
         if "(reading: " in claim.text else f"{claim.text} ({PER_SAMPLE_READING})"
     return dataclasses.replace(
