@@ -49,10 +49,11 @@ demo: install
 	@echo "Report: $(DEMO)/report.md"
 
 # The tests run in TEST_WORKERS processes (pytest-xdist), each with one torch thread
-# (tests/conftest.py); TEST_WORKERS=0 runs them in this process, one after another.
+# (tests/conftest.py); TEST_WORKERS=0 runs them in this process, one after another; an
+# empty TEST_WORKERS= means the default.
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(or $(strip $(TEST_WORKERS)),2)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
