@@ -4,8 +4,9 @@ Both train AEVB (and WiSE-ALE) on the 001 App. D.1 sine network, batch 64, Adam 
 same in-memory waves, with the same torch thread count (each of ``--threads``; wiseale's
 through ``RunConfig.threads``, which it would otherwise choose itself). The hand-written loop
 runs twice: with ``torch.optim.Adam``'s default implementation, as a user writes it, and with
-``fused=True``, the implementation wiseale's loop uses on a CPU (wiseale.optim), so that the
-second ratio is the cost of the loop's own work; a third hand-written loop, fused too, also
+``fused=True``, the kernel wiseale's loop uses on a CPU (wiseale.optim.LeanAdam, which calls
+it without ``Adam.step``'s per-parameter Python), so that the second ratio is the cost of the
+loop's own work; a third hand-written loop, fused too, also
 does the per-step work wiseale's does besides (the variance clamp, the values it logs summed
 over the epoch, the loss's finiteness check: ``HandWritten(logged=True)``), so that the third
 ratio compares the same per-step work. A twin of that third loop (the same code, its own

@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where every run trains (default: cpu)")
     p.add_argument("--threads", type=_threads, metavar="N", help="torch CPU threads of "
                    "every run and fit (default: $WISEALE_THREADS, else $OMP_NUM_THREADS, else "
-                   "half the CPUs)")
+                   "half the CPUs; with a launcher: the CPUs / --jobs (local), 1 (ray), "
+                   "cpus_per_task (submitit))")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     units = p.add_argument_group(
         "units", "the training runs, then each run's measures, are planned as units "
