@@ -234,3 +234,22 @@ def test_lean_adams_zero_grad_drops_every_gradient_or_zeroes_it_in_place():
 def test_dense_layouts_are_told_from_gaps_and_overlaps(shape, stride, dense):
     """The layouts whose memory LeanAdam may walk as one flat run of values."""
     assert _dense(shape, stride) is dense
+
+
+def test_lean_adam_gives_the_kernel_flat_views_of_its_channels_last_parameters(monkeypatch):
+    """The flat path is taken: from the second step on, the kernel gets the channels-last
+    parameters (0 and 4) as 1-D views, the others as they are."""
+    kernel, dims = torch._fused_adam_, []
+
+    def spy(params, *args, **kwargs):
+        dims.append([p.dim() for p in params])
+        return kernel(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adam_", spy)
+    params = _parameters(0)
+    optimizer = LeanAdam(params, lr=1e-2, fused=True)
+    for step in range(2):
+        for index, param in enumerate(params):
+            param.grad = torch.empty_like(param).copy_(_gradients()(step, index))
+        optimizer.step()
+    assert dims == [[4, 1, 2, 1, 4], [1, 1, 2, 1, 1]]
