@@ -106,9 +106,10 @@ class LeanAdam(torch.optim.Adam):
 def _flat_where_alike(tensors: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
     """[params, grads, exp_avgs, exp_avg_sqs] with each parameter that is not contiguous (a
     channels-last weight) and its three tensors, where all four are laid alike and densely,
-    replaced by flat views of their memory: Adam is elementwise, so the update is the same,
-    and torch's CPU kernel then does not copy the parameter to a contiguous tensor and back
-    (50 us of the sine network's step: docs/performance.md, "The optimiser's step")."""
+    replaced by flat views of their memory: Adam is elementwise and the kernel walks each
+    tensor's memory as laid out, so the update is the same, and torch's CPU kernel then makes
+    no contiguous copy of it (50 us of the sine network's step: docs/performance.md, "The
+    optimiser's step")."""
     for index, param in enumerate(tensors[0]):
         if param.is_contiguous():
             continue
