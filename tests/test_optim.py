@@ -29,7 +29,7 @@ def test_adam_is_fused_on_a_cpu_and_torchs_default_where_no_kernel_exists():
     on_cpu = adam([torch.nn.Parameter(torch.zeros(3))], lr=LR)
     on_meta = adam([torch.nn.Parameter(torch.zeros(3, device="meta"))], lr=LR)
     integers = adam([torch.nn.Parameter(torch.zeros(3)), torch.zeros(2, dtype=torch.long)], lr=LR)
-    assert on_cpu.defaults["fused"] is True
+    assert on_cpu.defaults["fused"] is True and type(on_cpu) is LeanAdam
     assert on_meta.defaults["fused"] is None and integers.defaults["fused"] is None
 
 
@@ -82,6 +82,14 @@ def _parameters(seed: int) -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(p) for p in params]
 
 
+def _give_gradients(params: list[torch.nn.Parameter], grads_of, step: int) -> None:
+    """Each parameter's gradient ``grads_of(step, index)`` laid like the parameter (as
+    autograd lays it), or None where that is None."""
+    for index, param in enumerate(params):
+        grad = grads_of(step, index)
+        param.grad = None if grad is None else torch.empty_like(param).copy_(grad)
+
+
 def _count_calls(optimizer: torch.optim.Optimizer) -> dict[str, int]:
     """Counts, kept up to date, of the optimiser's step-hook calls and _init_group calls."""
     calls = {"hook": 0, "_init_group": 0}
@@ -109,10 +117,7 @@ def _run_both(steps: int, groups, options: dict, grads_of, closure: bool = False
                          **{"fused": True, **options})
         calls = _count_calls(optimizer)
         for step in range(steps):
-            for index, param in enumerate(params):
-                grad = grads_of(step, index)
-                param.grad = None if grad is None else grad.contiguous(
-                    memory_format=torch.channels_last) if param.dim() == 4 else grad
+            _give_gradients(params, grads_of, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr_type(1e-2 / (1 + step))
             optimizer.step((lambda: None) if closure else None)
@@ -194,15 +199,12 @@ def test_a_run_trains_to_the_same_weights_with_torchs_fused_adam(tmp_path, tiny_
 def test_lean_adam_leaves_a_step_with_an_inf_found_by_a_grad_scaler_to_torch():
     """found_inf set (a gradient scaler found an overflow): torch's step, which skips the
     update."""
-    results = []
+    results, grads_of = [], _gradients()
     for kind in (torch.optim.Adam, LeanAdam):
         params = _parameters(0)
         optimizer = kind(params, lr=1e-2, fused=True)
         for step in range(3):
-            for index, param in enumerate(params):
-                param.grad = _gradients()(step, index).clone().contiguous(
-                    memory_format=torch.channels_last if param.dim() == 4 else
-                    torch.contiguous_format)
+            _give_gradients(params, grads_of, step)
             if step == 2:
                 optimizer.grad_scale, optimizer.found_inf = torch.ones(()), torch.ones(())
             optimizer.step()
@@ -246,10 +248,9 @@ def test_lean_adam_gives_the_kernel_flat_views_of_its_channels_last_parameters(m
         return kernel(params, *args, **kwargs)
 
     monkeypatch.setattr(torch, "_fused_adam_", spy)
-    params = _parameters(0)
+    params, grads_of = _parameters(0), _gradients()
     optimizer = LeanAdam(params, lr=1e-2, fused=True)
     for step in range(2):
-        for index, param in enumerate(params):
-            param.grad = torch.empty_like(param).copy_(_gradients()(step, index))
+        _give_gradients(params, grads_of, step)
         optimizer.step()
     assert dims == [[4, 1, 2, 1, 4], [1, 1, 2, 1, 1]]

@@ -47,7 +47,7 @@ class LeanAdam(torch.optim.Adam):
     ``_foreach_add_`` has no fast path on a CPU) and with a channels-last parameter's tensors
     given as flat views (:func:`_flat_where_alike`), which the kernel would otherwise copy:
     about 0.13 ms of a 14 ms step on the sine network at batch 64 (docs/performance.md, "The
-    optimiser's step"). Any other case (a GPU, a
+    optimiser's step"). Any other case (parameters moved to a GPU, a
     closure, the first step, a missing gradient, amsgrad, a tensor learning rate or beta, a
     gradient scaler's ``found_inf``, parameters of several dtypes, torch.compile) takes torch's own
     step; the step hooks and the profiler mark (``Optimizer.step#LeanAdam.step``) wrap both
@@ -143,13 +143,15 @@ def _one_kind(params: list[torch.Tensor]) -> bool:
 
 
 def adam(params: Iterable[nn.Parameter], **options) -> torch.optim.Adam:
-    """:class:`LeanAdam` (``torch.optim.Adam``, fused) when every parameter is a floating-point
-    tensor on a CPU or CUDA device (torch raises for any other), else torch's default Adam."""
+    """``torch.optim.Adam(params, **options)``, fused when every parameter is a floating-point
+    tensor on a CPU or CUDA device (torch raises for any other), else torch's default; on a
+    CPU a :class:`LeanAdam`, whose own step is CPU-only."""
     params = list(params)
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES
-                                 for p in params)
-    return LeanAdam(params, fused=True, **options) if fused \
-        else torch.optim.Adam(params, **options)
+    if not params or not all(p.is_floating_point() and p.device.type in FUSED_DEVICES
+                             for p in params):
+        return torch.optim.Adam(params, **options)
+    kind = LeanAdam if all(p.is_cpu for p in params) else torch.optim.Adam
+    return kind(params, fused=True, **options)
 
 
 def lay_like_params(optimizer: torch.optim.Optimizer) -> None:
